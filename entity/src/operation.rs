@@ -1,0 +1,36 @@
+use sea_orm::entity::prelude::*;
+
+/// What an operation did to its wallet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum OperationKind {
+    #[sea_orm(string_value = "DEPOSIT")]
+    Deposit,
+    #[sea_orm(string_value = "TRANSFER_OUT")]
+    TransferOut,
+    #[sea_orm(string_value = "TRANSFER_IN")]
+    TransferIn,
+}
+
+/// One row of the append-only ledger: never updated, never deleted.
+/// `seq` numbers a wallet's operations 1, 2, 3... without gaps.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "operation")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub wallet_id: Uuid,
+    pub seq: i64,
+    pub kind: OperationKind,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub transfer_id: Option<Uuid>,
+    pub counterparty_wallet_id: Option<Uuid>,
+    pub description: Option<String>,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,23 @@
+//! Database migrations of walletql.
+//!
+//! Applied automatically when the server starts; also runnable on their own
+//! (`cargo run -p migration -- up`, reading `DATABASE_URL`).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_ledger;
+
+/// Largest balance a wallet may hold, in cents (one trillion dollars).
+///
+/// The service refuses anything that would exceed it; the database enforces it
+/// again as a CHECK so that no code path can overflow the 64-bit column.
+pub const MAX_BALANCE_CENTS: i64 = 100_000_000_000_000;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_ledger::Migration)]
+    }
+}

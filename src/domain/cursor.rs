@@ -1,0 +1,110 @@
+//! Opaque pagination cursors.
+//!
+//! A cursor names a position in a keyset (a wallet's operation sequence, or a
+//! wallet id), never an offset, so a page deep in a history costs what the
+//! first does. Cursors are base64 of a small versioned text; anything that does
+//! not decode to the expected shape is refused as invalid input.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use uuid::Uuid;
+
+use super::error::{AppError, AppResult};
+
+/// A position in one wallet's history: the operation with sequence `seq`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OperationCursor {
+    pub wallet_id: Uuid,
+    pub seq: i64,
+}
+
+impl OperationCursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("op1:{}:{}", self.wallet_id, self.seq))
+    }
+
+    pub fn decode(cursor: &str) -> AppResult<OperationCursor> {
+        let text = decode_text(cursor)?;
+        let mut parts = text.splitn(3, ':');
+        let (Some("op1"), Some(wallet), Some(seq)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid_cursor());
+        };
+        let wallet_id = Uuid::parse_str(wallet).map_err(|_| invalid_cursor())?;
+        let seq = seq.parse::<i64>().map_err(|_| invalid_cursor())?;
+        if seq < 1 {
+            return Err(invalid_cursor());
+        }
+        Ok(OperationCursor { wallet_id, seq })
+    }
+
+    /// Decodes a cursor that must point into `wallet_id`'s history: a cursor
+    /// taken from another wallet is refused rather than silently reinterpreted.
+    pub fn decode_for(cursor: &str, wallet_id: Uuid) -> AppResult<i64> {
+        let decoded = OperationCursor::decode(cursor)?;
+        if decoded.wallet_id != wallet_id {
+            return Err(AppError::invalid("cursor belongs to another wallet"));
+        }
+        Ok(decoded.seq)
+    }
+}
+
+/// A position in the list of wallets (ordered by id, which is time-ordered).
+pub struct WalletCursor;
+
+impl WalletCursor {
+    pub fn encode(id: Uuid) -> String {
+        URL_SAFE_NO_PAD.encode(format!("w1:{id}"))
+    }
+
+    pub fn decode(cursor: &str) -> AppResult<Uuid> {
+        let text = decode_text(cursor)?;
+        let id = text.strip_prefix("w1:").ok_or_else(invalid_cursor)?;
+        Uuid::parse_str(id).map_err(|_| invalid_cursor())
+    }
+}
+
+fn decode_text(cursor: &str) -> AppResult<String> {
+    if cursor.len() > 200 {
+        return Err(invalid_cursor());
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| invalid_cursor())?;
+    String::from_utf8(bytes).map_err(|_| invalid_cursor())
+}
+
+fn invalid_cursor() -> AppError {
+    AppError::invalid("invalid cursor")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_cursors_round_trip() -> AppResult<()> {
+        let c = OperationCursor {
+            wallet_id: Uuid::now_v7(),
+            seq: 42,
+        };
+        assert_eq!(OperationCursor::decode(&c.encode())?, c);
+        assert_eq!(OperationCursor::decode_for(&c.encode(), c.wallet_id)?, 42);
+        assert!(OperationCursor::decode_for(&c.encode(), Uuid::now_v7()).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn malformed_cursors_are_invalid_input() {
+        let forged = URL_SAFE_NO_PAD.encode(format!("op1:{}:-5", Uuid::nil()));
+        for bad in ["", "???", "b3Ax", &forged, &"A".repeat(300)] {
+            assert!(
+                matches!(OperationCursor::decode(bad), Err(AppError::InvalidInput(_))),
+                "{bad}"
+            );
+        }
+        let wallet = WalletCursor::encode(Uuid::nil());
+        assert!(OperationCursor::decode(&wallet).is_err());
+        assert_eq!(WalletCursor::decode(&wallet).ok(), Some(Uuid::nil()));
+    }
+}

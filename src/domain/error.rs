@@ -1,0 +1,67 @@
+//! The one error type of walletql, and the machine-readable code of each case.
+//!
+//! Every refusal a caller can cause has its own variant and code; anything
+//! unexpected is `Internal`, logged with its cause and shown only as a generic
+//! message.
+
+use sea_orm::DbErr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("insufficient funds")]
+    InsufficientFunds,
+    #[error("cannot transfer from a wallet to itself")]
+    SameWallet,
+    #[error("this idempotency key was already used with different parameters")]
+    IdempotencyKeyReused,
+    #[error("the receiving wallet would exceed its maximum balance")]
+    BalanceLimitExceeded,
+    #[error("a client with this email already exists")]
+    EmailTaken,
+    #[error("authentication required: send `Authorization: Bearer <token>`")]
+    Unauthenticated,
+    #[error("not allowed for this caller")]
+    Forbidden,
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl AppError {
+    /// The value of `extensions.code` in the GraphQL error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::InvalidInput(_) => "INVALID_INPUT",
+            AppError::NotFound(_) => "NOT_FOUND",
+            AppError::InsufficientFunds => "INSUFFICIENT_FUNDS",
+            AppError::SameWallet => "SAME_WALLET",
+            AppError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            AppError::BalanceLimitExceeded => "BALANCE_LIMIT_EXCEEDED",
+            AppError::EmailTaken => "EMAIL_TAKEN",
+            AppError::Unauthenticated => "UNAUTHENTICATED",
+            AppError::Forbidden => "FORBIDDEN",
+            AppError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> AppError {
+        AppError::InvalidInput(message.into())
+    }
+}
+
+impl From<DbErr> for AppError {
+    fn from(err: DbErr) -> Self {
+        AppError::Internal(err.into())
+    }
+}
+
+impl From<super::money::AmountError> for AppError {
+    fn from(err: super::money::AmountError) -> Self {
+        AppError::InvalidInput(err.to_string())
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,98 @@
+//! Limits on the free-text parts of requests, checked before any I/O.
+
+use super::error::{AppError, AppResult};
+
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_EMAIL_CHARS: usize = 320;
+pub const MAX_DESCRIPTION_CHARS: usize = 500;
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// A client's display name: trimmed, non-empty, bounded, no control characters.
+pub fn name(raw: &str) -> AppResult<String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(AppError::invalid("name must not be empty"));
+    }
+    bounded_text("name", name, MAX_NAME_CHARS)?;
+    Ok(name.to_owned())
+}
+
+/// An email address, lower-cased so that uniqueness ignores case. Only the
+/// shape `local@domain` is checked: deliverability is not ours to judge.
+pub fn email(raw: &str) -> AppResult<String> {
+    let email = raw.trim().to_lowercase();
+    bounded_text("email", &email, MAX_EMAIL_CHARS)?;
+    let valid = match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !email.chars().any(char::is_whitespace)
+        }
+        None => false,
+    };
+    if !valid {
+        return Err(AppError::invalid("email must look like name@example.com"));
+    }
+    Ok(email)
+}
+
+pub fn description(raw: &str) -> AppResult<String> {
+    bounded_text("description", raw, MAX_DESCRIPTION_CHARS)?;
+    Ok(raw.to_owned())
+}
+
+/// Idempotency keys are opaque to us, but bounded and printable.
+pub fn idempotency_key(raw: &str) -> AppResult<String> {
+    if raw.is_empty() {
+        return Err(AppError::invalid("idempotencyKey must not be empty"));
+    }
+    bounded_text("idempotencyKey", raw, MAX_IDEMPOTENCY_KEY_CHARS)?;
+    Ok(raw.to_owned())
+}
+
+fn bounded_text(field: &str, value: &str, max_chars: usize) -> AppResult<()> {
+    if value.chars().count() > max_chars {
+        return Err(AppError::invalid(format!(
+            "{field} must be at most {max_chars} characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(AppError::invalid(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(name("  Ada  ").ok().as_deref(), Some("Ada"));
+        assert!(name("   ").is_err());
+        assert!(name(&"x".repeat(MAX_NAME_CHARS + 1)).is_err());
+        assert!(name(&"é".repeat(MAX_NAME_CHARS)).is_ok());
+        assert!(name("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn emails_are_lowercased_and_shaped() {
+        assert_eq!(
+            email("Ada@Example.COM").ok().as_deref(),
+            Some("ada@example.com")
+        );
+        for bad in ["", "ada", "@x", "ada@", "a@b@c", "a b@c"] {
+            assert!(email(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_bounded() {
+        assert!(idempotency_key("").is_err());
+        assert!(idempotency_key(&"k".repeat(256)).is_err());
+        assert!(idempotency_key("order-42").is_ok());
+    }
+}

@@ -1,0 +1,16 @@
+//! walletql: a wallet and payment service with a GraphQL API.
+//!
+//! - `domain`: the rules (money, callers, cursors, errors), no I/O;
+//! - `ledger`: deposits, transfers and clients, each in its own transaction;
+//! - `store`: connections, migrations and every SQL query;
+//! - `schema`: the GraphQL types and resolvers;
+//! - `server`: HTTP wiring, authentication, shutdown;
+//! - `config`, `telemetry`: settings and logs.
+
+pub mod config;
+pub mod domain;
+pub mod ledger;
+pub mod schema;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,26 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use walletql::config::{Cli, Command};
+use walletql::{schema, server, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::PrintSchema => {
+            print!("{}", schema::sdl());
+            ExitCode::SUCCESS
+        }
+        Command::Serve => {
+            telemetry::init();
+            match server::run(cli.config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!(error = ?err, "walletql stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

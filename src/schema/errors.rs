@@ -1,0 +1,44 @@
+//! From `AppError` to GraphQL errors with `extensions.code`.
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest};
+use async_graphql::{Error, ErrorExtensions, Response, Value};
+
+use crate::domain::error::AppError;
+
+impl From<AppError> for Error {
+    fn from(err: AppError) -> Error {
+        if let AppError::Internal(cause) = &err {
+            // The cause is for the operators' logs, never for the caller.
+            tracing::error!(error = ?cause, "internal error");
+        }
+        let code = err.code();
+        Error::new(err.to_string()).extend_with(|_, ext| ext.set("code", code))
+    }
+}
+
+/// Gives every error without a code one: those come from async-graphql's own
+/// parsing and validation (a malformed document, an unknown field, a value of
+/// the wrong type), which are all the caller's input.
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodes)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ErrorCodes {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        for error in &mut response.errors {
+            let extensions = error.extensions.get_or_insert_with(Default::default);
+            if extensions.get("code").is_none() {
+                extensions.set("code", Value::from(AppError::invalid("").code()));
+            }
+        }
+        response
+    }
+}

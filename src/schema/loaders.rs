@@ -1,0 +1,150 @@
+//! DataLoaders: every lookup a resolver makes by key goes through here, so a
+//! page of 100 wallets with their clients costs one statement per kind of
+//! thing, not one per wallet.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use entity::{client, operation, transfer, wallet};
+use sea_orm::DbErr;
+use uuid::Uuid;
+
+use crate::domain::error::AppError;
+use crate::store::Store;
+use crate::store::reads::{self, OperationFilter, PageQuery};
+
+/// One loader for every key type; a fresh one per request, so nothing is
+/// cached between requests.
+pub struct DbLoader {
+    store: Store,
+}
+
+pub fn new_loader(store: Store) -> DataLoader<DbLoader> {
+    DataLoader::new(DbLoader { store }, tokio::spawn)
+}
+
+/// A loader's error, cloneable because one failed batch answers many keys.
+#[derive(Clone, Debug)]
+pub struct LoadError(Arc<DbErr>);
+
+impl From<DbErr> for LoadError {
+    fn from(err: DbErr) -> Self {
+        LoadError(Arc::new(err))
+    }
+}
+
+impl From<LoadError> for AppError {
+    fn from(err: LoadError) -> Self {
+        AppError::Internal(anyhow::anyhow!("{}", err.0))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WalletId(pub Uuid);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientId(pub Uuid);
+
+/// A client's wallet, by the client's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WalletOfClient(pub Uuid);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TransferId(pub Uuid);
+
+/// One page of one wallet's history; keys with equal pages are batched into
+/// a single statement.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OperationPage {
+    pub wallet_id: Uuid,
+    pub page: PageQuery<i64>,
+    pub filter: OperationFilter,
+}
+
+fn by_key<K: std::hash::Hash + Eq, V>(rows: Vec<V>, key: impl Fn(&V) -> K) -> HashMap<K, V> {
+    rows.into_iter().map(|row| (key(&row), row)).collect()
+}
+
+impl Loader<WalletId> for DbLoader {
+    type Value = wallet::Model;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[WalletId]) -> Result<HashMap<WalletId, wallet::Model>, LoadError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = reads::wallets_by_ids(self.store.db(), &ids).await?;
+        Ok(by_key(rows, |w| WalletId(w.id)))
+    }
+}
+
+impl Loader<WalletOfClient> for DbLoader {
+    type Value = wallet::Model;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[WalletOfClient],
+    ) -> Result<HashMap<WalletOfClient, wallet::Model>, LoadError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = reads::wallets_by_client_ids(self.store.db(), &ids).await?;
+        Ok(by_key(rows, |w| WalletOfClient(w.client_id)))
+    }
+}
+
+impl Loader<ClientId> for DbLoader {
+    type Value = client::Model;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[ClientId]) -> Result<HashMap<ClientId, client::Model>, LoadError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = reads::clients_by_ids(self.store.db(), &ids).await?;
+        Ok(by_key(rows, |c| ClientId(c.id)))
+    }
+}
+
+impl Loader<TransferId> for DbLoader {
+    type Value = transfer::Model;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[TransferId],
+    ) -> Result<HashMap<TransferId, transfer::Model>, LoadError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = reads::transfers_by_ids(self.store.db(), &ids).await?;
+        Ok(by_key(rows, |t| TransferId(t.id)))
+    }
+}
+
+impl Loader<OperationPage> for DbLoader {
+    type Value = Vec<operation::Model>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[OperationPage],
+    ) -> Result<HashMap<OperationPage, Vec<operation::Model>>, LoadError> {
+        // Group the wallets that ask for the same page shape.
+        let mut groups: HashMap<(&PageQuery<i64>, &OperationFilter), Vec<Uuid>> = HashMap::new();
+        for key in keys {
+            groups
+                .entry((&key.page, &key.filter))
+                .or_default()
+                .push(key.wallet_id);
+        }
+        let mut pages = HashMap::with_capacity(keys.len());
+        for ((page, filter), wallet_ids) in groups {
+            let mut found =
+                reads::operation_pages(self.store.db(), &wallet_ids, page, filter).await?;
+            for wallet_id in wallet_ids {
+                let key = OperationPage {
+                    wallet_id,
+                    page: page.clone(),
+                    filter: filter.clone(),
+                };
+                pages.insert(key, found.remove(&wallet_id).unwrap_or_default());
+            }
+        }
+        Ok(pages)
+    }
+}

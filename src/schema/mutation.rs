@@ -1,0 +1,90 @@
+use async_graphql::{Context, InputObject, Object, Result};
+use uuid::Uuid;
+
+use super::scalars::Dec;
+use super::types::{CreateClientPayload, DepositPayload, TransferPayload, caller};
+use crate::domain::error::AppError;
+use crate::domain::money::Money;
+use crate::ledger::{self, DepositRequest, TransferRequest};
+use crate::store::Store;
+
+pub struct MutationRoot;
+
+#[derive(InputObject)]
+pub struct CreateClientInput {
+    pub name: String,
+    pub email: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct DepositInput {
+    pub wallet_id: Uuid,
+    /// Greater than zero, at most two decimals, at most 1000000000.00.
+    pub amount: Dec,
+    /// Makes retries safe: the same key returns the first result.
+    pub idempotency_key: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct TransferInput {
+    pub from_wallet_id: Uuid,
+    pub to_wallet_id: Uuid,
+    /// Greater than zero, at most two decimals, at most 1000000000.00.
+    pub amount: Dec,
+    /// Makes retries safe: the same key returns the first result.
+    pub idempotency_key: Option<String>,
+    pub description: Option<String>,
+}
+
+#[Object]
+impl MutationRoot {
+    /// Creates a client with an empty wallet. Needs no token; returns the
+    /// client's own token, which is never shown again.
+    async fn create_client(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateClientInput,
+    ) -> Result<CreateClientPayload> {
+        let store = ctx.data::<Store>()?;
+        let created = ledger::create_client(store, &input.name, input.email.as_deref()).await?;
+        Ok(CreateClientPayload {
+            client: created.client,
+            wallet: created.wallet,
+            token: created.token,
+        })
+    }
+
+    /// Puts money into a wallet (operator only).
+    async fn deposit(&self, ctx: &Context<'_>, input: DepositInput) -> Result<DepositPayload> {
+        let store = ctx.data::<Store>()?;
+        let request = DepositRequest {
+            wallet_id: input.wallet_id,
+            amount: Money::amount(input.amount.0).map_err(AppError::from)?,
+            description: input.description,
+            idempotency_key: input.idempotency_key,
+        };
+        let outcome = ledger::deposit(store, caller(ctx)?, request).await?;
+        Ok(DepositPayload {
+            operation: outcome.operation,
+            wallet: outcome.wallet,
+        })
+    }
+
+    /// Moves money from the caller's wallet to another wallet, atomically.
+    async fn transfer(&self, ctx: &Context<'_>, input: TransferInput) -> Result<TransferPayload> {
+        let store = ctx.data::<Store>()?;
+        let request = TransferRequest {
+            from_wallet_id: input.from_wallet_id,
+            to_wallet_id: input.to_wallet_id,
+            amount: Money::amount(input.amount.0).map_err(AppError::from)?,
+            description: input.description,
+            idempotency_key: input.idempotency_key,
+        };
+        let outcome = ledger::transfer(store, caller(ctx)?, request).await?;
+        Ok(TransferPayload {
+            transfer: outcome.transfer,
+            debit: outcome.debit,
+        })
+    }
+}

@@ -1,0 +1,84 @@
+//! Relay connection arguments to keyset page queries, and back.
+
+use async_graphql::OutputType;
+use async_graphql::connection::{Connection, Edge};
+
+use super::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::domain::error::{AppError, AppResult};
+use crate::store::reads::{Direction, PageQuery};
+
+/// The four Relay arguments, as received.
+pub struct PageArgs {
+    pub first: Option<i32>,
+    pub after: Option<String>,
+    pub last: Option<i32>,
+    pub before: Option<String>,
+}
+
+/// A validated page request: the query to run and the page size.
+pub struct Page<K> {
+    pub query: PageQuery<K>,
+    pub size: usize,
+}
+
+impl PageArgs {
+    /// Checks the arguments and decodes the cursors with `decode`.
+    pub fn parse<K>(self, decode: impl Fn(&str) -> AppResult<K>) -> AppResult<Page<K>> {
+        let (size, direction) = match (self.first, self.last) {
+            (Some(_), Some(_)) => {
+                return Err(AppError::invalid("pass either `first` or `last`, not both"));
+            }
+            (Some(n), None) => (page_size("first", n)?, Direction::Forward),
+            (None, Some(n)) => (page_size("last", n)?, Direction::Backward),
+            (None, None) => (DEFAULT_PAGE_SIZE, Direction::Forward),
+        };
+        Ok(Page {
+            query: PageQuery {
+                after: self.after.as_deref().map(&decode).transpose()?,
+                before: self.before.as_deref().map(&decode).transpose()?,
+                fetch: size as u64 + 1,
+                direction,
+            },
+            size,
+        })
+    }
+}
+
+fn page_size(name: &str, n: i32) -> AppResult<usize> {
+    usize::try_from(n)
+        .ok()
+        .filter(|n| *n <= MAX_PAGE_SIZE)
+        .ok_or_else(|| AppError::invalid(format!("`{name}` must be between 0 and {MAX_PAGE_SIZE}")))
+}
+
+impl<K> Page<K> {
+    /// Builds the connection from the fetched rows (in the list's natural
+    /// order, possibly with one extra row beyond the page).
+    pub fn connection<Row, Node: OutputType>(
+        &self,
+        mut rows: Vec<Row>,
+        cursor: impl Fn(&Row) -> String,
+        node: impl Fn(Row) -> Node,
+    ) -> Connection<String, Node> {
+        let more = rows.len() > self.size;
+        let (has_previous, has_next) = match self.query.direction {
+            Direction::Forward => {
+                rows.truncate(self.size);
+                (self.query.after.is_some(), more)
+            }
+            Direction::Backward => {
+                // The extra row of a backward page sits at its start.
+                if more {
+                    rows.drain(..rows.len() - self.size);
+                }
+                (more, self.query.before.is_some())
+            }
+        };
+        let mut connection = Connection::new(has_previous, has_next);
+        connection.edges = rows
+            .into_iter()
+            .map(|row| Edge::new(cursor(&row), node(row)))
+            .collect();
+        connection
+    }
+}

@@ -1,0 +1,114 @@
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Object, Result};
+use uuid::Uuid;
+
+use super::loaders::ClientId;
+use super::pagination::PageArgs;
+use super::types::{
+    Client, Operation, OperationFilterInput, Wallet, caller, load_wallet, loader,
+    operations_connection,
+};
+use crate::domain::auth::Caller;
+use crate::domain::cursor::WalletCursor;
+use crate::domain::error::AppError;
+use crate::store::{Store, reads};
+
+pub struct QueryRoot;
+
+#[Object]
+impl QueryRoot {
+    /// The calling client; null for the operator.
+    async fn me(&self, ctx: &Context<'_>) -> Result<Option<Client>> {
+        match caller(ctx)? {
+            Caller::Anonymous => Err(AppError::Unauthenticated.into()),
+            Caller::Operator => Ok(None),
+            Caller::Client { client_id, .. } => Ok(Some(client_by_id(ctx, *client_id).await?)),
+        }
+    }
+
+    /// A client: the caller itself, or any for the operator.
+    async fn client(&self, ctx: &Context<'_>, id: Uuid) -> Result<Client> {
+        caller(ctx)?.require_read(id)?;
+        client_by_id(ctx, id).await
+    }
+
+    /// A wallet: the caller's own, or any for the operator.
+    async fn wallet(&self, ctx: &Context<'_>, id: Uuid) -> Result<Wallet> {
+        Ok(readable_wallet(ctx, id).await?)
+    }
+
+    /// Wallets, oldest first: all of them for the operator, a client's own
+    /// for a client.
+    async fn wallets(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> Result<Connection<String, Wallet>> {
+        let owner = match caller(ctx)? {
+            Caller::Anonymous => return Err(AppError::Unauthenticated.into()),
+            Caller::Operator => None,
+            Caller::Client { client_id, .. } => Some(*client_id),
+        };
+        let page = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        }
+        .parse(WalletCursor::decode)?;
+        let store = ctx.data::<Store>()?;
+        let rows = reads::wallet_page(store.db(), owner, &page.query)
+            .await
+            .map_err(AppError::from)?;
+        Ok(page.connection(rows, |w| WalletCursor::encode(w.id), Wallet::new))
+    }
+
+    /// A wallet's history, newest first.
+    #[allow(clippy::too_many_arguments)]
+    async fn operations(
+        &self,
+        ctx: &Context<'_>,
+        wallet_id: Uuid,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<OperationFilterInput>,
+    ) -> Result<Connection<String, Operation>> {
+        readable_wallet(ctx, wallet_id).await?;
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        Ok(operations_connection(ctx, wallet_id, args, filter).await?)
+    }
+}
+
+async fn client_by_id(ctx: &Context<'_>, id: Uuid) -> Result<Client> {
+    let client = loader(ctx)?
+        .load_one(ClientId(id))
+        .await
+        .map_err(AppError::from)?
+        .ok_or(AppError::NotFound("client"))?;
+    Ok(Client(client))
+}
+
+/// A wallet the caller may read. A client asking for a wallet that is not
+/// its own is refused the same way whether or not that wallet exists.
+async fn readable_wallet(ctx: &Context<'_>, id: Uuid) -> Result<Wallet, AppError> {
+    let caller = caller(ctx)?;
+    caller.require_authenticated()?;
+    match load_wallet(ctx, id).await? {
+        Some(wallet) => {
+            caller.require_read(wallet.client_id)?;
+            Ok(Wallet::new(wallet))
+        }
+        None if *caller == Caller::Operator => Err(AppError::NotFound("wallet")),
+        None => Err(AppError::Forbidden),
+    }
+}

@@ -1,0 +1,425 @@
+//! GraphQL object types. Each wraps a stored row; anything it links to is
+//! fetched through the request's DataLoader. Private parts of a wallet
+//! (balance, owner, history) are checked against the caller field by field,
+//! because a wallet can be reached through a counterparty link.
+
+use async_graphql::connection::Connection;
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::{client, operation, transfer, wallet};
+use uuid::Uuid;
+
+use super::loaders::{ClientId, DbLoader, OperationPage, TransferId, WalletId, WalletOfClient};
+use super::pagination::PageArgs;
+use super::scalars::Dec;
+use crate::domain::auth::Caller;
+use crate::domain::cursor::OperationCursor;
+use crate::domain::error::{AppError, AppResult};
+use crate::domain::money::Money;
+use crate::store::reads::OperationFilter;
+
+pub fn caller<'a>(ctx: &Context<'a>) -> AppResult<&'a Caller> {
+    ctx.data::<Caller>()
+        .map_err(|_| AppError::Internal(anyhow::anyhow!("request has no caller")))
+}
+
+pub fn loader<'a>(ctx: &Context<'a>) -> AppResult<&'a DataLoader<DbLoader>> {
+    ctx.data::<DataLoader<DbLoader>>()
+        .map_err(|_| AppError::Internal(anyhow::anyhow!("request has no loader")))
+}
+
+pub async fn load_wallet(ctx: &Context<'_>, id: Uuid) -> AppResult<Option<wallet::Model>> {
+    Ok(loader(ctx)?.load_one(WalletId(id)).await?)
+}
+
+/// A wallet that must exist (it is referenced by a stored row).
+async fn wallet_by_id(ctx: &Context<'_>, id: Uuid) -> AppResult<Wallet> {
+    load_wallet(ctx, id)
+        .await?
+        .map(Wallet::new)
+        .ok_or(AppError::NotFound("wallet"))
+}
+
+fn money(cents: i64) -> AppResult<Dec> {
+    Money::from_cents(cents)
+        .map(Dec::from)
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("negative amount in storage: {cents}")))
+}
+
+/// A client of the service.
+pub struct Client(pub client::Model);
+
+#[Object]
+impl Client {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn email(&self) -> Option<&str> {
+        self.0.email.as_deref()
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    /// The client's one wallet.
+    async fn wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
+        let wallet = loader(ctx)?
+            .load_one(WalletOfClient(self.0.id))
+            .await
+            .map_err(AppError::from)?
+            .ok_or(AppError::NotFound("wallet"))?;
+        Ok(Wallet::new(wallet))
+    }
+}
+
+/// A wallet holding USD. Its owner sees everything; others see only its id.
+pub struct Wallet(pub wallet::Model, Access);
+
+/// Whether the private fields still need checking against the caller.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Check,
+    /// The wallet was just created for this caller (`createClient` is
+    /// anonymous, yet its caller may see the wallet it got).
+    Granted,
+}
+
+impl Wallet {
+    pub fn new(row: wallet::Model) -> Wallet {
+        Wallet(row, Access::Check)
+    }
+
+    pub fn granted(row: wallet::Model) -> Wallet {
+        Wallet(row, Access::Granted)
+    }
+
+    fn check_read(&self, ctx: &Context<'_>) -> AppResult<()> {
+        match self.1 {
+            Access::Granted => Ok(()),
+            Access::Check => caller(ctx)?.require_read(self.0.client_id),
+        }
+    }
+}
+
+#[Object]
+impl Wallet {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+
+    /// Current balance, always with two decimals.
+    async fn balance(&self, ctx: &Context<'_>) -> Result<Dec> {
+        self.check_read(ctx)?;
+        Ok(money(self.0.balance)?)
+    }
+
+    /// Number of operations in the wallet's history (the newest one's sequence).
+    async fn operation_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        self.check_read(ctx)?;
+        Ok(self.0.last_seq)
+    }
+
+    async fn client(&self, ctx: &Context<'_>) -> Result<Client> {
+        self.check_read(ctx)?;
+        let client = loader(ctx)?
+            .load_one(ClientId(self.0.client_id))
+            .await
+            .map_err(AppError::from)?
+            .ok_or(AppError::NotFound("client"))?;
+        Ok(Client(client))
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn updated_at(&self, ctx: &Context<'_>) -> Result<DateTime<Utc>> {
+        self.check_read(ctx)?;
+        Ok(self.0.updated_at)
+    }
+
+    /// The wallet's history, newest first.
+    async fn operations(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<OperationFilterInput>,
+    ) -> Result<Connection<String, Operation>> {
+        self.check_read(ctx)?;
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        Ok(operations_connection(ctx, self.0.id, args, filter).await?)
+    }
+}
+
+/// One page of a wallet's history; the caller has been authorized already.
+pub async fn operations_connection(
+    ctx: &Context<'_>,
+    wallet_id: Uuid,
+    args: PageArgs,
+    filter: Option<OperationFilterInput>,
+) -> AppResult<Connection<String, Operation>> {
+    let page = args.parse(|cursor| OperationCursor::decode_for(cursor, wallet_id))?;
+    let filter = filter.map(OperationFilter::from).unwrap_or_default();
+    let key = OperationPage {
+        wallet_id,
+        page: page.query.clone(),
+        filter,
+    };
+    let rows = loader(ctx)?.load_one(key).await?.unwrap_or_default();
+    Ok(page.connection(rows, |op| cursor_of(op), Operation))
+}
+
+fn cursor_of(op: &operation::Model) -> String {
+    OperationCursor {
+        wallet_id: op.wallet_id,
+        seq: op.seq,
+    }
+    .encode()
+}
+
+/// What an operation did to its wallet.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperationKind {
+    Deposit,
+    TransferOut,
+    TransferIn,
+}
+
+impl From<operation::OperationKind> for OperationKind {
+    fn from(kind: operation::OperationKind) -> Self {
+        match kind {
+            operation::OperationKind::Deposit => OperationKind::Deposit,
+            operation::OperationKind::TransferOut => OperationKind::TransferOut,
+            operation::OperationKind::TransferIn => OperationKind::TransferIn,
+        }
+    }
+}
+
+impl From<OperationKind> for operation::OperationKind {
+    fn from(kind: OperationKind) -> Self {
+        match kind {
+            OperationKind::Deposit => operation::OperationKind::Deposit,
+            OperationKind::TransferOut => operation::OperationKind::TransferOut,
+            OperationKind::TransferIn => operation::OperationKind::TransferIn,
+        }
+    }
+}
+
+/// Narrows a history: by kind, and by time (`from` inclusive, `to` exclusive).
+#[derive(InputObject, Default)]
+pub struct OperationFilterInput {
+    pub kinds: Option<Vec<OperationKind>>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl From<OperationFilterInput> for OperationFilter {
+    fn from(input: OperationFilterInput) -> Self {
+        OperationFilter {
+            kinds: input.kinds.map(|kinds| {
+                let mut kinds: Vec<operation::OperationKind> =
+                    kinds.into_iter().map(Into::into).collect();
+                // A canonical order, so equal filters batch together.
+                kinds.sort_by_key(|k| *k as u8);
+                kinds.dedup();
+                kinds
+            }),
+            from: input.from,
+            to: input.to,
+        }
+    }
+}
+
+/// One entry of a wallet's ledger. Never changes once written.
+pub struct Operation(pub operation::Model);
+
+#[Object]
+impl Operation {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+
+    /// Position of this operation in its wallet's history; usable as `after`
+    /// or `before` in `operations`.
+    async fn cursor(&self) -> String {
+        cursor_of(&self.0)
+    }
+
+    /// 1 for a wallet's first operation, then 2, 3... without gaps.
+    async fn sequence(&self) -> i64 {
+        self.0.seq
+    }
+
+    async fn kind(&self) -> OperationKind {
+        self.0.kind.into()
+    }
+
+    async fn amount(&self) -> Result<Dec> {
+        Ok(money(self.0.amount)?)
+    }
+
+    /// The wallet's balance right after this operation.
+    async fn balance_after(&self) -> Result<Dec> {
+        Ok(money(self.0.balance_after)?)
+    }
+
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn wallet_id(&self) -> Uuid {
+        self.0.wallet_id
+    }
+
+    async fn wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
+        Ok(wallet_by_id(ctx, self.0.wallet_id).await?)
+    }
+
+    /// The other wallet of a transfer (only its id is visible to a client).
+    async fn counterparty(&self, ctx: &Context<'_>) -> Result<Option<Wallet>> {
+        let Some(id) = self.0.counterparty_wallet_id else {
+            return Ok(None);
+        };
+        Ok(load_wallet(ctx, id).await?.map(Wallet::new))
+    }
+
+    async fn transfer(&self, ctx: &Context<'_>) -> Result<Option<Transfer>> {
+        let Some(id) = self.0.transfer_id else {
+            return Ok(None);
+        };
+        let transfer = loader(ctx)?
+            .load_one(TransferId(id))
+            .await
+            .map_err(AppError::from)?;
+        Ok(transfer.map(Transfer))
+    }
+}
+
+/// A movement of money between two wallets.
+pub struct Transfer(pub transfer::Model);
+
+#[Object]
+impl Transfer {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+
+    async fn amount(&self) -> Result<Dec> {
+        Ok(money(self.0.amount)?)
+    }
+
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn from_wallet_id(&self) -> Uuid {
+        self.0.from_wallet_id
+    }
+
+    async fn to_wallet_id(&self) -> Uuid {
+        self.0.to_wallet_id
+    }
+
+    async fn from_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
+        Ok(wallet_by_id(ctx, self.0.from_wallet_id).await?)
+    }
+
+    async fn to_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
+        Ok(wallet_by_id(ctx, self.0.to_wallet_id).await?)
+    }
+}
+
+/// A new client, its wallet, and its API token.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct CreateClientPayload {
+    #[graphql(skip)]
+    pub client: client::Model,
+    #[graphql(skip)]
+    pub wallet: wallet::Model,
+    /// The client's secret API token: shown only here, stored only as a hash.
+    pub token: String,
+}
+
+#[ComplexObject]
+impl CreateClientPayload {
+    async fn client(&self) -> Client {
+        Client(self.client.clone())
+    }
+
+    async fn wallet(&self) -> Wallet {
+        Wallet::granted(self.wallet.clone())
+    }
+}
+
+pub struct DepositPayload {
+    pub operation: operation::Model,
+    pub wallet: wallet::Model,
+}
+
+#[Object]
+impl DepositPayload {
+    /// The DEPOSIT entry in the wallet's history.
+    async fn operation(&self) -> Operation {
+        Operation(self.operation.clone())
+    }
+
+    /// The wallet as it is now.
+    async fn wallet(&self) -> Wallet {
+        Wallet::new(self.wallet.clone())
+    }
+}
+
+pub struct TransferPayload {
+    pub transfer: transfer::Model,
+    pub debit: operation::Model,
+}
+
+#[Object]
+impl TransferPayload {
+    async fn transfer(&self) -> Transfer {
+        Transfer(self.transfer.clone())
+    }
+
+    /// The payer's TRANSFER_OUT entry.
+    async fn operation(&self) -> Operation {
+        Operation(self.debit.clone())
+    }
+
+    /// The payer's wallet as it is now.
+    async fn from_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
+        Ok(wallet_by_id(ctx, self.transfer.from_wallet_id).await?)
+    }
+
+    /// The payee's wallet (only its id is visible to the payer).
+    async fn to_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
+        Ok(wallet_by_id(ctx, self.transfer.to_wallet_id).await?)
+    }
+}

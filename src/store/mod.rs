@@ -1,0 +1,117 @@
+//! Persistence: connecting to the database, migrating it, and the few places
+//! where a backend needs its own handling. All SQL lives under `store/`;
+//! the `ledger` module owns transactions and calls in here.
+
+mod backend;
+pub mod reads;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, TransactionTrait,
+};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+pub use backend::{is_retryable, lock_wallets_in_order, unique_violation_on};
+
+/// The database handle shared by every request.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    /// SQLite allows one writer at a time; queueing writers here, in process,
+    /// is fairer and faster than letting them spin on `SQLITE_BUSY`.
+    writer: Option<Arc<Mutex<()>>>,
+    statements: Arc<AtomicU64>,
+}
+
+/// A write transaction, holding the writer slot on backends that need one.
+pub struct WriteTx {
+    pub tx: DatabaseTransaction,
+    _writer: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commits, then releases the writer slot.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.tx.commit().await
+    }
+
+    /// Rolls back now rather than on drop, so the connection and the writer
+    /// slot are clean when the next writer gets them.
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.tx.rollback().await
+    }
+}
+
+impl Store {
+    /// Connects, tunes the connection for its backend and applies pending
+    /// migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, DbErr> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(max_connections)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
+            .sqlx_logging(false);
+        let mut db = Database::connect(options).await?;
+        let statements = Arc::new(AtomicU64::new(0));
+        let counter = statements.clone();
+        db.set_metric_callback(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        let writer = match db.get_database_backend() {
+            DbBackend::Sqlite => {
+                // WAL lets readers proceed while a write is in progress.
+                db.execute_unprepared("PRAGMA journal_mode = WAL").await?;
+                Some(Arc::new(Mutex::new(())))
+            }
+            _ => None,
+        };
+        Migrator::up(&db, None).await?;
+        Ok(Store {
+            db,
+            writer,
+            statements,
+        })
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// SQL statements run so far through this store (all connections); lets
+    /// tests and benchmarks count round trips.
+    pub fn statements_run(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Begins a transaction that will write.
+    pub async fn begin_write(&self) -> Result<WriteTx, DbErr> {
+        let writer = match &self.writer {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = self.db.begin().await?;
+        Ok(WriteTx {
+            tx,
+            _writer: writer,
+        })
+    }
+
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.db.ping().await
+    }
+
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.db.close().await
+    }
+}

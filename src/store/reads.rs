@@ -1,0 +1,213 @@
+//! Read queries. Every list is a keyset page (`WHERE key < cursor ORDER BY key
+//! LIMIT n`) over an index, never an OFFSET, so its cost does not grow with
+//! how deep the page is or how large the table becomes.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use entity::operation::{self, OperationKind};
+use entity::{client, transfer, wallet};
+use sea_orm::sea_query::{Alias, Asterisk, Query, SelectStatement, UnionType};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Select,
+};
+use uuid::Uuid;
+
+/// Which way a page is read from its cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// `first`/`after`: in the list's natural order.
+    Forward,
+    /// `last`/`before`: from the end of the list, returned in natural order.
+    Backward,
+}
+
+/// A keyset page request: bounds are exclusive, `fetch` includes one extra
+/// row that tells whether another page follows.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PageQuery<K> {
+    pub after: Option<K>,
+    pub before: Option<K>,
+    pub fetch: u64,
+    pub direction: Direction,
+}
+
+/// Narrows a wallet's history.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OperationFilter {
+    pub kinds: Option<Vec<OperationKind>>,
+    /// Inclusive lower bound on `created_at`.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive upper bound on `created_at`.
+    pub to: Option<DateTime<Utc>>,
+}
+
+pub async fn wallets_by_ids<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[Uuid],
+) -> Result<Vec<wallet::Model>, DbErr> {
+    wallet::Entity::find()
+        .filter(wallet::Column::Id.is_in(ids.iter().copied()))
+        .all(conn)
+        .await
+}
+
+pub async fn wallets_by_client_ids<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[Uuid],
+) -> Result<Vec<wallet::Model>, DbErr> {
+    wallet::Entity::find()
+        .filter(wallet::Column::ClientId.is_in(ids.iter().copied()))
+        .all(conn)
+        .await
+}
+
+pub async fn clients_by_ids<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[Uuid],
+) -> Result<Vec<client::Model>, DbErr> {
+    client::Entity::find()
+        .filter(client::Column::Id.is_in(ids.iter().copied()))
+        .all(conn)
+        .await
+}
+
+pub async fn transfers_by_ids<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[Uuid],
+) -> Result<Vec<transfer::Model>, DbErr> {
+    transfer::Entity::find()
+        .filter(transfer::Column::Id.is_in(ids.iter().copied()))
+        .all(conn)
+        .await
+}
+
+pub async fn operation_by_id<C: ConnectionTrait>(
+    conn: &C,
+    id: Uuid,
+) -> Result<Option<operation::Model>, DbErr> {
+    operation::Entity::find_by_id(id).one(conn).await
+}
+
+/// The client owning a token (by its hash) and that client's wallet.
+pub async fn caller_by_token_hash<C: ConnectionTrait>(
+    conn: &C,
+    token_hash: &str,
+) -> Result<Option<(Uuid, Uuid)>, DbErr> {
+    wallet::Entity::find()
+        .select_only()
+        .column(wallet::Column::ClientId)
+        .column(wallet::Column::Id)
+        .inner_join(client::Entity)
+        .filter(client::Column::TokenHash.eq(token_hash))
+        .into_tuple::<(Uuid, Uuid)>()
+        .one(conn)
+        .await
+}
+
+/// A page of wallets in id order (ids are UUIDv7, so this is creation order),
+/// optionally only those of one client.
+pub async fn wallet_page<C: ConnectionTrait>(
+    conn: &C,
+    owner: Option<Uuid>,
+    page: &PageQuery<Uuid>,
+) -> Result<Vec<wallet::Model>, DbErr> {
+    let mut query = wallet::Entity::find()
+        .apply_if(owner, |q, owner| {
+            q.filter(wallet::Column::ClientId.eq(owner))
+        })
+        .apply_if(page.after, |q, after| {
+            q.filter(wallet::Column::Id.gt(after))
+        })
+        .apply_if(page.before, |q, before| {
+            q.filter(wallet::Column::Id.lt(before))
+        })
+        .limit(page.fetch);
+    query = match page.direction {
+        Direction::Forward => query.order_by_asc(wallet::Column::Id),
+        Direction::Backward => query.order_by_desc(wallet::Column::Id),
+    };
+    let mut rows = query.all(conn).await?;
+    if page.direction == Direction::Backward {
+        rows.reverse();
+    }
+    Ok(rows)
+}
+
+/// One page of history for each of several wallets, in a single statement:
+/// a `UNION ALL` of per-wallet keyset queries, each of which walks the
+/// `(wallet_id, seq)` index from its cursor. Each wallet's rows come back
+/// newest first, as the API orders history, and may include the extra row of
+/// `page.fetch`.
+pub async fn operation_pages<C: ConnectionTrait>(
+    conn: &C,
+    wallet_ids: &[Uuid],
+    page: &PageQuery<i64>,
+    filter: &OperationFilter,
+) -> Result<HashMap<Uuid, Vec<operation::Model>>, DbErr> {
+    let mut union: Option<SelectStatement> = None;
+    for wallet_id in wallet_ids {
+        // SQLite accepts ORDER BY and LIMIT in a compound query's parts only
+        // inside a subquery.
+        let part = Query::select()
+            .column(Asterisk)
+            .from_subquery(
+                operation_page(*wallet_id, page, filter).into_query(),
+                Alias::new("page"),
+            )
+            .to_owned();
+        match union.as_mut() {
+            None => union = Some(part),
+            Some(union) => {
+                union.union(UnionType::All, part);
+            }
+        }
+    }
+    let Some(union) = union else {
+        return Ok(HashMap::new());
+    };
+    let statement = conn.get_database_backend().build(&union);
+    let rows = operation::Entity::find()
+        .from_raw_sql(statement)
+        .all(conn)
+        .await?;
+    let mut pages: HashMap<Uuid, Vec<operation::Model>> = HashMap::new();
+    for row in rows {
+        pages.entry(row.wallet_id).or_default().push(row);
+    }
+    for rows in pages.values_mut() {
+        rows.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+    }
+    Ok(pages)
+}
+
+fn operation_page(
+    wallet_id: Uuid,
+    page: &PageQuery<i64>,
+    filter: &OperationFilter,
+) -> Select<operation::Entity> {
+    let query = operation::Entity::find()
+        .filter(operation::Column::WalletId.eq(wallet_id))
+        // Newest first: "after" a cursor means older, "before" means newer.
+        .apply_if(page.after, |q, after| {
+            q.filter(operation::Column::Seq.lt(after))
+        })
+        .apply_if(page.before, |q, before| {
+            q.filter(operation::Column::Seq.gt(before))
+        })
+        .apply_if(filter.kinds.clone(), |q, kinds| {
+            q.filter(operation::Column::Kind.is_in(kinds))
+        })
+        .apply_if(filter.from, |q, from| {
+            q.filter(operation::Column::CreatedAt.gte(from))
+        })
+        .apply_if(filter.to, |q, to| {
+            q.filter(operation::Column::CreatedAt.lt(to))
+        })
+        .limit(page.fetch);
+    match page.direction {
+        Direction::Forward => query.order_by_desc(operation::Column::Seq),
+        Direction::Backward => query.order_by_asc(operation::Column::Seq),
+    }
+}
