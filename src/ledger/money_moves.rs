@@ -77,8 +77,8 @@ pub async fn deposit(
     with_retries(|| async {
         let operation_id = Uuid::now_v7();
         let write = store.begin_write().await?;
-        if let Some(key) = key.as_deref() {
-            if !idempotency::claim(
+        if let Some(key) = key.as_deref()
+            && !idempotency::claim(
                 &write.tx,
                 &scope,
                 key,
@@ -86,10 +86,9 @@ pub async fn deposit(
                 Target::Operation(operation_id),
             )
             .await?
-            {
-                write.rollback().await?;
-                return replay_deposit(store, &scope, key, &fingerprint).await;
-            }
+        {
+            write.rollback().await?;
+            return replay_deposit(store, &scope, key, &fingerprint).await;
         }
         let Some(wallet) = credit(&write.tx, request.wallet_id, request.amount).await? else {
             let exists = !reads::wallets_by_ids(&write.tx, &[request.wallet_id])
@@ -163,8 +162,8 @@ pub async fn transfer(
     with_retries(|| async {
         let transfer_id = Uuid::now_v7();
         let write = store.begin_write().await?;
-        if let Some(key) = key.as_deref() {
-            if !idempotency::claim(
+        if let Some(key) = key.as_deref()
+            && !idempotency::claim(
                 &write.tx,
                 &scope,
                 key,
@@ -172,10 +171,9 @@ pub async fn transfer(
                 Target::Transfer(transfer_id),
             )
             .await?
-            {
-                write.rollback().await?;
-                return replay_transfer(store, &scope, key, &fingerprint).await;
-            }
+        {
+            write.rollback().await?;
+            return replay_transfer(store, &scope, key, &fingerprint).await;
         }
         let existing = lock_wallets_in_order(&write.tx, &[from, to]).await?;
         if !existing.contains(&to) || !existing.contains(&from) {

@@ -185,7 +185,7 @@ pub async fn operations_connection(
         filter,
     };
     let rows = loader(ctx)?.load_one(key).await?.unwrap_or_default();
-    Ok(page.connection(rows, |op| cursor_of(op), Operation))
+    Ok(page.connection(rows, cursor_of, Operation))
 }
 
 fn cursor_of(op: &operation::Model) -> String {
@@ -322,6 +322,7 @@ impl Operation {
 pub struct Transfer(pub transfer::Model);
 
 #[Object]
+#[allow(clippy::wrong_self_convention)]
 impl Transfer {
     async fn id(&self) -> Uuid {
         self.0.id
@@ -403,6 +404,7 @@ pub struct TransferPayload {
 }
 
 #[Object]
+#[allow(clippy::wrong_self_convention)]
 impl TransferPayload {
     async fn transfer(&self) -> Transfer {
         Transfer(self.transfer.clone())

@@ -177,7 +177,7 @@ pub async fn operation_pages<C: ConnectionTrait>(
         pages.entry(row.wallet_id).or_default().push(row);
     }
     for rows in pages.values_mut() {
-        rows.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+        rows.sort_unstable_by_key(|row| std::cmp::Reverse(row.seq));
     }
     Ok(pages)
 }

@@ -1,0 +1,444 @@
+//! The test harness: a real walletql server on a fresh database of its own,
+//! driven over real HTTP.
+//!
+//! PostgreSQL tests each get a database cloned from a migrated template
+//! (`CREATE DATABASE ... TEMPLATE`), dropped when the test ends. When
+//! PostgreSQL is unreachable they print that they were skipped, unless
+//! `REQUIRE_POSTGRES=1`, which makes them fail instead.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use walletql::server::{AppState, router};
+use walletql::store::Store;
+
+pub const OPERATOR: &str = "test-operator-token";
+
+/// The migrations' source, so a changed migration gets a new template.
+const MIGRATIONS: &[&str] = &[include_str!(
+    "../../migration/src/m20261127_000001_ledger.rs"
+)];
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database that disappears with the test.
+enum TestDb {
+    Postgres { name: String },
+    Sqlite { path: PathBuf },
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match self {
+            TestDb::Postgres { name } => {
+                let name = name.clone();
+                // Drop runs outside async code: use a runtime of its own.
+                let _ = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
+                    if let Ok(runtime) = runtime {
+                        runtime.block_on(async {
+                            if let Ok(admin) = admin_connection().await {
+                                let _ = admin
+                                    .execute_unprepared(&format!(
+                                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                                    ))
+                                    .await;
+                            }
+                        });
+                    }
+                })
+                .join();
+            }
+            TestDb::Sqlite { path } => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+        }
+    }
+}
+
+async fn admin_connection() -> Result<DatabaseConnection, sea_orm::DbErr> {
+    let mut options = ConnectOptions::new(admin_url());
+    // One connection, so the advisory lock and its release share a session.
+    options
+        .max_connections(1)
+        .connect_timeout(Duration::from_secs(3))
+        .sqlx_logging(false);
+    Database::connect(options).await
+}
+
+fn template_name() -> String {
+    // FNV-1a: stable across runs, unlike std's hasher.
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for byte in MIGRATIONS.iter().flat_map(|m| m.bytes()) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x100000001b3);
+    }
+    format!("walletql_tpl_{hash:016x}")
+}
+
+/// A fresh PostgreSQL database, cloned from the migrated template.
+async fn postgres_database() -> Option<(String, TestDb)> {
+    let admin = match admin_connection().await {
+        Ok(admin) => admin,
+        Err(err) => {
+            if std::env::var("REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                panic!("PostgreSQL is required (REQUIRE_POSTGRES=1) but unreachable: {err}");
+            }
+            eprintln!("skipped: PostgreSQL unreachable at {} ({err})", admin_url());
+            return None;
+        }
+    };
+    let template = template_name();
+    admin
+        .execute_unprepared("SELECT pg_advisory_lock(7239045)")
+        .await
+        .expect("advisory lock");
+    let exists = admin
+        .query_one_raw(Statement::from_string(
+            admin.get_database_backend(),
+            format!("SELECT 1 AS one FROM pg_database WHERE datname = '{template}'"),
+        ))
+        .await
+        .expect("look up template")
+        .is_some();
+    if !exists {
+        // Built under another name and renamed when complete, so a test that
+        // dies half-way never leaves a half-migrated template behind.
+        let building = format!("{template}_building");
+        admin
+            .execute_unprepared(&format!(
+                "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
+            ))
+            .await
+            .expect("drop stale template");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{building}\""))
+            .await
+            .expect("create template");
+        let url = database_url(&building);
+        let store = Store::connect(&url, 1).await.expect("migrate template");
+        store.close().await.expect("close template");
+        admin
+            .execute_unprepared(&format!(
+                "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
+            ))
+            .await
+            .expect("rename template");
+    }
+    admin
+        .execute_unprepared("SELECT pg_advisory_unlock(7239045)")
+        .await
+        .expect("advisory unlock");
+    let name = format!("walletql_test_{}", Uuid::new_v4().simple());
+    admin
+        .execute_unprepared(&format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+        ))
+        .await
+        .expect("create test database");
+    let _ = admin.close().await;
+    Some((database_url(&name), TestDb::Postgres { name }))
+}
+
+fn database_url(name: &str) -> String {
+    let admin = admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// A client created through the API, with its token.
+#[derive(Clone, Debug)]
+pub struct TestClient {
+    pub id: String,
+    pub wallet: String,
+    pub token: String,
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub store: Store,
+    http: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+    _db: TestDb,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl TestApp {
+    pub async fn postgres() -> Option<TestApp> {
+        let (url, db) = postgres_database().await?;
+        Some(TestApp::spawn(&url, db).await)
+    }
+
+    pub async fn sqlite() -> TestApp {
+        let path =
+            std::env::temp_dir().join(format!("walletql-test-{}.db", Uuid::new_v4().simple()));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        TestApp::spawn(&url, TestDb::Sqlite { path }).await
+    }
+
+    async fn spawn(url: &str, db: TestDb) -> TestApp {
+        walletql::telemetry::init();
+        let store = Store::connect(url, 8).await.expect("connect test database");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let app = router(AppState::new(store.clone(), OPERATOR));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        TestApp {
+            addr,
+            store,
+            http: reqwest::Client::new(),
+            server,
+            _db: db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs a GraphQL request; returns the HTTP status and the JSON body.
+    pub async fn post(&self, auth: Option<&str>, body: Value) -> (u16, Value) {
+        let mut request = self.http.post(self.url("/graphql")).json(&body);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let response = request.send().await.expect("send request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON response"))
+    }
+
+    /// Runs a GraphQL document with an optional bearer token.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        self.post(
+            auth.as_deref(),
+            json!({ "query": query, "variables": variables }),
+        )
+        .await
+        .1
+    }
+
+    pub async fn create_client(&self, name: &str) -> TestClient {
+        let response = self
+            .gql(
+                None,
+                "mutation($name: String!) { createClient(input: {name: $name}) { token client { id } wallet { id } } }",
+                json!({ "name": name }),
+            )
+            .await;
+        let created = &data(&response)["createClient"];
+        TestClient {
+            id: text(&created["client"]["id"]),
+            wallet: text(&created["wallet"]["id"]),
+            token: text(&created["token"]),
+        }
+    }
+
+    pub async fn deposit(&self, wallet: &str, amount: &str) -> Value {
+        self.deposit_with(wallet, json!(amount), None).await
+    }
+
+    pub async fn deposit_with(&self, wallet: &str, amount: Value, key: Option<&str>) -> Value {
+        self.gql(
+            Some(OPERATOR),
+            "mutation($input: DepositInput!) { deposit(input: $input) {
+                operation { id kind amount balanceAfter sequence }
+                wallet { id balance } } }",
+            json!({ "input": { "walletId": wallet, "amount": amount, "idempotencyKey": key } }),
+        )
+        .await
+    }
+
+    pub async fn transfer(&self, from: &TestClient, to: &str, amount: &str) -> Value {
+        self.transfer_with(from, to, amount, None).await
+    }
+
+    pub async fn transfer_with(
+        &self,
+        from: &TestClient,
+        to: &str,
+        amount: &str,
+        key: Option<&str>,
+    ) -> Value {
+        self.gql(
+            Some(&from.token),
+            "mutation($input: TransferInput!) { transfer(input: $input) {
+                transfer { id amount fromWalletId toWalletId }
+                operation { kind amount balanceAfter sequence }
+                fromWallet { balance } } }",
+            json!({ "input": { "fromWalletId": from.wallet, "toWalletId": to, "amount": amount, "idempotencyKey": key } }),
+        )
+        .await
+    }
+
+    /// A wallet's balance as the operator sees it.
+    pub async fn balance(&self, wallet: &str) -> String {
+        let response = self
+            .gql(
+                Some(OPERATOR),
+                "query($id: UUID!) { wallet(id: $id) { balance } }",
+                json!({ "id": wallet }),
+            )
+            .await;
+        text(&data(&response)["wallet"]["balance"])
+    }
+
+    /// Overwrites a wallet's balance, bypassing the ledger (for setting up
+    /// edge cases only).
+    pub async fn set_balance(&self, wallet: &str, cents: i64) {
+        use entity::wallet;
+        use sea_orm::sea_query::Expr;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let id = Uuid::parse_str(wallet).expect("wallet id");
+        wallet::Entity::update_many()
+            .col_expr(wallet::Column::Balance, Expr::value(cents))
+            .filter(wallet::Column::Id.eq(id))
+            .exec(self.store.db())
+            .await
+            .expect("set balance");
+    }
+
+    /// Runs a scalar SQL query (an integer result) against the test database.
+    pub async fn sql_i64(&self, sql: &str) -> i64 {
+        let db = self.store.db();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .expect("run SQL")
+            .expect("one row");
+        row.try_get_by_index::<Option<i64>>(0)
+            .expect("integer")
+            .unwrap_or(0)
+    }
+
+    /// Checks the ledger's invariants, panicking with the first broken one:
+    /// no negative balance, every balance equals the sum of its operations and
+    /// its newest operation's balance-after, sequences are gapless, every
+    /// transfer has exactly its two ledger rows, and money is only created by
+    /// deposits.
+    pub async fn assert_ledger_consistent(&self) {
+        let negative = self
+            .sql_i64("SELECT COUNT(*) FROM wallet WHERE balance < 0")
+            .await;
+        assert_eq!(negative, 0, "wallets with a negative balance");
+        let mismatched = self
+            .sql_i64(
+                "SELECT COUNT(*) FROM wallet w WHERE w.balance <> (
+                    SELECT CAST(COALESCE(SUM(CASE WHEN o.kind = 'TRANSFER_OUT' THEN -o.amount ELSE o.amount END), 0) AS BIGINT)
+                    FROM operation o WHERE o.wallet_id = w.id)",
+            )
+            .await;
+        assert_eq!(
+            mismatched, 0,
+            "wallets whose balance differs from their ledger"
+        );
+        let gaps = self
+            .sql_i64(
+                "SELECT COUNT(*) FROM wallet w WHERE w.last_seq <> (SELECT COUNT(*) FROM operation o WHERE o.wallet_id = w.id)
+                    OR w.last_seq <> (SELECT COALESCE(MAX(o.seq), 0) FROM operation o WHERE o.wallet_id = w.id)",
+            )
+            .await;
+        assert_eq!(gaps, 0, "wallets whose sequence has gaps");
+        let stale = self
+            .sql_i64(
+                "SELECT COUNT(*) FROM wallet w JOIN operation o ON o.wallet_id = w.id AND o.seq = w.last_seq
+                    WHERE o.balance_after <> w.balance",
+            )
+            .await;
+        assert_eq!(
+            stale, 0,
+            "wallets whose newest operation disagrees with the balance"
+        );
+        let broken = self
+            .sql_i64(
+                "SELECT COUNT(*) FROM transfer t WHERE 2 <> (SELECT COUNT(*) FROM operation o WHERE o.transfer_id = t.id
+                    AND o.amount = t.amount AND (
+                        (o.kind = 'TRANSFER_OUT' AND o.wallet_id = t.from_wallet_id AND o.counterparty_wallet_id = t.to_wallet_id)
+                     OR (o.kind = 'TRANSFER_IN' AND o.wallet_id = t.to_wallet_id AND o.counterparty_wallet_id = t.from_wallet_id)))",
+            )
+            .await;
+        assert_eq!(broken, 0, "transfers without exactly their two ledger rows");
+        let total = self
+            .sql_i64("SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM wallet")
+            .await;
+        let deposited = self
+            .sql_i64("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM operation WHERE kind = 'DEPOSIT'")
+            .await;
+        assert_eq!(total, deposited, "money was created or destroyed");
+    }
+}
+
+/// The `data` of a response, failing the test on any error.
+pub fn data(response: &Value) -> &Value {
+    assert!(
+        response.get("errors").is_none(),
+        "unexpected errors: {response}"
+    );
+    &response["data"]
+}
+
+/// The `extensions.code` of the response's first error.
+pub fn error_code(response: &Value) -> &str {
+    response["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error with a code: {response}"))
+}
+
+pub fn text(value: &Value) -> String {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {value}"))
+        .to_owned()
+}
+
+/// Declares each listed `async fn(TestApp)` as a test on PostgreSQL and on
+/// the embedded SQLite backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::helpers::TestApp::postgres().await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::TestApp::sqlite().await).await;
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,14 @@
+//! Integration tests: the real server over real HTTP, on PostgreSQL and on
+//! the embedded SQLite backend.
+
+mod helpers;
+
+mod authorization;
+mod clients;
+mod concurrency;
+mod dataloader;
+mod deposits;
+mod idempotency;
+mod pagination;
+mod schema;
+mod transfers;

@@ -1,0 +1,170 @@
+use serde_json::json;
+
+use crate::both_backends;
+use crate::helpers::{OPERATOR, TestApp, data, error_code};
+
+async fn transfer_moves_money_and_writes_both_ledger_rows(app: TestApp) {
+    let alice = app.create_client("Alice").await;
+    let bob = app.create_client("Bob").await;
+    app.deposit(&alice.wallet, "100.00").await;
+
+    let response = app.transfer(&alice, &bob.wallet, "30.25").await;
+    let transfer = &data(&response)["transfer"];
+    assert_eq!(transfer["transfer"]["amount"], "30.25");
+    assert_eq!(transfer["transfer"]["fromWalletId"], alice.wallet.as_str());
+    assert_eq!(transfer["transfer"]["toWalletId"], bob.wallet.as_str());
+    assert_eq!(transfer["operation"]["kind"], "TRANSFER_OUT");
+    assert_eq!(transfer["operation"]["balanceAfter"], "69.75");
+    assert_eq!(transfer["operation"]["sequence"], 2);
+    assert_eq!(transfer["fromWallet"]["balance"], "69.75");
+
+    assert_eq!(app.balance(&alice.wallet).await, "69.75");
+    assert_eq!(app.balance(&bob.wallet).await, "30.25");
+
+    // The payee sees the credit, linked to the payer and the transfer.
+    let history = app
+        .gql(
+            Some(&bob.token),
+            "query($w: UUID!) { operations(walletId: $w) { nodes {
+                kind amount balanceAfter sequence counterparty { id } transfer { id amount } wallet { id } } } }",
+            json!({ "w": bob.wallet }),
+        )
+        .await;
+    let nodes = &data(&history)["operations"]["nodes"];
+    assert_eq!(nodes.as_array().map(Vec::len), Some(1));
+    assert_eq!(nodes[0]["kind"], "TRANSFER_IN");
+    assert_eq!(nodes[0]["amount"], "30.25");
+    assert_eq!(nodes[0]["balanceAfter"], "30.25");
+    assert_eq!(nodes[0]["sequence"], 1);
+    assert_eq!(nodes[0]["counterparty"]["id"], alice.wallet.as_str());
+    assert_eq!(nodes[0]["transfer"]["id"], transfer["transfer"]["id"]);
+    assert_eq!(nodes[0]["wallet"]["id"], bob.wallet.as_str());
+    app.assert_ledger_consistent().await;
+}
+
+async fn transfer_of_the_whole_balance_leaves_zero(app: TestApp) {
+    let alice = app.create_client("Alice").await;
+    let bob = app.create_client("Bob").await;
+    app.deposit(&alice.wallet, "10.00").await;
+    data(&app.transfer(&alice, &bob.wallet, "10").await);
+    assert_eq!(app.balance(&alice.wallet).await, "0.00");
+    assert_eq!(
+        error_code(&app.transfer(&alice, &bob.wallet, "0.01").await),
+        "INSUFFICIENT_FUNDS"
+    );
+}
+
+async fn refused_transfers_change_nothing(app: TestApp) {
+    let alice = app.create_client("Alice").await;
+    let bob = app.create_client("Bob").await;
+    app.deposit(&alice.wallet, "50.00").await;
+    let unknown = uuid::Uuid::now_v7().to_string();
+
+    let cases = [
+        (
+            app.transfer(&alice, &bob.wallet, "50.01").await,
+            "INSUFFICIENT_FUNDS",
+        ),
+        (
+            app.transfer(&alice, &alice.wallet, "1").await,
+            "SAME_WALLET",
+        ),
+        (app.transfer(&alice, &unknown, "1").await, "NOT_FOUND"),
+        (
+            app.transfer(&alice, &bob.wallet, "0").await,
+            "INVALID_INPUT",
+        ),
+        (
+            app.transfer(&alice, &bob.wallet, "1.234").await,
+            "INVALID_INPUT",
+        ),
+        (
+            app.transfer(&alice, &bob.wallet, "-1").await,
+            "INVALID_INPUT",
+        ),
+    ];
+    for (response, code) in &cases {
+        assert_eq!(error_code(response), *code, "{response}");
+        assert!(response["data"].is_null(), "{response}");
+    }
+    // Too long a description is refused too.
+    let long = app
+        .gql(
+            Some(&alice.token),
+            "mutation($input: TransferInput!) { transfer(input: $input) { transfer { id } } }",
+            json!({ "input": { "fromWalletId": alice.wallet, "toWalletId": bob.wallet, "amount": "1", "description": "d".repeat(501) } }),
+        )
+        .await;
+    assert_eq!(error_code(&long), "INVALID_INPUT");
+
+    assert_eq!(app.balance(&alice.wallet).await, "50.00");
+    assert_eq!(app.balance(&bob.wallet).await, "0.00");
+    assert_eq!(app.sql_i64("SELECT COUNT(*) FROM transfer").await, 0);
+    assert_eq!(app.sql_i64("SELECT COUNT(*) FROM operation").await, 1);
+    app.assert_ledger_consistent().await;
+}
+
+async fn only_the_owner_may_transfer_out_of_a_wallet(app: TestApp) {
+    let alice = app.create_client("Alice").await;
+    let mallory = app.create_client("Mallory").await;
+    app.deposit(&alice.wallet, "50.00").await;
+
+    // Mallory names Alice's wallet as the source.
+    let stolen = app
+        .gql(
+            Some(&mallory.token),
+            "mutation($input: TransferInput!) { transfer(input: $input) { transfer { id } } }",
+            json!({ "input": { "fromWalletId": alice.wallet, "toWalletId": mallory.wallet, "amount": "10" } }),
+        )
+        .await;
+    assert_eq!(error_code(&stolen), "FORBIDDEN");
+    // The operator deposits and reads but does not move clients' money.
+    let by_operator = app
+        .gql(
+            Some(OPERATOR),
+            "mutation($input: TransferInput!) { transfer(input: $input) { transfer { id } } }",
+            json!({ "input": { "fromWalletId": alice.wallet, "toWalletId": mallory.wallet, "amount": "10" } }),
+        )
+        .await;
+    assert_eq!(error_code(&by_operator), "FORBIDDEN");
+    let anonymous = app
+        .gql(
+            None,
+            "mutation($input: TransferInput!) { transfer(input: $input) { transfer { id } } }",
+            json!({ "input": { "fromWalletId": alice.wallet, "toWalletId": mallory.wallet, "amount": "10" } }),
+        )
+        .await;
+    assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
+    assert_eq!(app.balance(&alice.wallet).await, "50.00");
+    assert_eq!(app.balance(&mallory.wallet).await, "0.00");
+}
+
+async fn the_payer_cannot_see_the_payees_balance(app: TestApp) {
+    let alice = app.create_client("Alice").await;
+    let bob = app.create_client("Bob").await;
+    app.deposit(&alice.wallet, "5.00").await;
+    app.deposit(&bob.wallet, "777.00").await;
+    let response = app
+        .gql(
+            Some(&alice.token),
+            "mutation($input: TransferInput!) { transfer(input: $input) { toWallet { id balance } } }",
+            json!({ "input": { "fromWalletId": alice.wallet, "toWalletId": bob.wallet, "amount": "1" } }),
+        )
+        .await;
+    assert_eq!(error_code(&response), "FORBIDDEN");
+    assert_eq!(
+        response["errors"][0]["path"],
+        json!(["transfer", "toWallet", "balance"])
+    );
+    assert!(!response.to_string().contains("778.00"));
+    // The transfer itself went through: only the field was withheld.
+    assert_eq!(app.balance(&bob.wallet).await, "778.00");
+}
+
+both_backends!(
+    transfer_moves_money_and_writes_both_ledger_rows,
+    transfer_of_the_whole_balance_leaves_zero,
+    refused_transfers_change_nothing,
+    only_the_owner_may_transfer_out_of_a_wallet,
+    the_payer_cannot_see_the_payees_balance,
+);
