@@ -26,6 +26,15 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// A short name of the kind of caller, for logs (never the identity's secret).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Caller::Anonymous => "anonymous",
+            Caller::Client { .. } => "client",
+            Caller::Operator => "operator",
+        }
+    }
+
     /// Whether the caller may see the private parts (balance, history, owner)
     /// of a wallet owned by `owner`.
     pub fn can_read(&self, owner: Uuid) -> bool {

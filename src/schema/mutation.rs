@@ -2,11 +2,10 @@ use async_graphql::{Context, InputObject, Object, Result};
 use uuid::Uuid;
 
 use super::scalars::Dec;
-use super::types::{CreateClientPayload, DepositPayload, TransferPayload, caller};
+use super::types::{CreateClientPayload, DepositPayload, TransferPayload, caller, store};
 use crate::domain::error::AppError;
 use crate::domain::money::Money;
 use crate::ledger::{self, DepositRequest, TransferRequest};
-use crate::store::Store;
 
 pub struct MutationRoot;
 
@@ -46,7 +45,7 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: CreateClientInput,
     ) -> Result<CreateClientPayload> {
-        let store = ctx.data::<Store>()?;
+        let store = store(ctx)?;
         let created = ledger::create_client(store, &input.name, input.email.as_deref()).await?;
         Ok(CreateClientPayload {
             client: created.client,
@@ -57,7 +56,7 @@ impl MutationRoot {
 
     /// Puts money into a wallet (operator only).
     async fn deposit(&self, ctx: &Context<'_>, input: DepositInput) -> Result<DepositPayload> {
-        let store = ctx.data::<Store>()?;
+        let store = store(ctx)?;
         let request = DepositRequest {
             wallet_id: input.wallet_id,
             amount: Money::amount(input.amount.0).map_err(AppError::from)?,
@@ -73,7 +72,7 @@ impl MutationRoot {
 
     /// Moves money from the caller's wallet to another wallet, atomically.
     async fn transfer(&self, ctx: &Context<'_>, input: TransferInput) -> Result<TransferPayload> {
-        let store = ctx.data::<Store>()?;
+        let store = store(ctx)?;
         let request = TransferRequest {
             from_wallet_id: input.from_wallet_id,
             to_wallet_id: input.to_wallet_id,

@@ -6,12 +6,12 @@ use super::loaders::ClientId;
 use super::pagination::PageArgs;
 use super::types::{
     Client, Operation, OperationFilterInput, Wallet, caller, load_wallet, loader,
-    operations_connection,
+    operations_connection, store,
 };
 use crate::domain::auth::Caller;
 use crate::domain::cursor::WalletCursor;
 use crate::domain::error::AppError;
-use crate::store::{Store, reads};
+use crate::store::reads;
 
 pub struct QueryRoot;
 
@@ -59,7 +59,7 @@ impl QueryRoot {
             before,
         }
         .parse(WalletCursor::decode)?;
-        let store = ctx.data::<Store>()?;
+        let store = store(ctx)?;
         let rows = reads::wallet_page(store.db(), owner, &page.query)
             .await
             .map_err(AppError::from)?;

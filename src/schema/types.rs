@@ -17,11 +17,17 @@ use crate::domain::auth::Caller;
 use crate::domain::cursor::OperationCursor;
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::money::Money;
+use crate::store::Store;
 use crate::store::reads::OperationFilter;
 
 pub fn caller<'a>(ctx: &Context<'a>) -> AppResult<&'a Caller> {
     ctx.data::<Caller>()
         .map_err(|_| AppError::Internal(anyhow::anyhow!("request has no caller")))
+}
+
+pub fn store<'a>(ctx: &Context<'a>) -> AppResult<&'a Store> {
+    ctx.data::<Store>()
+        .map_err(|_| AppError::Internal(anyhow::anyhow!("schema has no store")))
 }
 
 pub fn loader<'a>(ctx: &Context<'a>) -> AppResult<&'a DataLoader<DbLoader>> {
