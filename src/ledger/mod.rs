@@ -14,7 +14,7 @@ pub use money_moves::{
 use std::future::Future;
 
 use crate::domain::error::{AppError, AppResult};
-use crate::store::is_retryable;
+use crate::store::{Store, is_retryable};
 
 /// How many times a transaction that lost a race (serialization failure,
 /// deadlock, busy database) is run again before the caller sees an error.
@@ -24,7 +24,7 @@ const ATTEMPTS: usize = 5;
 /// transient conflict. Transfers lock wallets in a fixed order, so conflicts
 /// should not happen at all; this is the second line of defence that keeps
 /// them from ever reaching a caller.
-async fn with_retries<T, F, Fut>(mut attempt: F) -> AppResult<T>
+async fn with_retries<T, F, Fut>(store: &Store, mut attempt: F) -> AppResult<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = AppResult<T>>,
@@ -39,6 +39,7 @@ where
                         .downcast_ref::<sea_orm::DbErr>()
                         .is_some_and(is_retryable) =>
             {
+                store.record_retry();
                 tracing::debug!(tries, error = %err, "retrying a conflicting transaction");
             }
             result => return result,

@@ -74,7 +74,7 @@ pub async fn deposit(
         description.as_deref().unwrap_or("")
     );
 
-    with_retries(|| async {
+    with_retries(store, || async {
         let operation_id = Uuid::now_v7();
         let write = store.begin_write().await?;
         if let Some(key) = key.as_deref()
@@ -159,7 +159,7 @@ pub async fn transfer(
     );
     let (from, to, amount) = (request.from_wallet_id, request.to_wallet_id, request.amount);
 
-    with_retries(|| async {
+    with_retries(store, || async {
         let transfer_id = Uuid::now_v7();
         let write = store.begin_write().await?;
         if let Some(key) = key.as_deref()

@@ -26,6 +26,7 @@ pub struct Store {
     /// is fairer and faster than letting them spin on `SQLITE_BUSY`.
     writer: Option<Arc<Mutex<()>>>,
     statements: Arc<AtomicU64>,
+    retries: Arc<AtomicU64>,
 }
 
 /// A write transaction, holding the writer slot on backends that need one.
@@ -77,6 +78,7 @@ impl Store {
             db,
             writer,
             statements,
+            retries: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -92,6 +94,17 @@ impl Store {
     /// tests and benchmarks count round trips.
     pub fn statements_run(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Transactions run again after a transient conflict (see
+    /// `ledger::with_retries`); with wallets locked in order this stays zero
+    /// on PostgreSQL, which the tests check.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Begins a transaction that will write.

@@ -4,10 +4,12 @@
 mod helpers;
 
 mod authorization;
+mod binary;
 mod clients;
 mod concurrency;
 mod dataloader;
 mod deposits;
+mod errors;
 mod idempotency;
 mod pagination;
 mod schema;
