@@ -30,6 +30,8 @@ pub enum AmountError {
 
 impl Money {
     pub const ZERO: Money = Money(0);
+    /// The most a wallet may hold.
+    pub const MAX_BALANCE: Money = Money(MAX_BALANCE_CENTS);
 
     /// Money from a stored cents value; `None` if it is negative.
     pub fn from_cents(cents: i64) -> Option<Money> {

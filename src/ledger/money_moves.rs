@@ -18,7 +18,7 @@ use super::idempotency::{self, Target};
 use super::with_retries;
 use crate::domain::auth::Caller;
 use crate::domain::error::{AppError, AppResult};
-use crate::domain::money::{MAX_BALANCE_CENTS, Money};
+use crate::domain::money::Money;
 use crate::domain::validate;
 use crate::store::{Store, lock_wallets_in_order, reads};
 
@@ -262,6 +262,9 @@ async fn credit<C: ConnectionTrait>(
     wallet_id: Uuid,
     amount: Money,
 ) -> AppResult<Option<wallet::Model>> {
+    let Some(headroom) = Money::MAX_BALANCE.checked_sub(amount) else {
+        return Ok(None);
+    };
     let rows = wallet::Entity::update_many()
         .col_expr(
             wallet::Column::Balance,
@@ -273,7 +276,7 @@ async fn credit<C: ConnectionTrait>(
         )
         .col_expr(wallet::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(wallet::Column::Id.eq(wallet_id))
-        .filter(wallet::Column::Balance.lte(MAX_BALANCE_CENTS - amount.cents()))
+        .filter(wallet::Column::Balance.lte(headroom.cents()))
         .exec_with_returning(conn)
         .await?;
     Ok(rows.into_iter().next())
