@@ -3,6 +3,7 @@
 //! - `domain`: the rules (money, callers, cursors, errors), no I/O;
 //! - `ledger`: deposits, transfers and clients, each in its own transaction;
 //! - `store`: connections, migrations and every SQL query;
+//! - `live`: committed operations fanned out to subscribers;
 //! - `schema`: the GraphQL types and resolvers;
 //! - `server`: HTTP wiring, authentication, shutdown;
 //! - `config`, `telemetry`: settings and logs.
@@ -10,6 +11,7 @@
 pub mod config;
 pub mod domain;
 pub mod ledger;
+pub mod live;
 pub mod schema;
 pub mod server;
 pub mod store;

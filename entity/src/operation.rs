@@ -1,7 +1,11 @@
 use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// What an operation did to its wallet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum OperationKind {
     #[sea_orm(string_value = "DEPOSIT")]
@@ -13,8 +17,9 @@ pub enum OperationKind {
 }
 
 /// One row of the append-only ledger: never updated, never deleted.
-/// `seq` numbers a wallet's operations 1, 2, 3... without gaps.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+/// `seq` numbers a wallet's operations 1, 2, 3... without gaps. Serializable
+/// because committed operations travel to subscribers as NOTIFY payloads.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "operation")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -26,6 +26,16 @@ pub enum AppError {
     Unauthenticated,
     #[error("not allowed for this caller")]
     Forbidden,
+    #[error("too many subscriptions on this connection (at most {0})")]
+    TooManySubscriptions(usize),
+    #[error(
+        "this subscriber fell too far behind and was dropped: resubscribe with the cursor of the last event received"
+    )]
+    SubscriptionLagged,
+    #[error(
+        "events may have been missed while the event stream was interrupted: resubscribe per wallet with a cursor"
+    )]
+    EventsMissed,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -43,6 +53,9 @@ impl AppError {
             AppError::EmailTaken => "EMAIL_TAKEN",
             AppError::Unauthenticated => "UNAUTHENTICATED",
             AppError::Forbidden => "FORBIDDEN",
+            AppError::TooManySubscriptions(_) => "TOO_MANY_SUBSCRIPTIONS",
+            AppError::SubscriptionLagged => "SUBSCRIPTION_LAGGED",
+            AppError::EventsMissed => "EVENTS_MISSED",
             AppError::Internal(_) => "INTERNAL",
         }
     }

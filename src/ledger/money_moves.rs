@@ -76,7 +76,7 @@ pub async fn deposit(
 
     with_retries(store, || async {
         let operation_id = Uuid::now_v7();
-        let write = store.begin_write().await?;
+        let mut write = store.begin_write().await?;
         if let Some(key) = key.as_deref()
             && !idempotency::claim(
                 &write.tx,
@@ -116,6 +116,7 @@ pub async fn deposit(
         operation::Entity::insert(operation::ActiveModel::from(operation.clone()))
             .exec_without_returning(&write.tx)
             .await?;
+        write.announce(std::slice::from_ref(&operation)).await?;
         write.commit().await?;
         Ok(DepositOutcome { operation, wallet })
     })
@@ -161,7 +162,7 @@ pub async fn transfer(
 
     with_retries(store, || async {
         let transfer_id = Uuid::now_v7();
-        let write = store.begin_write().await?;
+        let mut write = store.begin_write().await?;
         if let Some(key) = key.as_deref()
             && !idempotency::claim(
                 &write.tx,
@@ -221,6 +222,9 @@ pub async fn transfer(
         ])
         .exec_without_returning(&write.tx)
         .await?;
+        write
+            .announce(&[debit_row.clone(), credit_row.clone()])
+            .await?;
         write.commit().await?;
         Ok(TransferOutcome {
             transfer,

@@ -5,8 +5,8 @@ use uuid::Uuid;
 use super::loaders::ClientId;
 use super::pagination::PageArgs;
 use super::types::{
-    Client, Operation, OperationFilterInput, Wallet, caller, load_wallet, loader,
-    operations_connection, store,
+    Client, Operation, OperationFilterInput, Wallet, caller, loader, operations_connection,
+    readable_wallet, store,
 };
 use crate::domain::auth::Caller;
 use crate::domain::cursor::WalletCursor;
@@ -96,19 +96,4 @@ async fn client_by_id(ctx: &Context<'_>, id: Uuid) -> Result<Client> {
         .map_err(AppError::from)?
         .ok_or(AppError::NotFound("client"))?;
     Ok(Client(client))
-}
-
-/// A wallet the caller may read. A client asking for a wallet that is not
-/// its own is refused the same way whether or not that wallet exists.
-async fn readable_wallet(ctx: &Context<'_>, id: Uuid) -> Result<Wallet, AppError> {
-    let caller = caller(ctx)?;
-    caller.require_authenticated()?;
-    match load_wallet(ctx, id).await? {
-        Some(wallet) => {
-            caller.require_read(wallet.client_id)?;
-            Ok(Wallet::new(wallet))
-        }
-        None if *caller == Caller::Operator => Err(AppError::NotFound("wallet")),
-        None => Err(AppError::Forbidden),
-    }
 }

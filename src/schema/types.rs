@@ -431,3 +431,18 @@ impl TransferPayload {
         Ok(wallet_by_id(ctx, self.transfer.to_wallet_id).await?)
     }
 }
+
+/// A wallet the caller may read. A client asking for a wallet that is not
+/// its own is refused the same way whether or not that wallet exists.
+pub async fn readable_wallet(ctx: &Context<'_>, id: Uuid) -> AppResult<Wallet> {
+    let caller = caller(ctx)?;
+    caller.require_authenticated()?;
+    match load_wallet(ctx, id).await? {
+        Some(wallet) => {
+            caller.require_read(wallet.client_id)?;
+            Ok(Wallet::new(wallet))
+        }
+        None if *caller == Caller::Operator => Err(AppError::NotFound("wallet")),
+        None => Err(AppError::Forbidden),
+    }
+}

@@ -12,12 +12,16 @@ use crate::store::reads;
 /// outright rather than treated as anonymous, so a typo never silently
 /// downgrades a caller.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> AppResult<Caller> {
-    let Some(value) = headers.get(AUTHORIZATION) else {
-        return Ok(Caller::Anonymous);
-    };
+    match headers.get(AUTHORIZATION) {
+        None => Ok(Caller::Anonymous),
+        Some(value) => authenticate_value(state, value.to_str().ok()).await,
+    }
+}
+
+/// The caller named by an `Authorization` value (`Bearer <token>`); `None`
+/// stands for a value that is not even text.
+pub async fn authenticate_value(state: &AppState, value: Option<&str>) -> AppResult<Caller> {
     let token = value
-        .to_str()
-        .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())

@@ -16,7 +16,12 @@ use crate::domain::error::AppError;
 use crate::schema::new_loader;
 
 pub async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql")
+            .finish(),
+    )
 }
 
 pub async fn graphql(

@@ -3,6 +3,7 @@
 
 mod auth;
 mod graphql;
+mod websocket;
 
 use std::sync::Arc;
 
@@ -11,12 +12,14 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
-use crate::config::Config;
+use crate::config::{Config, WsLimits};
 use crate::domain::auth::{OperatorToken, generate_token};
 use crate::schema::{self, WalletSchema};
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 
 /// Everything a request handler needs.
 #[derive(Clone)]
@@ -24,21 +27,33 @@ pub struct AppState {
     pub schema: WalletSchema,
     pub store: Store,
     pub operator: Arc<OperatorToken>,
+    pub ws_limits: WsLimits,
+    /// One permit per open WebSocket connection.
+    ws_slots: Arc<Semaphore>,
 }
 
 impl AppState {
     pub fn new(store: Store, operator_token: &str) -> AppState {
+        AppState::with_ws_limits(store, operator_token, WsLimits::default())
+    }
+
+    pub fn with_ws_limits(store: Store, operator_token: &str, ws_limits: WsLimits) -> AppState {
         AppState {
             schema: schema::build(store.clone()),
             store,
             operator: Arc::new(OperatorToken::new(operator_token)),
+            ws_slots: Arc::new(Semaphore::new(ws_limits.max_connections)),
+            ws_limits,
         }
     }
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/graphql", get(graphql::graphiql).post(graphql::graphql))
+        .route(
+            "/graphql",
+            get(websocket::graphql_get).post(graphql::graphql),
+        )
         .route("/healthz", get(healthz))
         .with_state(state)
 }
@@ -64,7 +79,11 @@ async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) ->
 
 /// Connects, migrates and serves until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let store = Store::connect(config.database_url(), config.db_max_connections)
+    let options = StoreOptions {
+        max_connections: config.db_max_connections,
+        event_buffer: config.subscription_buffer,
+    };
+    let store = Store::connect_with(config.database_url(), options)
         .await
         .context("connecting to the database")?;
     let operator_token = match config.operator_token.clone() {
@@ -86,14 +105,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "walletql listening; GraphiQL at http://{}/graphql",
         listener.local_addr()?
     );
-    let state = AppState::new(store.clone(), &operator_token);
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+    let state = AppState::with_ws_limits(store.clone(), &operator_token, config.ws_limits());
+    serve(listener, state, shutdown_signal())
         .await
         .context("serving HTTP")?;
     tracing::info!("shutting down");
     store.close().await.context("closing the database")?;
     Ok(())
+}
+
+/// Serves HTTP and WebSocket on `listener` until `shutdown` completes.
+///
+/// Accepted sockets get TCP_NODELAY (small GraphQL responses should not wait
+/// for Nagle) and a bounded kernel send buffer.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let send_buffer = state.ws_limits.socket_send_buffer;
+    let listener = listener.tap_io(move |stream| {
+        let _ = stream.set_nodelay(true);
+        let _ = socket2::SockRef::from(&*stream).set_send_buffer_size(send_buffer);
+    });
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn shutdown_signal() {

@@ -9,11 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use entity::operation;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, TransactionTrait,
+    DbErr, Statement, TransactionTrait,
 };
+
+use crate::live::{self, Hub};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use backend::{is_retryable, lock_wallets_in_order, unique_violation_on};
@@ -27,18 +30,65 @@ pub struct Store {
     writer: Option<Arc<Mutex<()>>>,
     statements: Arc<AtomicU64>,
     retries: Arc<AtomicU64>,
+    hub: Hub,
+}
+
+/// How to connect.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    /// Events a live subscriber may fall behind by (see `live::Hub`).
+    pub event_buffer: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 10,
+            event_buffer: live::DEFAULT_BUFFER,
+        }
+    }
 }
 
 /// A write transaction, holding the writer slot on backends that need one.
 pub struct WriteTx {
     pub tx: DatabaseTransaction,
     _writer: Option<OwnedMutexGuard<()>>,
+    hub: Hub,
+    /// Operations to hand to the in-process hub once committed (SQLite).
+    pending: Vec<operation::Model>,
 }
 
 impl WriteTx {
-    /// Commits, then releases the writer slot.
+    /// Announces new ledger rows to live subscribers, effective only if this
+    /// transaction commits. On PostgreSQL that is a NOTIFY inside the
+    /// transaction, which the server delivers at commit, in commit order, to
+    /// every instance. Elsewhere the rows wait for `commit`.
+    pub async fn announce(&mut self, operations: &[operation::Model]) -> Result<(), DbErr> {
+        if self.tx.get_database_backend() != DbBackend::Postgres {
+            self.pending.extend_from_slice(operations);
+            return Ok(());
+        }
+        let payload =
+            serde_json::to_string(operations).map_err(|e| DbErr::Custom(e.to_string()))?;
+        self.tx
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [live::CHANNEL.into(), payload.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Commits, hands announced rows to the hub (still holding the writer
+    /// slot, so they arrive in commit order), then releases the slot.
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        if !self.pending.is_empty() {
+            self.hub.dispatch(self.pending);
+        }
+        Ok(())
     }
 
     /// Rolls back now rather than on drop, so the connection and the writer
@@ -52,9 +102,22 @@ impl Store {
     /// Connects, tunes the connection for its backend and applies pending
     /// migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, DbErr> {
+        Store::connect_with(
+            url,
+            StoreOptions {
+                max_connections,
+                ..StoreOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Connects with all options; on PostgreSQL, also starts this process's
+    /// LISTEN connection for live operations.
+    pub async fn connect_with(url: &str, opts: StoreOptions) -> Result<Store, DbErr> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
-            .max_connections(max_connections)
+            .max_connections(opts.max_connections)
             .min_connections(1)
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(5))
@@ -74,7 +137,14 @@ impl Store {
             _ => None,
         };
         Migrator::up(&db, None).await?;
+        let hub = Hub::new(opts.event_buffer);
+        if db.get_database_backend() == DbBackend::Postgres {
+            live::spawn_postgres_listener(url, &hub)
+                .await
+                .map_err(|e| DbErr::Custom(format!("cannot LISTEN for live operations: {e}")))?;
+        }
         Ok(Store {
+            hub,
             db,
             writer,
             statements,
@@ -84,6 +154,11 @@ impl Store {
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Where live subscribers get committed operations.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -117,6 +192,8 @@ impl Store {
         Ok(WriteTx {
             tx,
             _writer: writer,
+            hub: self.hub.clone(),
+            pending: Vec::new(),
         })
     }
 

@@ -211,3 +211,20 @@ fn operation_page(
         Direction::Backward => query.order_by_asc(operation::Column::Seq),
     }
 }
+
+/// A wallet's operations after `seq`, oldest first: how a subscriber
+/// catches up from its cursor, or fills a gap.
+pub async fn operations_after<C: ConnectionTrait>(
+    conn: &C,
+    wallet_id: Uuid,
+    seq: i64,
+    limit: u64,
+) -> Result<Vec<operation::Model>, DbErr> {
+    operation::Entity::find()
+        .filter(operation::Column::WalletId.eq(wallet_id))
+        .filter(operation::Column::Seq.gt(seq))
+        .order_by_asc(operation::Column::Seq)
+        .limit(limit)
+        .all(conn)
+        .await
+}

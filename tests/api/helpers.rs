@@ -13,10 +13,16 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
-use walletql::server::{AppState, router};
-use walletql::store::Store;
+use walletql::config::WsLimits;
+use walletql::server::{AppState, serve};
+use walletql::store::{Store, StoreOptions};
 
 pub const OPERATOR: &str = "test-operator-token";
+
+/// Small, so the slow-subscriber test needs few events to overflow it.
+pub const TEST_EVENT_BUFFER: usize = 16;
+/// Likewise for the kernel's buffer of a connection whose client stops reading.
+pub const TEST_SOCKET_SEND_BUFFER: usize = 16 * 1024;
 
 /// The migrations' source, so a changed migration gets a new template.
 const MIGRATIONS: &[&str] = &[include_str!(
@@ -169,8 +175,11 @@ pub struct TestClient {
 }
 
 pub struct TestApp {
+    /// Where HTTP requests go: the in-process server unless `use_server`
+    /// pointed elsewhere.
     pub addr: SocketAddr,
     pub store: Store,
+    pub db_url: String,
     http: reqwest::Client,
     server: tokio::task::JoinHandle<()>,
     _db: TestDb,
@@ -197,22 +206,47 @@ impl TestApp {
 
     async fn spawn(url: &str, db: TestDb) -> TestApp {
         walletql::telemetry::init();
-        let store = Store::connect(url, 8).await.expect("connect test database");
+        let options = StoreOptions {
+            max_connections: 8,
+            event_buffer: TEST_EVENT_BUFFER,
+        };
+        let store = Store::connect_with(url, options)
+            .await
+            .expect("connect test database");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let app = router(AppState::new(store.clone(), OPERATOR));
+        let limits = WsLimits {
+            socket_send_buffer: TEST_SOCKET_SEND_BUFFER,
+            ..WsLimits::default()
+        };
+        let state = AppState::with_ws_limits(store.clone(), OPERATOR, limits);
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = serve(listener, state, std::future::pending()).await;
         });
         TestApp {
             addr,
             store,
+            db_url: url.to_owned(),
             http: reqwest::Client::new(),
             server,
             _db: db,
         }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.db_url.starts_with("postgres")
+    }
+
+    /// Sends later HTTP requests to another server (on the same database).
+    pub fn use_server(&mut self, addr: SocketAddr) {
+        self.addr = addr;
+    }
+
+    /// Another walletql server, a separate OS process on this test's database.
+    pub fn spawn_process(&self) -> ServerProcess {
+        ServerProcess::spawn(&self.db_url)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -441,4 +475,55 @@ macro_rules! both_backends {
             )*
         }
     };
+}
+
+/// A `walletql` server run as its own process, killed when dropped.
+pub struct ServerProcess {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl ServerProcess {
+    pub fn spawn(db_url: &str) -> ServerProcess {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_walletql"))
+            .env("DATABASE_URL", db_url)
+            .env("OPERATOR_TOKEN", OPERATOR)
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("SUBSCRIPTION_BUFFER", TEST_EVENT_BUFFER.to_string())
+            .env("SOCKET_SEND_BUFFER", TEST_SOCKET_SEND_BUFFER.to_string())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start walletql");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keep reading, so the server never writes into a full pipe.
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if let Some(addr) = line
+                    .split("address=")
+                    .nth(1)
+                    .and_then(|a| a.split_whitespace().next())
+                {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server process reports its address")
+            .parse()
+            .expect("socket address");
+        ServerProcess { addr, child }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -13,4 +13,6 @@ mod errors;
 mod idempotency;
 mod pagination;
 mod schema;
+mod subscriptions;
 mod transfers;
+mod ws;

@@ -1,0 +1,129 @@
+//! Subscriber feeds: streams of committed operations.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use entity::operation;
+use futures_util::Stream;
+use sea_orm::DbErr;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use super::hub::{HubMessage, Subscription};
+use crate::store::{Store, reads};
+
+/// Rows read from the ledger at a time while catching up.
+const CATCH_UP_CHUNK: u64 = 100;
+
+/// Why a feed ended early.
+#[derive(Debug)]
+pub enum FeedError {
+    /// The subscriber fell more than the buffer behind; it should resubscribe
+    /// with the cursor of the last event it received.
+    Lagged,
+    /// Events to an all-wallet feed may have been lost while the listening
+    /// connection was down; per-wallet feeds recover these themselves.
+    Missed,
+    Database(DbErr),
+}
+
+/// Every committed operation of one wallet with a sequence number above
+/// `after`, each exactly once and in order: first those already in the
+/// ledger, then live ones.
+///
+/// `subscription` must have been taken *before* `after` was read, so that an
+/// operation committed in between arrives live. Live events that repeat what
+/// was read are skipped by sequence number; one that skips ahead means events
+/// were missed, and the gap is read from the ledger. The same happens on a
+/// resync. Memory is bounded: the catch-up reads a chunk at a time, and the
+/// hub's buffer is fixed.
+pub fn wallet_feed(
+    store: Store,
+    wallet_id: Uuid,
+    after: i64,
+    catch_up: bool,
+    subscription: Subscription,
+) -> impl Stream<Item = Result<Arc<operation::Model>, FeedError>> + Send {
+    struct State {
+        store: Store,
+        wallet_id: Uuid,
+        last: i64,
+        catch_up: bool,
+        ready: VecDeque<Arc<operation::Model>>,
+        subscription: Subscription,
+        done: bool,
+    }
+    let state = State {
+        store,
+        wallet_id,
+        last: after,
+        catch_up,
+        ready: VecDeque::new(),
+        subscription,
+        done: false,
+    };
+    futures_util::stream::unfold(state, |mut state| async move {
+        loop {
+            if state.done {
+                return None;
+            }
+            if let Some(operation) = state.ready.pop_front() {
+                state.last = operation.seq;
+                return Some((Ok(operation), state));
+            }
+            if state.catch_up {
+                match reads::operations_after(
+                    state.store.db(),
+                    state.wallet_id,
+                    state.last,
+                    CATCH_UP_CHUNK,
+                )
+                .await
+                {
+                    Ok(rows) => {
+                        state.catch_up = rows.len() as u64 == CATCH_UP_CHUNK;
+                        state.ready.extend(rows.into_iter().map(Arc::new));
+                        continue;
+                    }
+                    Err(err) => {
+                        state.done = true;
+                        return Some((Err(FeedError::Database(err)), state));
+                    }
+                }
+            }
+            match state.subscription.recv().await {
+                Ok(HubMessage::Operation(operation)) => {
+                    if operation.seq == state.last + 1 {
+                        state.ready.push_back(operation);
+                    } else if operation.seq > state.last + 1 {
+                        state.catch_up = true;
+                    }
+                    // Older ones were already delivered.
+                }
+                Ok(HubMessage::Resync) => state.catch_up = true,
+                Err(RecvError::Lagged(_)) => {
+                    state.done = true;
+                    return Some((Err(FeedError::Lagged), state));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+/// Every operation committed from now on, in any wallet (the operator's
+/// view). It has no cursor to recover with: if events may have been lost,
+/// it ends with `Missed`.
+pub fn all_wallets_feed(
+    subscription: Subscription,
+) -> impl Stream<Item = Result<Arc<operation::Model>, FeedError>> + Send {
+    futures_util::stream::unfold(Some(subscription), |state| async move {
+        let mut subscription = state?;
+        match subscription.recv().await {
+            Ok(HubMessage::Operation(operation)) => Some((Ok(operation), Some(subscription))),
+            Ok(HubMessage::Resync) => Some((Err(FeedError::Missed), None)),
+            Err(RecvError::Lagged(_)) => Some((Err(FeedError::Lagged), None)),
+            Err(RecvError::Closed) => None,
+        }
+    })
+}

@@ -1,0 +1,62 @@
+//! One LISTEN connection per process on PostgreSQL, feeding the hub.
+
+use std::time::Duration;
+
+use entity::operation;
+use sea_orm::sqlx::postgres::PgListener;
+
+use super::CHANNEL;
+use super::hub::{Hub, WeakHub};
+
+/// Starts listening before returning (so nothing committed after start-up
+/// is missed), then keeps listening in the background until the hub is gone.
+/// When the connection drops, notifications sent meanwhile are lost: after
+/// reconnecting, the hub tells every subscriber to resync from the ledger.
+pub async fn spawn_postgres_listener(url: &str, hub: &Hub) -> Result<(), sea_orm::sqlx::Error> {
+    let listener = listen(url).await?;
+    let url = url.to_owned();
+    tokio::spawn(run(url, listener, hub.downgrade()));
+    Ok(())
+}
+
+async fn listen(url: &str) -> Result<PgListener, sea_orm::sqlx::Error> {
+    let mut listener = PgListener::connect(url).await?;
+    // We reconnect ourselves, so that we know when to resync.
+    listener.ignore_pool_close_event(true);
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+async fn run(url: String, mut listener: PgListener, hub: WeakHub) {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => {
+                let Some(hub) = hub.upgrade() else { return };
+                match serde_json::from_str::<Vec<operation::Model>>(notification.payload()) {
+                    Ok(operations) => hub.dispatch(operations),
+                    Err(err) => tracing::warn!(error = %err, "ignoring a malformed notification"),
+                }
+            }
+            Ok(None) | Err(_) => {
+                tracing::warn!("lost the LISTEN connection; reconnecting");
+                let mut delay = Duration::from_millis(100);
+                listener = loop {
+                    if hub.upgrade().is_none() {
+                        return;
+                    }
+                    match listen(&url).await {
+                        Ok(listener) => break listener,
+                        Err(err) => {
+                            tracing::warn!(error = %err, retry_in = ?delay, "cannot LISTEN yet");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                };
+                tracing::info!("listening again; subscribers resync from the ledger");
+                let Some(hub) = hub.upgrade() else { return };
+                hub.resync();
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_graphql::{Context, Result, Subscription};
+use futures_util::{Stream, StreamExt};
+use uuid::Uuid;
+
+use super::types::{Operation, caller, readable_wallet, store};
+use crate::domain::cursor::OperationCursor;
+use crate::domain::error::{AppError, AppResult};
+use crate::live::{self, FeedError};
+
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// Operations as they commit. With `walletId`, one wallet's (for its owner
+    /// or the operator): each exactly once, in order, resumable from any
+    /// event's `cursor` with `after` (what was missed is replayed from the
+    /// ledger first). Without `walletId`, every wallet's (operator only, live
+    /// only).
+    async fn operation_created(
+        &self,
+        ctx: &Context<'_>,
+        wallet_id: Option<Uuid>,
+        after: Option<String>,
+    ) -> Result<impl Stream<Item = Result<Operation>> + use<>> {
+        let caller = caller(ctx)?;
+        caller.require_authenticated()?;
+        let slot = match ctx.data_opt::<SubscriptionSlots>() {
+            Some(slots) => Some(slots.acquire()?),
+            None => None,
+        };
+        let store = store(ctx)?.clone();
+        let feed = match wallet_id {
+            None => {
+                caller.require_operator()?;
+                if after.is_some() {
+                    return Err(AppError::invalid(
+                        "`after` needs a `walletId`: cursors are per wallet",
+                    )
+                    .into());
+                }
+                live::all_wallets_feed(store.hub().subscribe(None)).boxed()
+            }
+            Some(wallet_id) => {
+                let after = after
+                    .as_deref()
+                    .map(|cursor| OperationCursor::decode_for(cursor, wallet_id))
+                    .transpose()?;
+                // Subscribe first, then read the wallet: whatever commits in
+                // between arrives live and is told apart by its sequence.
+                let subscription = store.hub().subscribe(Some(wallet_id));
+                let wallet = readable_wallet(ctx, wallet_id).await?.0;
+                let (start, catch_up) = match after {
+                    Some(seq) if seq > wallet.last_seq => {
+                        return Err(
+                            AppError::invalid("cursor is ahead of the wallet's history").into()
+                        );
+                    }
+                    Some(seq) => (seq, true),
+                    None => (wallet.last_seq, false),
+                };
+                live::wallet_feed(store, wallet_id, start, catch_up, subscription).boxed()
+            }
+        };
+        Ok(feed.map(move |item| {
+            // The slot is released when the stream is dropped.
+            let _held = &slot;
+            match item {
+                Ok(operation) => Ok(Operation(Arc::unwrap_or_clone(operation))),
+                Err(FeedError::Lagged) => Err(AppError::SubscriptionLagged.into()),
+                Err(FeedError::Missed) => Err(AppError::EventsMissed.into()),
+                Err(FeedError::Database(err)) => Err(AppError::from(err).into()),
+            }
+        }))
+    }
+}
+
+/// The per-connection cap on concurrent subscriptions.
+#[derive(Clone)]
+pub struct SubscriptionSlots {
+    active: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl SubscriptionSlots {
+    pub fn new(max: usize) -> SubscriptionSlots {
+        SubscriptionSlots {
+            active: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    fn acquire(&self) -> AppResult<SlotGuard> {
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .map_err(|_| AppError::TooManySubscriptions(self.max))?;
+        Ok(SlotGuard(self.active.clone()))
+    }
+}
+
+struct SlotGuard(Arc<AtomicUsize>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

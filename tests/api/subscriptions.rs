@@ -1,0 +1,508 @@
+//! Live subscriptions over WebSocket. On PostgreSQL every test subscribes
+//! through one server process and writes through another, so events must
+//! cross processes (LISTEN/NOTIFY); on SQLite one in-process server does both.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::{OPERATOR, ServerProcess, TEST_EVENT_BUFFER, TestApp, data, error_code, text};
+use crate::ws::{Event, LEGACY_WS, OPERATION_CREATED, TRANSPORT_WS, WsClient, refusal_code};
+
+/// Where subscribers connect; keeps the server processes alive.
+struct Live {
+    subscribe_at: SocketAddr,
+    _processes: Vec<ServerProcess>,
+}
+
+fn live(app: &mut TestApp) -> Live {
+    if app.is_postgres() {
+        let (listening, writing) = (app.spawn_process(), app.spawn_process());
+        app.use_server(writing.addr);
+        Live {
+            subscribe_at: listening.addr,
+            _processes: vec![listening, writing],
+        }
+    } else {
+        Live {
+            subscribe_at: app.addr,
+            _processes: Vec::new(),
+        }
+    }
+}
+
+async fn payer_and_payee_hear_a_transfer(mut app: TestApp) {
+    let live = live(&mut app);
+    let alice = app.create_client("Alice").await;
+    let bob = app.create_client("Bob").await;
+    let mut alice_ws = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(&alice.token))
+        .await
+        .expect("alice");
+    alice_ws
+        .subscribe("a", OPERATION_CREATED, json!({ "w": alice.wallet }))
+        .await;
+    // Bob speaks the legacy protocol.
+    let mut bob_ws = WsClient::connect(live.subscribe_at, LEGACY_WS, Some(&bob.token))
+        .await
+        .expect("bob");
+    bob_ws
+        .subscribe("b", OPERATION_CREATED, json!({ "w": bob.wallet }))
+        .await;
+    let mut operator_ws = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(OPERATOR))
+        .await
+        .expect("operator");
+    operator_ws
+        .subscribe("all", OPERATION_CREATED, json!({}))
+        .await;
+    // Give the subscriptions a moment to register before writing.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    data(&app.deposit(&alice.wallet, "50").await);
+    data(&app.transfer(&alice, &bob.wallet, "20.5").await);
+
+    let deposit = alice_ws.next_operation("a").await;
+    assert_eq!(
+        (
+            deposit["kind"].as_str(),
+            deposit["amount"].as_str(),
+            deposit["sequence"].as_i64()
+        ),
+        (Some("DEPOSIT"), Some("50.00"), Some(1))
+    );
+    let out = alice_ws.next_operation("a").await;
+    assert_eq!(out["kind"], "TRANSFER_OUT");
+    assert_eq!(out["amount"], "20.50");
+    assert_eq!(out["balanceAfter"], "29.50");
+    assert_eq!(out["counterparty"]["id"], bob.wallet.as_str());
+    let incoming = bob_ws.next_operation("b").await;
+    assert_eq!(incoming["kind"], "TRANSFER_IN");
+    assert_eq!(incoming["amount"], "20.50");
+    assert_eq!(incoming["sequence"], 1);
+    assert_eq!(incoming["walletId"], bob.wallet.as_str());
+
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let op = operator_ws.next_operation("all").await;
+        seen.push((text(&op["kind"]), text(&op["walletId"])));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            ("DEPOSIT".to_owned(), alice.wallet.clone()),
+            ("TRANSFER_OUT".to_owned(), alice.wallet.clone()),
+            ("TRANSFER_IN".to_owned(), bob.wallet.clone()),
+        ]
+    );
+    // Nothing else: each event once.
+    alice_ws
+        .assert_silent("a", Duration::from_millis(300))
+        .await;
+    bob_ws.assert_silent("b", Duration::from_millis(10)).await;
+}
+
+async fn a_refused_transfer_emits_nothing(mut app: TestApp) {
+    let live = live(&mut app);
+    let alice = app.create_client("Alice").await;
+    let bob = app.create_client("Bob").await;
+    let mut alice_ws = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(&alice.token))
+        .await
+        .expect("alice");
+    alice_ws
+        .subscribe("a", OPERATION_CREATED, json!({ "w": alice.wallet }))
+        .await;
+    let mut bob_ws = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(&bob.token))
+        .await
+        .expect("bob");
+    bob_ws
+        .subscribe("b", OPERATION_CREATED, json!({ "w": bob.wallet }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    assert_eq!(
+        error_code(&app.transfer(&alice, &bob.wallet, "1").await),
+        "INSUFFICIENT_FUNDS"
+    );
+    alice_ws
+        .assert_silent("a", Duration::from_millis(500))
+        .await;
+    bob_ws.assert_silent("b", Duration::from_millis(10)).await;
+    // The next real operation is the first event, numbered 1.
+    data(&app.deposit(&alice.wallet, "3").await);
+    let first = alice_ws.next_operation("a").await;
+    assert_eq!(
+        (first["kind"].as_str(), first["sequence"].as_i64()),
+        (Some("DEPOSIT"), Some(1))
+    );
+}
+
+async fn subscriptions_are_authorized(mut app: TestApp) {
+    let live = live(&mut app);
+    let alice = app.create_client("Alice").await;
+    let mallory = app.create_client("Mallory").await;
+    data(&app.deposit(&mallory.wallet, "1").await);
+    let mallory_cursor = {
+        let page = app
+            .gql(
+                Some(&mallory.token),
+                "query($w: UUID!) { operations(walletId: $w) { nodes { cursor } } }",
+                json!({ "w": mallory.wallet }),
+            )
+            .await;
+        text(&data(&page)["operations"]["nodes"][0]["cursor"])
+    };
+
+    let mut ws = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(&mallory.token))
+        .await
+        .expect("mallory");
+    let cases = [
+        (
+            "someone else's wallet",
+            json!({ "w": alice.wallet }),
+            "FORBIDDEN",
+        ),
+        ("every wallet, as a client", json!({}), "FORBIDDEN"),
+        (
+            "a wallet that does not exist",
+            json!({ "w": uuid::Uuid::now_v7() }),
+            "FORBIDDEN",
+        ),
+        (
+            "a cursor from another wallet",
+            json!({ "w": alice.wallet, "after": mallory_cursor }),
+            "INVALID_INPUT",
+        ),
+        (
+            "a malformed cursor",
+            json!({ "w": mallory.wallet, "after": "garbage" }),
+            "INVALID_INPUT",
+        ),
+    ];
+    for (i, (case, variables, code)) in cases.into_iter().enumerate() {
+        let id = i.to_string();
+        ws.subscribe(&id, OPERATION_CREATED, variables).await;
+        assert_eq!(
+            refusal_code(&ws.next_event(&id, Duration::from_secs(5)).await),
+            code,
+            "{case}"
+        );
+        let end = ws.next_event(&id, Duration::from_secs(5)).await;
+        assert!(matches!(end, Event::Complete), "{case}: {end:?}");
+    }
+    // No event of Alice's reaches Mallory.
+    data(&app.deposit(&alice.wallet, "5").await);
+    ws.assert_silent("0", Duration::from_millis(300)).await;
+
+    let mut anonymous = WsClient::connect(live.subscribe_at, TRANSPORT_WS, None)
+        .await
+        .expect("anonymous connects");
+    anonymous
+        .subscribe("x", OPERATION_CREATED, json!({ "w": alice.wallet }))
+        .await;
+    assert_eq!(
+        refusal_code(&anonymous.next_event("x", Duration::from_secs(5)).await),
+        "UNAUTHENTICATED"
+    );
+
+    for protocol in [TRANSPORT_WS, LEGACY_WS] {
+        let refused = WsClient::connect(live.subscribe_at, protocol, Some("wq_forged")).await;
+        let reason = refused.err().expect("a forged token is refused");
+        assert!(reason.contains("UNAUTHENTICATED"), "{protocol}: {reason}");
+    }
+
+    let mut operator = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(OPERATOR))
+        .await
+        .expect("operator");
+    operator
+        .subscribe(
+            "all",
+            OPERATION_CREATED,
+            json!({ "after": mallory_cursor.clone() }),
+        )
+        .await;
+    assert_eq!(
+        refusal_code(&operator.next_event("all", Duration::from_secs(5)).await),
+        "INVALID_INPUT"
+    );
+    operator
+        .subscribe("alice", OPERATION_CREATED, json!({ "w": alice.wallet }))
+        .await;
+    data(&app.deposit(&alice.wallet, "6").await);
+    assert_eq!(operator.next_operation("alice").await["amount"], "6.00");
+}
+
+/// A subscriber misses events, then resumes from its last cursor while
+/// transfers keep arriving: what it receives, over both connections, is
+/// exactly the wallet's ledger, each operation once and in order.
+async fn resuming_with_a_cursor_has_no_gap_and_no_duplicate(mut app: TestApp) {
+    let live = live(&mut app);
+    let alice = app.create_client("Alice").await;
+    let bob = app.create_client("Bob").await;
+    data(&app.deposit(&alice.wallet, "1000").await);
+    data(&app.deposit(&bob.wallet, "1000").await);
+
+    let mut first = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(&alice.token))
+        .await
+        .expect("connect");
+    // From the beginning of the history: the deposit is replayed.
+    let origin = json!({ "w": alice.wallet });
+    first.subscribe("1", OPERATION_CREATED, origin).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    const TRANSFERS: usize = 60;
+    let writer = async {
+        for i in 0..TRANSFERS {
+            let response = if i % 2 == 0 {
+                app.transfer(&alice, &bob.wallet, "1.25").await
+            } else {
+                app.transfer(&bob, &alice.wallet, "0.75").await
+            };
+            data(&response);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    };
+    let reader = async {
+        let mut received: Vec<Value> = Vec::new();
+        for _ in 0..10 {
+            received.push(first.next_operation("1").await);
+        }
+        drop(first);
+        // Miss some while the writer goes on, then resume from the last cursor.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let cursor = text(&received[received.len() - 1]["cursor"]);
+        let mut second = WsClient::connect(live.subscribe_at, LEGACY_WS, Some(&alice.token))
+            .await
+            .expect("reconnect");
+        second
+            .subscribe(
+                "2",
+                OPERATION_CREATED,
+                json!({ "w": alice.wallet, "after": cursor }),
+            )
+            .await;
+        (received, second)
+    };
+    let ((), (mut received, mut second)) = tokio::join!(writer, reader);
+    // Alice's wallet: the first deposit (before subscribing, so not an
+    // event) and one operation per transfer.
+    let last = (TRANSFERS + 1) as i64;
+    while received.last().and_then(|op| op["sequence"].as_i64()) != Some(last) {
+        received.push(second.next_operation("2").await);
+    }
+    let sequences: Vec<i64> = received
+        .iter()
+        .filter_map(|op| op["sequence"].as_i64())
+        .collect();
+    assert_eq!(
+        sequences,
+        (2..=last).collect::<Vec<_>>(),
+        "gap or duplicate"
+    );
+
+    let history = app
+        .gql(Some(&alice.token), "query($w: UUID!) { operations(walletId: $w, last: 100) { nodes { id sequence kind amount balanceAfter } } }", json!({ "w": alice.wallet }))
+        .await;
+    let mut ledger: Vec<Value> = data(&history)["operations"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ledger.reverse();
+    ledger.remove(0);
+    for (event, row) in received.iter().zip(&ledger) {
+        for field in ["id", "sequence", "kind", "amount", "balanceAfter"] {
+            assert_eq!(event[field], row[field], "{field} of event {event}");
+        }
+    }
+    second.assert_silent("2", Duration::from_millis(300)).await;
+}
+
+/// A subscriber that stops reading falls behind, is told so and dropped;
+/// another subscriber to the same wallet and the writers carry on
+/// untouched; the slow one resumes from its last cursor and misses nothing.
+async fn a_slow_subscriber_is_dropped_without_hurting_others(mut app: TestApp) {
+    let live = live(&mut app);
+    let alice = app.create_client("Alice").await;
+    let query = json!({ "w": alice.wallet });
+    let mut slow = WsClient::connect_with_buffer(
+        live.subscribe_at,
+        TRANSPORT_WS,
+        Some(&alice.token),
+        Some(4096),
+    )
+    .await
+    .expect("slow");
+    slow.subscribe("slow", OPERATION_CREATED, query.clone())
+        .await;
+    let mut fast = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(&alice.token))
+        .await
+        .expect("fast");
+    fast.subscribe("fast", OPERATION_CREATED, query).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Far more events than the socket buffers and the hub's buffer of
+    // TEST_EVENT_BUFFER hold, written by 8 concurrent writers.
+    const EVENTS: usize = 1600; // a multiple of the 8 writers
+    let started = Instant::now();
+    let writers = (0..8).map(|_| {
+        let app = &app;
+        let alice = &alice;
+        async move {
+            for _ in 0..EVENTS / 8 {
+                data(&app.deposit(&alice.wallet, "0.01").await);
+            }
+        }
+    });
+    let reader = async {
+        let mut sequences = Vec::new();
+        while sequences.len() < EVENTS {
+            let op = fast.next_operation("fast").await;
+            sequences.push(op["sequence"].as_i64().unwrap_or(0));
+        }
+        sequences
+    };
+    let (_, fast_sequences) = tokio::join!(join_all(writers), reader);
+    let elapsed = started.elapsed();
+    assert_eq!(
+        fast_sequences,
+        (1..=EVENTS as i64).collect::<Vec<_>>(),
+        "the fast subscriber saw everything in order"
+    );
+
+    // The slow one reads now: a gapless prefix, then the notice.
+    let mut slow_sequences: Vec<i64> = Vec::new();
+    let mut last_cursor = None;
+    let ending = loop {
+        match slow.next_event("slow", Duration::from_secs(5)).await {
+            Event::Data(op) => {
+                slow_sequences.push(op["sequence"].as_i64().unwrap_or(0));
+                last_cursor = Some(text(&op["cursor"]));
+            }
+            other => break other,
+        }
+    };
+    assert!(
+        slow_sequences.len() < EVENTS,
+        "the slow subscriber was not dropped ({} events, {elapsed:?})",
+        slow_sequences.len()
+    );
+    assert!(
+        slow_sequences.len() >= TEST_EVENT_BUFFER,
+        "it got at least its buffer"
+    );
+    assert_eq!(
+        slow_sequences,
+        (1..=slow_sequences.len() as i64).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        refusal_code(&ending),
+        "SUBSCRIPTION_LAGGED",
+        "it was told why"
+    );
+
+    // It resumes from its last cursor and gets exactly the rest.
+    let mut resumed = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(&alice.token))
+        .await
+        .expect("resume");
+    resumed
+        .subscribe(
+            "again",
+            OPERATION_CREATED,
+            json!({ "w": alice.wallet, "after": last_cursor }),
+        )
+        .await;
+    let mut next = slow_sequences.len() as i64 + 1;
+    while next <= EVENTS as i64 {
+        assert_eq!(resumed.next_operation("again").await["sequence"], next);
+        next += 1;
+    }
+}
+
+async fn subscriptions_per_connection_are_capped(mut app: TestApp) {
+    let live = live(&mut app);
+    let alice = app.create_client("Alice").await;
+    data(&app.deposit(&alice.wallet, "1").await);
+    data(&app.deposit(&alice.wallet, "2").await);
+    let history = app
+        .gql(
+            Some(&alice.token),
+            "query($w: UUID!) { operations(walletId: $w, last: 1) { nodes { cursor } } }",
+            json!({ "w": alice.wallet }),
+        )
+        .await;
+    let first = text(&data(&history)["operations"]["nodes"][0]["cursor"]);
+    let mut ws = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(&alice.token))
+        .await
+        .expect("connect");
+    let limit = walletql::config::WsLimits::default().max_subscriptions_per_connection;
+    // Each resumes after the first deposit, so the second is replayed at
+    // once: proof that the subscription is active.
+    for i in 0..limit {
+        ws.subscribe(
+            &i.to_string(),
+            OPERATION_CREATED,
+            json!({ "w": alice.wallet, "after": first }),
+        )
+        .await;
+        assert_eq!(ws.next_operation(&i.to_string()).await["amount"], "2.00");
+    }
+    ws.subscribe("over", OPERATION_CREATED, json!({ "w": alice.wallet }))
+        .await;
+    assert_eq!(
+        refusal_code(&ws.next_event("over", Duration::from_secs(5)).await),
+        "TOO_MANY_SUBSCRIPTIONS"
+    );
+    // The refused one did not take a slot from the others.
+    data(&app.deposit(&alice.wallet, "3").await);
+    for i in 0..limit {
+        assert_eq!(ws.next_operation(&i.to_string()).await["amount"], "3.00");
+    }
+}
+
+both_backends!(
+    payer_and_payee_hear_a_transfer,
+    a_refused_transfer_emits_nothing,
+    subscriptions_are_authorized,
+    resuming_with_a_cursor_has_no_gap_and_no_duplicate,
+    a_slow_subscriber_is_dropped_without_hurting_others,
+    subscriptions_per_connection_are_capped,
+);
+
+/// Past the connection cap, the WebSocket handshake is refused with 503.
+#[tokio::test]
+async fn websocket_connections_are_capped() {
+    let app = TestApp::sqlite().await;
+    let limits = walletql::config::WsLimits {
+        max_connections: 1,
+        ..Default::default()
+    };
+    let router = walletql::server::router(walletql::server::AppState::with_ws_limits(
+        app.store.clone(),
+        OPERATOR,
+        limits,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let first = WsClient::connect(addr, TRANSPORT_WS, Some(OPERATOR))
+        .await
+        .expect("first");
+    let second = WsClient::connect(addr, TRANSPORT_WS, Some(OPERATOR)).await;
+    assert!(
+        second.err().is_some_and(|e| e.contains("503")),
+        "the second connection is refused"
+    );
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        WsClient::connect(addr, TRANSPORT_WS, Some(OPERATOR))
+            .await
+            .is_ok(),
+        "a freed slot is reused"
+    );
+}
