@@ -61,7 +61,11 @@ async fn a_transfer_runs_a_fixed_number_of_statements(app: TestApp) {
     // PostgreSQL announces the new rows with a NOTIFY inside the transaction.
     let notify = u64::from(app.is_postgres());
     assert_eq!(plain, 6 + notify);
-    assert_eq!(keyed, 7 + notify, "an idempotency key costs one statement more");
+    assert_eq!(
+        keyed,
+        7 + notify,
+        "an idempotency key costs one statement more"
+    );
 }
 
 both_backends!(

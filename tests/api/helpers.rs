@@ -235,6 +235,19 @@ impl TestApp {
         }
     }
 
+    /// Runs SQL as the PostgreSQL superuser, outside the test database
+    /// (for switching the database off and on).
+    pub async fn admin_sql(&self, sql: &str) {
+        let admin = admin_connection().await.expect("admin connection");
+        admin.execute_unprepared(sql).await.expect("admin SQL");
+        let _ = admin.close().await;
+    }
+
+    /// The test database's name.
+    pub fn db_name(&self) -> &str {
+        self.db_url.rsplit('/').next().unwrap_or_default()
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.db_url.starts_with("postgres")
     }

@@ -506,3 +506,57 @@ async fn websocket_connections_are_capped() {
         "a freed slot is reused"
     );
 }
+
+/// NOTIFYs sent while a server's LISTEN connection is down are lost; when it
+/// is back, per-wallet subscribers recover them from the ledger, and
+/// all-wallet subscribers are told that they may have missed some.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_lost_while_listening_is_down_are_recovered() {
+    let Some(app) = TestApp::postgres().await else {
+        return;
+    };
+    let alice = app.create_client("Alice").await;
+    let mut wallet_ws = WsClient::connect(app.addr, TRANSPORT_WS, Some(&alice.token))
+        .await
+        .expect("alice");
+    wallet_ws
+        .subscribe("a", OPERATION_CREATED, json!({ "w": alice.wallet }))
+        .await;
+    let mut all_ws = WsClient::connect(app.addr, TRANSPORT_WS, Some(OPERATOR))
+        .await
+        .expect("operator");
+    all_ws.subscribe("all", OPERATION_CREATED, json!({})).await;
+    data(&app.deposit(&alice.wallet, "1").await);
+    assert_eq!(wallet_ws.next_operation("a").await["amount"], "1.00");
+    assert_eq!(all_ws.next_operation("all").await["amount"], "1.00");
+
+    // Cut the LISTEN connection and keep it from coming back; the pool's open
+    // connections still serve the deposit, whose NOTIFY nobody hears.
+    let db = app.db_name().to_owned();
+    app.admin_sql(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS false"))
+        .await;
+    app.admin_sql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND query LIKE 'LISTEN%'"
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    data(&app.deposit(&alice.wallet, "2").await);
+    wallet_ws
+        .assert_silent("a", Duration::from_millis(500))
+        .await;
+
+    app.admin_sql(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS true"))
+        .await;
+    let recovered = wallet_ws.next_operation("a").await;
+    assert_eq!(
+        (recovered["amount"].as_str(), recovered["sequence"].as_i64()),
+        (Some("2.00"), Some(2))
+    );
+    assert_eq!(
+        refusal_code(&all_ws.next_event("all", Duration::from_secs(10)).await),
+        "EVENTS_MISSED"
+    );
+    // And live delivery works again.
+    data(&app.deposit(&alice.wallet, "3").await);
+    assert_eq!(wallet_ws.next_operation("a").await["amount"], "3.00");
+}
