@@ -469,6 +469,21 @@ both_backends!(
     subscriptions_per_connection_are_capped,
 );
 
+/// An in-process server on `app`'s database with other WebSocket limits.
+async fn serve_with(app: &TestApp, limits: walletql::config::WsLimits) -> SocketAddr {
+    let state = walletql::server::AppState::with_ws_limits(app.store.clone(), OPERATOR, limits);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(walletql::server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    addr
+}
+
 /// Past the connection cap, the WebSocket handshake is refused with 503.
 #[tokio::test]
 async fn websocket_connections_are_capped() {
@@ -477,18 +492,7 @@ async fn websocket_connections_are_capped() {
         max_connections: 1,
         ..Default::default()
     };
-    let router = walletql::server::router(walletql::server::AppState::with_ws_limits(
-        app.store.clone(),
-        OPERATOR,
-        limits,
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    let addr = serve_with(&app, limits).await;
     let first = WsClient::connect(addr, TRANSPORT_WS, Some(OPERATOR))
         .await
         .expect("first");
@@ -504,6 +508,56 @@ async fn websocket_connections_are_capped() {
             .await
             .is_ok(),
         "a freed slot is reused"
+    );
+}
+
+/// A client that leaves messages unread past the send timeout is
+/// disconnected, while another client on the same server carries on.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected() {
+    let app = TestApp::sqlite().await;
+    let limits = walletql::config::WsLimits {
+        send_timeout: Duration::from_millis(300),
+        socket_send_buffer: crate::helpers::TEST_SOCKET_SEND_BUFFER,
+        ..Default::default()
+    };
+    let addr = serve_with(&app, limits).await;
+    let alice = app.create_client("Alice").await;
+    let mut stuck =
+        WsClient::connect_with_buffer(addr, TRANSPORT_WS, Some(&alice.token), Some(4096))
+            .await
+            .expect("stuck");
+    stuck
+        .subscribe("s", OPERATION_CREATED, json!({ "w": alice.wallet }))
+        .await;
+    let mut reading = WsClient::connect(addr, TRANSPORT_WS, Some(&alice.token))
+        .await
+        .expect("reading");
+    reading
+        .subscribe("r", OPERATION_CREATED, json!({ "w": alice.wallet }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Enough events to fill the stuck client's socket buffers; the hub's
+    // default buffer (256) is larger, so this is the send timeout at work.
+    for i in 1..=200 {
+        data(&app.deposit(&alice.wallet, "0.01").await);
+        assert_eq!(reading.next_operation("r").await["sequence"], i);
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut received = 0;
+    let ending = loop {
+        match stuck.next_event("s", Duration::from_secs(5)).await {
+            Event::Data(_) => received += 1,
+            other => break other,
+        }
+    };
+    assert!(
+        received < 200,
+        "the stuck client got everything ({received})"
+    );
+    assert!(
+        matches!(&ending, Event::Closed(reason) if reason != "no message"),
+        "{ending:?}"
     );
 }
 

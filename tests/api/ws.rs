@@ -86,13 +86,9 @@ impl WsClient {
                 Some(message) if message["type"] == "connection_ack" => return Ok(client),
                 Some(message) if message["type"] == "ka" => continue,
                 Some(message) => return Err(message.to_string()),
-                None => return Err(client.close_reason().await),
+                None => return Err("no answer to connection_init".to_owned()),
             }
         }
-    }
-
-    async fn close_reason(&mut self) -> String {
-        "connection closed".to_owned()
     }
 
     async fn send(&mut self, message: Value) {
@@ -106,19 +102,23 @@ impl WsClient {
     /// came within `wait`. A close frame becomes `{"type": "close", ...}`.
     pub async fn receive(&mut self, wait: Duration) -> Option<Value> {
         loop {
-            let message = tokio::time::timeout(wait, self.socket.next())
-                .await
-                .ok()??;
+            let message = match tokio::time::timeout(wait, self.socket.next()).await {
+                Err(_) => return None,
+                Ok(None) => return Some(json!({ "type": "close", "reason": "ended" })),
+                Ok(Some(Err(err))) => {
+                    return Some(json!({ "type": "close", "reason": err.to_string() }));
+                }
+                Ok(Some(Ok(message))) => message,
+            };
             match message {
-                Ok(Message::Text(text)) => return serde_json::from_str(&text).ok(),
-                Ok(Message::Close(frame)) => {
+                Message::Text(text) => return serde_json::from_str(&text).ok(),
+                Message::Close(frame) => {
                     let (code, reason) = frame.map_or((0, String::new()), |f| {
                         (u16::from(f.code), f.reason.to_string())
                     });
                     return Some(json!({ "type": "close", "code": code, "reason": reason }));
                 }
-                Ok(_) => continue,
-                Err(_) => return None,
+                _ => continue,
             }
         }
     }
