@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use super::error::{AppError, AppResult};
 
-/// A position in one wallet's history: the operation with sequence `seq`.
+/// A position in one wallet's history: the operation with sequence `seq`
+/// (0: before the first one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OperationCursor {
     pub wallet_id: Uuid,
@@ -32,7 +33,8 @@ impl OperationCursor {
         };
         let wallet_id = Uuid::parse_str(wallet).map_err(|_| invalid_cursor())?;
         let seq = seq.parse::<i64>().map_err(|_| invalid_cursor())?;
-        if seq < 1 {
+        // 0 is the position before a wallet's first operation.
+        if seq < 0 {
             return Err(invalid_cursor());
         }
         Ok(OperationCursor { wallet_id, seq })

@@ -12,11 +12,24 @@ use super::hub::{Hub, WeakHub};
 /// is missed), then keeps listening in the background until the hub is gone.
 /// When the connection drops, notifications sent meanwhile are lost: after
 /// reconnecting, the hub tells every subscriber to resync from the ledger.
-pub async fn spawn_postgres_listener(url: &str, hub: &Hub) -> Result<(), sea_orm::sqlx::Error> {
+/// The returned guard stops the task when dropped.
+pub async fn spawn_postgres_listener(
+    url: &str,
+    hub: &Hub,
+) -> Result<ListenerTask, sea_orm::sqlx::Error> {
     let listener = listen(url).await?;
     let url = url.to_owned();
-    tokio::spawn(run(url, listener, hub.downgrade()));
-    Ok(())
+    let task = tokio::spawn(run(url, listener, hub.downgrade()));
+    Ok(ListenerTask(task.abort_handle()))
+}
+
+/// Owns the background LISTEN task: dropping it closes the connection.
+pub struct ListenerTask(tokio::task::AbortHandle);
+
+impl Drop for ListenerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn listen(url: &str) -> Result<PgListener, sea_orm::sqlx::Error> {

@@ -14,7 +14,7 @@ mod listener;
 
 pub use feed::{FeedError, all_wallets_feed, wallet_feed};
 pub use hub::{Hub, HubMessage};
-pub use listener::spawn_postgres_listener;
+pub use listener::{ListenerTask, spawn_postgres_listener};
 
 /// The PostgreSQL channel committed operations are announced on.
 pub const CHANNEL: &str = "walletql_operations";

@@ -136,6 +136,18 @@ impl Wallet {
         Ok(self.0.last_seq)
     }
 
+    /// The position of the wallet's newest operation, consistent with
+    /// `balance`: pass it as `after` to `operationCreated` to hear exactly
+    /// what happens from this snapshot on.
+    async fn cursor(&self, ctx: &Context<'_>) -> Result<String> {
+        self.check_read(ctx)?;
+        Ok(OperationCursor {
+            wallet_id: self.0.id,
+            seq: self.0.last_seq,
+        }
+        .encode())
+    }
+
     async fn client(&self, ctx: &Context<'_>) -> Result<Client> {
         self.check_read(ctx)?;
         let client = loader(ctx)?

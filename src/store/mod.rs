@@ -16,7 +16,7 @@ use sea_orm::{
     DbErr, Statement, TransactionTrait,
 };
 
-use crate::live::{self, Hub};
+use crate::live::{self, Hub, ListenerTask};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use backend::{is_retryable, lock_wallets_in_order, unique_violation_on};
@@ -31,6 +31,8 @@ pub struct Store {
     statements: Arc<AtomicU64>,
     retries: Arc<AtomicU64>,
     hub: Hub,
+    /// PostgreSQL's LISTEN task, stopped when the last clone of the store goes.
+    _listener: Option<Arc<ListenerTask>>,
 }
 
 /// How to connect.
@@ -138,13 +140,19 @@ impl Store {
         };
         Migrator::up(&db, None).await?;
         let hub = Hub::new(opts.event_buffer);
-        if db.get_database_backend() == DbBackend::Postgres {
-            live::spawn_postgres_listener(url, &hub)
-                .await
-                .map_err(|e| DbErr::Custom(format!("cannot LISTEN for live operations: {e}")))?;
-        }
+        let listener = match db.get_database_backend() {
+            DbBackend::Postgres => Some(Arc::new(
+                live::spawn_postgres_listener(url, &hub)
+                    .await
+                    .map_err(|e| {
+                        DbErr::Custom(format!("cannot LISTEN for live operations: {e}"))
+                    })?,
+            )),
+            _ => None,
+        };
         Ok(Store {
             hub,
+            _listener: listener,
             db,
             writer,
             statements,

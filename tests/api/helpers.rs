@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use migration::MigratorTrait;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -134,8 +135,13 @@ async fn postgres_database() -> Option<(String, TestDb)> {
             .await
             .expect("create template");
         let url = database_url(&building);
-        let store = Store::connect(&url, 1).await.expect("migrate template");
-        store.close().await.expect("close template");
+        let template_db = Database::connect(url.as_str())
+            .await
+            .expect("connect template");
+        migration::Migrator::up(&template_db, None)
+            .await
+            .expect("migrate template");
+        template_db.close().await.expect("close template");
         admin
             .execute_unprepared(&format!(
                 "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
