@@ -2,6 +2,7 @@
 //! where a backend needs its own handling. All SQL lives under `store/`;
 //! the `ledger` module owns transactions and calls in here.
 
+pub mod audit;
 mod backend;
 pub mod reads;
 
