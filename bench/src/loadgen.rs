@@ -1,0 +1,453 @@
+//! Drives a running walletql over HTTP with concurrent connections and a
+//! mix of requests, then reports throughput, latency percentiles
+//! (HdrHistogram) and errors by code, and audits the ledger.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::{Value, json};
+use walletql::store::audit::{Audit, audit};
+
+use crate::ids::{token, wallet_id};
+
+/// Relative weights of the request kinds.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Mix {
+    pub transfer: u32,
+    pub deposit: u32,
+    pub wallet: u32,
+    pub history: u32,
+}
+
+impl Mix {
+    /// Parses `transfer=70,deposit=10,wallet=10,history=10` (missing kinds are 0).
+    pub fn parse(text: &str) -> anyhow::Result<Mix> {
+        let mut mix = Mix {
+            transfer: 0,
+            deposit: 0,
+            wallet: 0,
+            history: 0,
+        };
+        for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+            let (kind, weight) = part.split_once('=').context("expected kind=weight")?;
+            let weight: u32 = weight
+                .trim()
+                .parse()
+                .context("weight must be a whole number")?;
+            match kind.trim() {
+                "transfer" => mix.transfer = weight,
+                "deposit" => mix.deposit = weight,
+                "wallet" => mix.wallet = weight,
+                "history" => mix.history = weight,
+                other => anyhow::bail!("unknown request kind {other:?}"),
+            }
+        }
+        anyhow::ensure!(mix.total() > 0, "the mix is empty");
+        Ok(mix)
+    }
+
+    fn total(&self) -> u32 {
+        self.transfer + self.deposit + self.wallet + self.history
+    }
+
+    fn pick(&self, rng: &mut fastrand::Rng) -> Kind {
+        let mut roll = rng.u32(..self.total());
+        for (kind, weight) in [
+            (Kind::Transfer, self.transfer),
+            (Kind::Deposit, self.deposit),
+            (Kind::Wallet, self.wallet),
+            (Kind::History, self.history),
+        ] {
+            if roll < weight {
+                return kind;
+            }
+            roll -= weight;
+        }
+        Kind::Transfer
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Transfer,
+    Deposit,
+    Wallet,
+    History,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Transfer => "transfer",
+            Kind::Deposit => "deposit",
+            Kind::Wallet => "wallet",
+            Kind::History => "history",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    pub url: String,
+    pub connections: usize,
+    pub duration: Duration,
+    pub mix: Mix,
+    /// Seeded clients to act as (0..clients).
+    pub clients: u64,
+    /// With `hot_wallets > 0`, `hot_share` of transfers touch only the
+    /// first `hot_wallets` wallets.
+    pub hot_wallets: u64,
+    pub hot_share: f64,
+    pub operator_token: String,
+    /// For the ledger audit at the end; `None` skips it.
+    pub database_url: Option<String>,
+    pub rng_seed: u64,
+}
+
+/// Latency summary of one kind of request, in microseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub per_second: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub connections: usize,
+    pub seconds: f64,
+    pub total: Latency,
+    pub by_kind: BTreeMap<String, Latency>,
+    pub errors: BTreeMap<String, u64>,
+    pub audit_clean: Option<bool>,
+    #[serde(skip)]
+    pub audit: Option<Audit>,
+}
+
+impl Report {
+    /// Errors other than the expected refusal of an overdraft.
+    pub fn unexpected_errors(&self) -> u64 {
+        self.errors
+            .iter()
+            .filter(|(code, _)| code.as_str() != "INSUFFICIENT_FUNDS")
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "{} connections, {:.1} s\n{:<10} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}\n",
+            self.connections,
+            self.seconds,
+            "kind",
+            "requests",
+            "per sec",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "max ms"
+        );
+        let row = |name: &str, l: &Latency| {
+            format!(
+                "{name:<10} {:>9} {:>10.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2}\n",
+                l.count,
+                l.per_second,
+                l.p50_us as f64 / 1000.0,
+                l.p90_us as f64 / 1000.0,
+                l.p99_us as f64 / 1000.0,
+                l.max_us as f64 / 1000.0
+            )
+        };
+        for (name, latency) in &self.by_kind {
+            out.push_str(&row(name, latency));
+        }
+        out.push_str(&row("all", &self.total));
+        if self.errors.is_empty() {
+            out.push_str("errors: none\n");
+        } else {
+            out.push_str(&format!("errors: {:?}\n", self.errors));
+        }
+        match &self.audit {
+            Some(audit) => out.push_str(&format!("ledger audit:\n{}\n", audit.report())),
+            None => out.push_str("ledger audit: skipped (no database URL)\n"),
+        }
+        out
+    }
+}
+
+struct Worker {
+    histograms: BTreeMap<Kind, Histogram<u64>>,
+    errors: BTreeMap<String, u64>,
+}
+
+const TRANSFER: &str = "mutation($i: TransferInput!) { transfer(input: $i) { transfer { id } } }";
+const DEPOSIT: &str = "mutation($i: DepositInput!) { deposit(input: $i) { operation { id } } }";
+const WALLET: &str = "query($w: UUID!) { wallet(id: $w) { balance operationCount } }";
+const HISTORY: &str = "query($w: UUID!) { operations(walletId: $w, first: 20) { nodes { sequence kind amount balanceAfter createdAt } pageInfo { hasNextPage endCursor } } }";
+
+pub async fn run(config: &LoadConfig) -> anyhow::Result<Report> {
+    anyhow::ensure!(config.clients >= 2, "need at least 2 seeded clients");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(config.connections)
+        .tcp_nodelay(true)
+        .build()?;
+    let endpoint = format!("{}/graphql", config.url.trim_end_matches('/'));
+    let config = Arc::new(config.clone());
+    let started = Instant::now();
+    let deadline = started + config.duration;
+    let mut tasks = Vec::new();
+    for worker in 0..config.connections {
+        let (http, endpoint, config) = (http.clone(), endpoint.clone(), config.clone());
+        tasks.push(tokio::spawn(async move {
+            work(worker, &http, &endpoint, &config, deadline).await
+        }));
+    }
+    let mut merged: BTreeMap<Kind, Histogram<u64>> = BTreeMap::new();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for task in tasks {
+        let worker = task.await??;
+        for (kind, histogram) in worker.histograms {
+            match merged.get_mut(&kind) {
+                Some(total) => total.add(&histogram)?,
+                None => {
+                    merged.insert(kind, histogram);
+                }
+            }
+        }
+        for (code, n) in worker.errors {
+            *errors.entry(code).or_default() += n;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut total = new_histogram()?;
+    let mut by_kind = BTreeMap::new();
+    for (kind, histogram) in &merged {
+        total.add(histogram)?;
+        by_kind.insert(kind.name().to_owned(), summarize(histogram, seconds));
+    }
+    let audit = match &config.database_url {
+        Some(url) => {
+            let db = sea_orm::Database::connect(url.as_str())
+                .await
+                .context("connecting for the audit")?;
+            let audit = audit(&db).await?;
+            db.close().await?;
+            Some(audit)
+        }
+        None => None,
+    };
+    Ok(Report {
+        connections: config.connections,
+        seconds,
+        total: summarize(&total, seconds),
+        by_kind,
+        errors,
+        audit_clean: audit.as_ref().map(Audit::is_clean),
+        audit,
+    })
+}
+
+fn new_histogram() -> anyhow::Result<Histogram<u64>> {
+    // 1 µs to 60 s, three significant digits.
+    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
+}
+
+fn summarize(histogram: &Histogram<u64>, seconds: f64) -> Latency {
+    Latency {
+        count: histogram.len(),
+        per_second: histogram.len() as f64 / seconds.max(f64::EPSILON),
+        p50_us: histogram.value_at_quantile(0.50),
+        p90_us: histogram.value_at_quantile(0.90),
+        p99_us: histogram.value_at_quantile(0.99),
+        max_us: histogram.max(),
+    }
+}
+
+async fn work(
+    worker: usize,
+    http: &reqwest::Client,
+    endpoint: &str,
+    config: &LoadConfig,
+    deadline: Instant,
+) -> anyhow::Result<Worker> {
+    let mut rng = fastrand::Rng::with_seed(config.rng_seed.wrapping_add(worker as u64));
+    let mut state = Worker {
+        histograms: BTreeMap::new(),
+        errors: BTreeMap::new(),
+    };
+    while Instant::now() < deadline {
+        let kind = config.mix.pick(&mut rng);
+        let (token, body) = request(kind, config, &mut rng);
+        let started = Instant::now();
+        let outcome = http
+            .post(endpoint)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await;
+        let code = match outcome {
+            Ok(response) => match response.json::<Value>().await {
+                Ok(value) => value["errors"][0]["extensions"]["code"]
+                    .as_str()
+                    .map(str::to_owned),
+                Err(_) => Some("BAD_RESPONSE".to_owned()),
+            },
+            Err(_) => Some("HTTP_ERROR".to_owned()),
+        };
+        let elapsed = started.elapsed().as_micros().max(1) as u64;
+        let histogram = match state.histograms.entry(kind) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => entry.insert(new_histogram()?),
+        };
+        histogram.saturating_record(elapsed);
+        if let Some(code) = code {
+            *state.errors.entry(code).or_default() += 1;
+        }
+    }
+    Ok(state)
+}
+
+/// The token and JSON body of one request of `kind`.
+fn request(kind: Kind, config: &LoadConfig, rng: &mut fastrand::Rng) -> (String, Value) {
+    let pick = |rng: &mut fastrand::Rng| -> (u64, u64) {
+        let pool = if config.hot_wallets >= 2 && rng.f64() < config.hot_share {
+            config.hot_wallets.min(config.clients)
+        } else {
+            config.clients
+        };
+        let from = rng.u64(..pool);
+        (from, (from + rng.u64(1..pool)) % pool)
+    };
+    match kind {
+        Kind::Transfer => {
+            let (from, to) = pick(rng);
+            let amount = format!("{}.{:02}", rng.u32(0..20), rng.u32(1..100));
+            let input = json!({ "fromWalletId": wallet_id(from), "toWalletId": wallet_id(to), "amount": amount });
+            (
+                token(from),
+                json!({ "query": TRANSFER, "variables": { "i": input } }),
+            )
+        }
+        Kind::Deposit => {
+            let (to, _) = pick(rng);
+            let input =
+                json!({ "walletId": wallet_id(to), "amount": format!("{}.00", rng.u32(1..100)) });
+            (
+                config.operator_token.clone(),
+                json!({ "query": DEPOSIT, "variables": { "i": input } }),
+            )
+        }
+        Kind::Wallet => {
+            let (who, _) = pick(rng);
+            (
+                token(who),
+                json!({ "query": WALLET, "variables": { "w": wallet_id(who) } }),
+            )
+        }
+        Kind::History => {
+            let (who, _) = pick(rng);
+            (
+                token(who),
+                json!({ "query": HISTORY, "variables": { "w": wallet_id(who) } }),
+            )
+        }
+    }
+}
+
+/// Latency of single requests, one at a time: a wallet's first history page,
+/// a page `depth` operations deep, its last page, and wallet reads of this
+/// wallet and of a wallet with a short history. Shows that paging is keyset
+/// (depth does not matter) and reads do not depend on history size.
+pub async fn probe_history(
+    url: &str,
+    deep_wallet: u64,
+    shallow_wallet: u64,
+    depth: i64,
+    samples: usize,
+) -> anyhow::Result<Vec<(String, Latency)>> {
+    use walletql::domain::cursor::OperationCursor;
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let endpoint = format!("{}/graphql", url.trim_end_matches('/'));
+    let call = |who: u64, body: Value| {
+        let (http, endpoint) = (http.clone(), endpoint.clone());
+        async move {
+            let response: Value = http
+                .post(&endpoint)
+                .bearer_auth(token(who))
+                .json(&body)
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::ensure!(
+                response.get("errors").is_none(),
+                "request failed: {response}"
+            );
+            Ok::<Value, anyhow::Error>(response)
+        }
+    };
+    let wallet = call(
+        deep_wallet,
+        json!({ "query": WALLET, "variables": { "w": wallet_id(deep_wallet) } }),
+    )
+    .await?;
+    let count = wallet["data"]["wallet"]["operationCount"]
+        .as_i64()
+        .context("operationCount")?;
+    anyhow::ensure!(
+        count > depth,
+        "wallet {deep_wallet} has only {count} operations"
+    );
+    let deep_cursor = OperationCursor {
+        wallet_id: wallet_id(deep_wallet),
+        seq: count - depth,
+    }
+    .encode();
+    let page = "query($w: UUID!, $first: Int, $last: Int, $after: String) { operations(walletId: $w, first: $first, last: $last, after: $after) { nodes { sequence kind amount balanceAfter createdAt } pageInfo { hasNextPage endCursor } } }";
+    let probes: Vec<(String, u64, Value)> = vec![
+        (
+            format!("history first page ({count} ops)"),
+            deep_wallet,
+            json!({ "query": page, "variables": { "w": wallet_id(deep_wallet), "first": 20 } }),
+        ),
+        (
+            format!("history page {depth} deep"),
+            deep_wallet,
+            json!({ "query": page, "variables": { "w": wallet_id(deep_wallet), "first": 20, "after": deep_cursor } }),
+        ),
+        (
+            "history last page".to_owned(),
+            deep_wallet,
+            json!({ "query": page, "variables": { "w": wallet_id(deep_wallet), "last": 20 } }),
+        ),
+        (
+            format!("wallet read ({count} ops)"),
+            deep_wallet,
+            json!({ "query": WALLET, "variables": { "w": wallet_id(deep_wallet) } }),
+        ),
+        (
+            "wallet read (short history)".to_owned(),
+            shallow_wallet,
+            json!({ "query": WALLET, "variables": { "w": wallet_id(shallow_wallet) } }),
+        ),
+    ];
+    let mut results = Vec::new();
+    for (name, who, body) in probes {
+        let mut histogram = new_histogram()?;
+        let started = Instant::now();
+        for _ in 0..samples {
+            let at = Instant::now();
+            call(who, body.clone()).await?;
+            histogram.saturating_record(at.elapsed().as_micros().max(1) as u64);
+        }
+        results.push((name, summarize(&histogram, started.elapsed().as_secs_f64())));
+    }
+    Ok(results)
+}
