@@ -1,8 +1,9 @@
 //! Deposits and transfers.
 //!
-//! A transfer is one transaction: lock both wallets in id order, debit the
-//! payer with a conditional UPDATE (`... WHERE balance >= amount`), credit
-//! the payee, then write the transfer and its two ledger rows. The UPDATE
+//! A transfer is one transaction: debit the payer with a conditional UPDATE
+//! (`... WHERE balance >= amount`), credit the payee, then write the
+//! transfer and its two ledger rows (with row locks always taken in id
+//! order, see `store::lock_payee_first_if_lower`). The UPDATE
 //! that changes a balance also advances the wallet's `last_seq`, which numbers
 //! the new ledger row: the sequence follows the row lock, so it is gapless and
 //! in commit order.
@@ -20,7 +21,7 @@ use crate::domain::auth::Caller;
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::money::Money;
 use crate::domain::validate;
-use crate::store::{Store, lock_wallets_in_order, reads};
+use crate::store::{Store, lock_payee_first_if_lower, reads};
 
 pub struct DepositRequest {
     pub wallet_id: Uuid,
@@ -113,10 +114,7 @@ pub async fn deposit(
             description: description.clone(),
             created_at: wallet.updated_at,
         };
-        operation::Entity::insert(operation::ActiveModel::from(operation.clone()))
-            .exec_without_returning(&write.tx)
-            .await?;
-        write.announce(std::slice::from_ref(&operation)).await?;
+        write.record(None, std::slice::from_ref(&operation)).await?;
         write.commit().await?;
         Ok(DepositOutcome { operation, wallet })
     })
@@ -176,8 +174,7 @@ pub async fn transfer(
             write.rollback().await?;
             return replay_transfer(store, &scope, key, &fingerprint).await;
         }
-        let existing = lock_wallets_in_order(&write.tx, &[from, to]).await?;
-        if !existing.contains(&to) || !existing.contains(&from) {
+        if !lock_payee_first_if_lower(&write.tx, from, to).await? {
             write.rollback().await?;
             return Err(AppError::NotFound("wallet"));
         }
@@ -187,8 +184,13 @@ pub async fn transfer(
             return Err(AppError::InsufficientFunds);
         };
         let Some(payee) = credit(&write.tx, to, amount).await? else {
+            let exists = !reads::wallets_by_ids(&write.tx, &[to]).await?.is_empty();
             write.rollback().await?;
-            return Err(AppError::BalanceLimitExceeded);
+            return Err(if exists {
+                AppError::BalanceLimitExceeded
+            } else {
+                AppError::NotFound("wallet")
+            });
         };
         let now = payer.updated_at;
         let transfer = transfer_entity::Model {
@@ -213,17 +215,8 @@ pub async fn transfer(
         };
         let debit_row = leg(&payer, OperationKind::TransferOut, to);
         let credit_row = leg(&payee, OperationKind::TransferIn, from);
-        transfer_entity::Entity::insert(transfer_entity::ActiveModel::from(transfer.clone()))
-            .exec_without_returning(&write.tx)
-            .await?;
-        operation::Entity::insert_many([
-            operation::ActiveModel::from(debit_row.clone()),
-            operation::ActiveModel::from(credit_row.clone()),
-        ])
-        .exec_without_returning(&write.tx)
-        .await?;
         write
-            .announce(&[debit_row.clone(), credit_row.clone()])
+            .record(Some(&transfer), &[debit_row.clone(), credit_row.clone()])
             .await?;
         write.commit().await?;
         Ok(TransferOutcome {

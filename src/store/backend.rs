@@ -2,34 +2,99 @@
 
 use std::ops::Deref;
 
-use entity::wallet;
+use entity::{operation, transfer, wallet};
 use sea_orm::sea_query::LockType;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, RuntimeErr,
+    ActiveEnum, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QuerySelect, RuntimeErr, Statement,
 };
 use uuid::Uuid;
 
-/// Locks the given wallets in ascending id order and returns the ids that
-/// exist.
+/// Keeps a transfer's row locks in ascending id order, so that A-to-B and
+/// B-to-A at the same moment queue on the same first row instead of each
+/// holding one lock and waiting for the other (a deadlock).
 ///
-/// Two transfers in opposite directions (A to B, B to A) then queue on the
-/// same first row instead of each holding one lock and waiting for the other,
-/// so they never deadlock. SQLite runs one writer at a time, so there is
-/// nothing to order; it only reports which wallets exist.
-pub async fn lock_wallets_in_order<C: ConnectionTrait>(
+/// The debit locks the payer's row and the credit the payee's. When the
+/// payer sorts first that is already ascending and nothing is needed; when
+/// the payee sorts first, its row is locked here, before the debit. Returns
+/// whether the payee exists (when it was looked at). SQLite runs one writer
+/// at a time, so there is nothing to order there.
+pub async fn lock_payee_first_if_lower<C: ConnectionTrait>(
     conn: &C,
-    ids: &[Uuid],
-) -> Result<Vec<Uuid>, DbErr> {
-    let mut query = wallet::Entity::find()
+    payer: Uuid,
+    payee: Uuid,
+) -> Result<bool, DbErr> {
+    if payee > payer || conn.get_database_backend() != DbBackend::Postgres {
+        return Ok(true);
+    }
+    let locked = wallet::Entity::find()
         .select_only()
         .column(wallet::Column::Id)
-        .filter(wallet::Column::Id.is_in(ids.iter().copied()))
-        .order_by_asc(wallet::Column::Id);
-    if conn.get_database_backend() == DbBackend::Postgres {
-        query = query.lock(LockType::Update);
+        .filter(wallet::Column::Id.eq(payee))
+        .lock(LockType::Update)
+        .into_tuple::<Uuid>()
+        .one(conn)
+        .await?;
+    Ok(locked.is_some())
+}
+
+/// One statement that writes a transfer (if any) and its ledger rows and
+/// announces the rows with NOTIFY: PostgreSQL only. Data-modifying CTEs let
+/// the three writes share a round trip; the foreign keys between them are
+/// checked at the end of the statement, when all rows exist.
+pub fn ledger_insert_postgres(
+    transfer: Option<&transfer::Model>,
+    operations: &[operation::Model],
+    payload: String,
+) -> Statement {
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    let param = |v: sea_orm::Value, values: &mut Vec<sea_orm::Value>| {
+        values.push(v);
+        format!("${}", values.len())
+    };
+    let mut sql = String::from("WITH ");
+    if let Some(t) = transfer {
+        let cols = [
+            param(t.id.into(), &mut values),
+            param(t.from_wallet_id.into(), &mut values),
+            param(t.to_wallet_id.into(), &mut values),
+            param(t.amount.into(), &mut values),
+            param(t.description.clone().into(), &mut values),
+            param(t.created_at.into(), &mut values),
+        ];
+        sql.push_str(&format!(
+            "t AS (INSERT INTO transfer (id, from_wallet_id, to_wallet_id, amount, description, created_at) VALUES ({})), ",
+            cols.join(", ")
+        ));
     }
-    query.into_tuple::<Uuid>().all(conn).await
+    let rows: Vec<String> = operations
+        .iter()
+        .map(|o| {
+            let kind: String = o.kind.to_value();
+            let cols = [
+                param(o.id.into(), &mut values),
+                param(o.wallet_id.into(), &mut values),
+                param(o.seq.into(), &mut values),
+                param(kind.into(), &mut values),
+                param(o.amount.into(), &mut values),
+                param(o.balance_after.into(), &mut values),
+                param(o.transfer_id.into(), &mut values),
+                param(o.counterparty_wallet_id.into(), &mut values),
+                param(o.description.clone().into(), &mut values),
+                param(o.created_at.into(), &mut values),
+            ];
+            format!("({})", cols.join(", "))
+        })
+        .collect();
+    sql.push_str(&format!(
+        "o AS (INSERT INTO operation (id, wallet_id, seq, kind, amount, balance_after, transfer_id, \
+         counterparty_wallet_id, description, created_at) VALUES {}) ",
+        rows.join(", ")
+    ));
+    let channel = param(crate::live::CHANNEL.into(), &mut values);
+    let payload = param(payload.into(), &mut values);
+    sql.push_str(&format!("SELECT pg_notify({channel}, {payload})"));
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
 /// Whether a failed transaction may simply be run again: a serialization

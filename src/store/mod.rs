@@ -10,17 +10,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use entity::operation;
+use entity::{operation, transfer};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, Statement, TransactionTrait,
+    DbErr, EntityTrait, TransactionTrait,
 };
 
 use crate::live::{self, Hub, ListenerTask};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-pub use backend::{is_retryable, lock_wallets_in_order, unique_violation_on};
+pub use backend::{is_retryable, lock_payee_first_if_lower, unique_violation_on};
 
 /// The database handle shared by every request.
 #[derive(Clone)]
@@ -63,24 +63,39 @@ pub struct WriteTx {
 }
 
 impl WriteTx {
-    /// Announces new ledger rows to live subscribers, effective only if this
-    /// transaction commits. On PostgreSQL that is a NOTIFY inside the
-    /// transaction, which the server delivers at commit, in commit order, to
-    /// every instance. Elsewhere the rows wait for `commit`.
-    pub async fn announce(&mut self, operations: &[operation::Model]) -> Result<(), DbErr> {
-        if self.tx.get_database_backend() != DbBackend::Postgres {
-            self.pending.extend_from_slice(operations);
+    /// Writes a transfer (if any) and its ledger rows, and announces the
+    /// rows to live subscribers, effective only if this transaction commits.
+    ///
+    /// On PostgreSQL that is one statement ending in a NOTIFY, which the
+    /// server delivers at commit, in commit order, to every instance.
+    /// Elsewhere the rows are inserted, then wait for `commit` to reach the
+    /// in-process hub.
+    pub async fn record(
+        &mut self,
+        transfer: Option<&transfer::Model>,
+        operations: &[operation::Model],
+    ) -> Result<(), DbErr> {
+        if self.tx.get_database_backend() == DbBackend::Postgres {
+            let payload =
+                serde_json::to_string(operations).map_err(|e| DbErr::Custom(e.to_string()))?;
+            self.tx
+                .execute_raw(backend::ledger_insert_postgres(
+                    transfer, operations, payload,
+                ))
+                .await?;
             return Ok(());
         }
-        let payload =
-            serde_json::to_string(operations).map_err(|e| DbErr::Custom(e.to_string()))?;
-        self.tx
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [live::CHANNEL.into(), payload.into()],
-            ))
-            .await?;
+        if let Some(t) = transfer {
+            transfer::Entity::insert(transfer::ActiveModel::from(t.clone()))
+                .exec_without_returning(&self.tx)
+                .await?;
+        }
+        operation::Entity::insert_many(
+            operations.iter().cloned().map(operation::ActiveModel::from),
+        )
+        .exec_without_returning(&self.tx)
+        .await?;
+        self.pending.extend_from_slice(operations);
         Ok(())
     }
 
@@ -124,6 +139,9 @@ impl Store {
             .min_connections(1)
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(5))
+            // A ping before every use would cost a round trip per statement
+            // batch; only connections idle for a while are checked.
+            .test_before_acquire_if_idle_for(Duration::from_secs(5))
             .sqlx_logging(false);
         let mut db = Database::connect(options).await?;
         let statements = Arc::new(AtomicU64::new(0));

@@ -1,0 +1,44 @@
+-- The raw-SQL ceiling: exactly the statements walletql runs for one transfer
+-- on PostgreSQL, in the same order, on the same schema (see BENCHMARKS.md).
+-- Wallet n of a seeded database has the id 00000000-0000-7000-9000-<n in hex>,
+-- so ids sort as their numbers do.
+-- Variables: :clients (seeded clients), :hot and :hot_share_pct (hot-wallet mode; 0 to disable).
+\set pool CASE WHEN random(1, 100) <= :hot_share_pct THEN :hot ELSE :clients END
+\set a random(0, :pool - 1)
+\set b (:a + random(1, :pool - 1)) % :pool
+\set amount random(1, 2000)
+-- 1. authentication: the client's token hash (walletql hashes in Rust)
+SELECT wallet.client_id, wallet.id FROM wallet INNER JOIN client ON wallet.client_id = client.id
+  WHERE client.token_hash = encode(sha256(convert_to('wq_seed_' || :a, 'UTF8')), 'hex');
+BEGIN;
+-- 2. only when the payee's id sorts first: lock it before the debit, so row
+--    locks are always taken in ascending id order
+\if :b < :a
+SELECT id FROM wallet WHERE id = ('00000000-0000-7000-9000-' || lpad(to_hex((:b)::bigint), 12, '0'))::uuid FOR UPDATE;
+\endif
+-- 3. the conditional debit
+UPDATE wallet SET balance = balance - :amount, last_seq = last_seq + 1, updated_at = now()
+  WHERE id = ('00000000-0000-7000-9000-' || lpad(to_hex((:a)::bigint), 12, '0'))::uuid AND balance >= :amount
+  RETURNING id AS from_id, client_id AS from_client, currency AS from_currency, balance AS from_balance,
+            last_seq AS from_seq, created_at AS from_created, updated_at AS from_updated
+\gset
+-- 4. the credit
+UPDATE wallet SET balance = balance + :amount, last_seq = last_seq + 1, updated_at = now()
+  WHERE id = ('00000000-0000-7000-9000-' || lpad(to_hex((:b)::bigint), 12, '0'))::uuid AND balance <= 100000000000000 - :amount
+  RETURNING id AS to_id, client_id AS to_client, currency AS to_currency, balance AS to_balance,
+            last_seq AS to_seq, created_at AS to_created, updated_at AS to_updated
+\gset
+-- 5. the transfer, both ledger rows and the NOTIFY to live subscribers, in
+--    one statement (walletql makes its UUIDv7s in Rust and binds them; here
+--    the server makes the ids), with a payload of the size walletql sends
+WITH t AS (
+  INSERT INTO transfer (id, from_wallet_id, to_wallet_id, amount, description, created_at)
+  VALUES (gen_random_uuid(), :from_id, :to_id, :amount, NULL, now()) RETURNING id
+), o AS (
+  INSERT INTO operation (id, wallet_id, seq, kind, amount, balance_after, transfer_id, counterparty_wallet_id, description, created_at)
+  SELECT gen_random_uuid(), :from_id, :from_seq, 'TRANSFER_OUT', :amount, :from_balance, t.id, :to_id, NULL, now() FROM t
+  UNION ALL
+  SELECT gen_random_uuid(), :to_id, :to_seq, 'TRANSFER_IN', :amount, :to_balance, t.id, :from_id, NULL, now() FROM t
+)
+SELECT pg_notify('walletql_operations', repeat('x', 640));
+COMMIT;
