@@ -36,9 +36,9 @@ WITH t AS (
   VALUES (gen_random_uuid(), :from_id, :to_id, :amount, NULL, now()) RETURNING id
 ), o AS (
   INSERT INTO operation (id, wallet_id, seq, kind, amount, balance_after, transfer_id, counterparty_wallet_id, description, created_at)
-  SELECT gen_random_uuid(), :from_id, :from_seq, 'TRANSFER_OUT', :amount, :from_balance, t.id, :to_id, NULL, now() FROM t
+  SELECT gen_random_uuid(), (:from_id)::uuid, (:from_seq)::bigint, 'TRANSFER_OUT', (:amount)::bigint, (:from_balance)::bigint, t.id, (:to_id)::uuid, NULL, now() FROM t
   UNION ALL
-  SELECT gen_random_uuid(), :to_id, :to_seq, 'TRANSFER_IN', :amount, :to_balance, t.id, :from_id, NULL, now() FROM t
+  SELECT gen_random_uuid(), (:to_id)::uuid, (:to_seq)::bigint, 'TRANSFER_IN', (:amount)::bigint, (:to_balance)::bigint, t.id, (:from_id)::uuid, NULL, now() FROM t
 )
 SELECT pg_notify('walletql_operations', repeat('x', 640));
 COMMIT;
