@@ -27,6 +27,8 @@ pub enum Command {
     Serve,
     /// Print the GraphQL schema (SDL) and exit.
     PrintSchema,
+    /// Check every invariant of the ledger; exits non-zero on any violation.
+    Verify,
 }
 
 /// Limits on live subscriptions over WebSocket.
@@ -124,9 +126,119 @@ pub struct Config {
         global = true
     )]
     pub socket_send_buffer: usize,
+
+    /// Deepest nesting of fields a query may have.
+    #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = 12, global = true)]
+    pub max_query_depth: usize,
+
+    /// Highest complexity a query may have (each field counts 1, a page of
+    /// n items counts n times its fields).
+    #[arg(
+        long,
+        env = "MAX_QUERY_COMPLEXITY",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub max_query_complexity: usize,
+
+    /// Largest `first`/`last` of a page.
+    #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 100, global = true)]
+    pub max_page_size: usize,
+
+    /// Largest request body, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 65536, global = true)]
+    pub max_body_bytes: usize,
+
+    /// Seconds a request may take before it is answered with TIMEOUT.
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub request_timeout_secs: u64,
+
+    /// Milliseconds one SQL statement may run (PostgreSQL statement_timeout).
+    #[arg(
+        long,
+        env = "STATEMENT_TIMEOUT_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub statement_timeout_ms: u64,
+
+    /// Milliseconds a request waits for a free database connection before it
+    /// is refused with SERVICE_UNAVAILABLE.
+    #[arg(
+        long,
+        env = "DB_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub db_acquire_timeout_ms: u64,
+
+    /// Turn off schema introspection (for production).
+    #[arg(long, env = "DISABLE_INTROSPECTION", global = true)]
+    pub disable_introspection: bool,
+
+    /// Turn off the GraphiQL playground (for production).
+    #[arg(long, env = "DISABLE_GRAPHIQL", global = true)]
+    pub disable_graphiql: bool,
+
+    /// Origins allowed to call the API from a browser (comma-separated);
+    /// none by default, so no cross-origin page can.
+    #[arg(
+        long,
+        env = "CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_allowed_origins: Vec<String>,
+}
+
+/// Limits on HTTP requests and GraphQL documents.
+#[derive(Clone, Debug)]
+pub struct ApiLimits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_page_size: usize,
+    pub max_body_bytes: usize,
+    pub request_timeout: std::time::Duration,
+    pub introspection: bool,
+    pub graphiql: bool,
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_depth: 12,
+            max_complexity: 5000,
+            max_page_size: 100,
+            max_body_bytes: 64 * 1024,
+            request_timeout: std::time::Duration::from_secs(30),
+            introspection: true,
+            graphiql: true,
+            cors_allowed_origins: Vec::new(),
+        }
+    }
 }
 
 impl Config {
+    /// The HTTP and GraphQL limits this configuration sets.
+    pub fn api_limits(&self) -> ApiLimits {
+        ApiLimits {
+            max_depth: self.max_query_depth,
+            max_complexity: self.max_query_complexity,
+            max_page_size: self.max_page_size,
+            max_body_bytes: self.max_body_bytes,
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+            introspection: !self.disable_introspection,
+            graphiql: !self.disable_graphiql,
+            cors_allowed_origins: self.cors_allowed_origins.clone(),
+        }
+    }
+
     /// The WebSocket limits this configuration sets.
     pub fn ws_limits(&self) -> WsLimits {
         WsLimits {

@@ -12,6 +12,17 @@ async fn main() -> ExitCode {
             print!("{}", schema::sdl());
             ExitCode::SUCCESS
         }
+        Command::Verify => {
+            telemetry::init();
+            match server::verify(&cli.config).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(err) => {
+                    eprintln!("verify failed: {err:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Serve => {
             telemetry::init();
             match server::run(cli.config).await {

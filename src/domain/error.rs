@@ -4,8 +4,6 @@
 //! unexpected is `Internal`, logged with its cause and shown only as a generic
 //! message.
 
-use sea_orm::DbErr;
-
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{0}")]
@@ -36,6 +34,12 @@ pub enum AppError {
         "events may have been missed while the event stream was interrupted: resubscribe per wallet with a cursor"
     )]
     EventsMissed,
+    #[error("the database is unavailable; retry later (with the same idempotency key)")]
+    ServiceUnavailable(#[source] anyhow::Error),
+    #[error("the request body is larger than this server accepts ({0} bytes at most)")]
+    PayloadTooLarge(usize),
+    #[error("the request took too long and was stopped; nothing was changed unless it committed")]
+    Timeout,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -56,18 +60,15 @@ impl AppError {
             AppError::TooManySubscriptions(_) => "TOO_MANY_SUBSCRIPTIONS",
             AppError::SubscriptionLagged => "SUBSCRIPTION_LAGGED",
             AppError::EventsMissed => "EVENTS_MISSED",
+            AppError::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",
+            AppError::Timeout => "TIMEOUT",
+            AppError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             AppError::Internal(_) => "INTERNAL",
         }
     }
 
     pub fn invalid(message: impl Into<String>) -> AppError {
         AppError::InvalidInput(message.into())
-    }
-}
-
-impl From<DbErr> for AppError {
-    fn from(err: DbErr) -> Self {
-        AppError::Internal(err.into())
     }
 }
 

@@ -14,7 +14,7 @@ pub use money_moves::{
 use std::future::Future;
 
 use crate::domain::error::{AppError, AppResult};
-use crate::store::{Store, is_retryable};
+use crate::store::{DbFailure, Store, is_retryable};
 
 /// How many times a transaction that lost a race (serialization failure,
 /// deadlock, busy database) is run again before the caller sees an error.
@@ -35,9 +35,7 @@ where
         match attempt().await {
             Err(AppError::Internal(err))
                 if tries < ATTEMPTS
-                    && err
-                        .downcast_ref::<sea_orm::DbErr>()
-                        .is_some_and(is_retryable) =>
+                    && err.downcast_ref::<DbFailure>().is_some_and(is_retryable) =>
             {
                 store.record_retry();
                 tracing::debug!(tries, error = %err, "retrying a conflicting transaction");

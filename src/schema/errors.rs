@@ -20,7 +20,8 @@ impl From<AppError> for Error {
 
 /// Gives every error without a code one: those come from async-graphql's own
 /// parsing and validation (a malformed document, an unknown field, a value of
-/// the wrong type), which are all the caller's input.
+/// the wrong type), which are all the caller's input, or from its depth and
+/// complexity limits (`QUERY_TOO_COMPLEX`).
 pub struct ErrorCodes;
 
 impl ExtensionFactory for ErrorCodes {
@@ -34,9 +35,16 @@ impl Extension for ErrorCodes {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
         for error in &mut response.errors {
+            let code = if error.message.starts_with("Query is nested too deep")
+                || error.message.starts_with("Query is too complex")
+            {
+                "QUERY_TOO_COMPLEX"
+            } else {
+                AppError::invalid("").code()
+            };
             let extensions = error.extensions.get_or_insert_with(Default::default);
             if extensions.get("code").is_none() {
-                extensions.set("code", Value::from(AppError::invalid("").code()));
+                extensions.set("code", Value::from(code));
             }
         }
         response

@@ -36,7 +36,7 @@ impl From<DbErr> for LoadError {
 
 impl From<LoadError> for AppError {
     fn from(err: LoadError) -> Self {
-        AppError::Internal(anyhow::anyhow!("{}", err.0))
+        crate::store::app_error(&err.0)
     }
 }
 

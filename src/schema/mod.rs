@@ -18,22 +18,31 @@ pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 pub use subscription::{SubscriptionRoot, SubscriptionSlots};
 
+use crate::config::ApiLimits;
 use crate::store::Store;
 
 pub type WalletSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Largest `first`/`last` a connection accepts.
-pub const MAX_PAGE_SIZE: usize = 100;
 /// Page size when neither `first` nor `last` is given.
 pub const DEFAULT_PAGE_SIZE: usize = 20;
 
+/// Largest `first`/`last` a connection accepts (schema data).
+#[derive(Clone, Copy, Debug)]
+pub struct MaxPageSize(pub usize);
+
 /// Builds the schema. Each request must carry its `Caller` and a fresh
 /// `DataLoader<DbLoader>` as request data (see `server::graphql`).
-pub fn build(store: Store) -> WalletSchema {
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+pub fn build(store: Store, limits: &ApiLimits) -> WalletSchema {
+    let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(store)
-        .extension(ErrorCodes)
-        .finish()
+        .data(MaxPageSize(limits.max_page_size))
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .extension(ErrorCodes);
+    if !limits.introspection {
+        builder = builder.disable_introspection();
+    }
+    builder.finish()
 }
 
 /// The SDL the server serves; `schema.graphql` must equal it.

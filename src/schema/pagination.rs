@@ -3,7 +3,7 @@
 use async_graphql::OutputType;
 use async_graphql::connection::{Connection, Edge};
 
-use super::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use super::DEFAULT_PAGE_SIZE;
 use crate::domain::error::{AppError, AppResult};
 use crate::store::reads::{Direction, PageQuery};
 
@@ -22,15 +22,15 @@ pub struct Page<K> {
 }
 
 impl PageArgs {
-    /// Checks the arguments and decodes the cursors with `decode`.
-    pub fn parse<K>(self, decode: impl Fn(&str) -> AppResult<K>) -> AppResult<Page<K>> {
+    /// Checks the arguments against `max` and decodes the cursors with `decode`.
+    pub fn parse<K>(self, max: usize, decode: impl Fn(&str) -> AppResult<K>) -> AppResult<Page<K>> {
         let (size, direction) = match (self.first, self.last) {
             (Some(_), Some(_)) => {
                 return Err(AppError::invalid("pass either `first` or `last`, not both"));
             }
-            (Some(n), None) => (page_size("first", n)?, Direction::Forward),
-            (None, Some(n)) => (page_size("last", n)?, Direction::Backward),
-            (None, None) => (DEFAULT_PAGE_SIZE, Direction::Forward),
+            (Some(n), None) => (page_size("first", n, max)?, Direction::Forward),
+            (None, Some(n)) => (page_size("last", n, max)?, Direction::Backward),
+            (None, None) => (DEFAULT_PAGE_SIZE.min(max), Direction::Forward),
         };
         Ok(Page {
             query: PageQuery {
@@ -44,11 +44,11 @@ impl PageArgs {
     }
 }
 
-fn page_size(name: &str, n: i32) -> AppResult<usize> {
+fn page_size(name: &str, n: i32, max: usize) -> AppResult<usize> {
     usize::try_from(n)
         .ok()
-        .filter(|n| *n <= MAX_PAGE_SIZE)
-        .ok_or_else(|| AppError::invalid(format!("`{name}` must be between 0 and {MAX_PAGE_SIZE}")))
+        .filter(|n| *n <= max)
+        .ok_or_else(|| AppError::invalid(format!("`{name}` must be between 0 and {max}")))
 }
 
 impl<K> Page<K> {

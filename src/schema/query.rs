@@ -5,8 +5,8 @@ use uuid::Uuid;
 use super::loaders::ClientId;
 use super::pagination::PageArgs;
 use super::types::{
-    Client, Operation, OperationFilterInput, Wallet, caller, loader, operations_connection,
-    readable_wallet, store,
+    Client, Operation, OperationFilterInput, Wallet, caller, loader, max_page_size,
+    operations_connection, readable_wallet, store,
 };
 use crate::domain::auth::Caller;
 use crate::domain::cursor::WalletCursor;
@@ -39,6 +39,7 @@ impl QueryRoot {
 
     /// Wallets, oldest first: all of them for the operator, a client's own
     /// for a client.
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity")]
     async fn wallets(
         &self,
         ctx: &Context<'_>,
@@ -58,7 +59,7 @@ impl QueryRoot {
             last,
             before,
         }
-        .parse(WalletCursor::decode)?;
+        .parse(max_page_size(ctx), WalletCursor::decode)?;
         let store = store(ctx)?;
         let rows = reads::wallet_page(store.db(), owner, &page.query)
             .await
@@ -68,6 +69,7 @@ impl QueryRoot {
 
     /// A wallet's history, newest first.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity")]
     async fn operations(
         &self,
         ctx: &Context<'_>,

@@ -30,6 +30,11 @@ pub fn store<'a>(ctx: &Context<'a>) -> AppResult<&'a Store> {
         .map_err(|_| AppError::Internal(anyhow::anyhow!("schema has no store")))
 }
 
+/// The configured largest page (the default when the schema has none).
+pub fn max_page_size(ctx: &Context<'_>) -> usize {
+    ctx.data_opt::<super::MaxPageSize>().map_or(100, |m| m.0)
+}
+
 pub fn loader<'a>(ctx: &Context<'a>) -> AppResult<&'a DataLoader<DbLoader>> {
     ctx.data::<DataLoader<DbLoader>>()
         .map_err(|_| AppError::Internal(anyhow::anyhow!("request has no loader")))
@@ -168,6 +173,7 @@ impl Wallet {
     }
 
     /// The wallet's history, newest first.
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity")]
     async fn operations(
         &self,
         ctx: &Context<'_>,
@@ -195,7 +201,9 @@ pub async fn operations_connection(
     args: PageArgs,
     filter: Option<OperationFilterInput>,
 ) -> AppResult<Connection<String, Operation>> {
-    let page = args.parse(|cursor| OperationCursor::decode_for(cursor, wallet_id))?;
+    let page = args.parse(max_page_size(ctx), |cursor| {
+        OperationCursor::decode_for(cursor, wallet_id)
+    })?;
     let filter = filter.map(OperationFilter::from).unwrap_or_default();
     let key = OperationPage {
         wallet_id,

@@ -2,8 +2,10 @@
 
 use std::time::Instant;
 
+use async_graphql::ParseRequestError;
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{ErrorExtensions, Response as GqlResponse, ServerError};
+use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -15,25 +17,45 @@ use super::auth::authenticate;
 use crate::domain::error::AppError;
 use crate::schema::new_loader;
 
-pub async fn graphiql() -> impl IntoResponse {
+/// The playground, unless switched off (`DISABLE_GRAPHIQL`).
+pub async fn graphiql(state: &AppState) -> Response {
+    if !state.api_limits.graphiql {
+        return (StatusCode::NOT_FOUND, "GraphiQL is disabled on this server").into_response();
+    }
     Html(
         GraphiQLSource::build()
             .endpoint("/graphql")
             .subscription_endpoint("/graphql")
             .finish(),
     )
+    .into_response()
 }
 
+/// `POST /graphql`: one GraphQL request (batches are refused), within the
+/// request timeout.
 pub async fn graphql(
     State(state): State<AppState>,
     headers: HeaderMap,
-    request: GraphQLRequest,
+    request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
+    let request = match request {
+        Ok(request) => request.into_inner(),
+        Err(GraphQLRejection(ParseRequestError::PayloadTooLarge)) => {
+            return refused(AppError::PayloadTooLarge(state.api_limits.max_body_bytes));
+        }
+        Err(GraphQLRejection(err)) if err.to_string().contains("length limit") => {
+            return refused(AppError::PayloadTooLarge(state.api_limits.max_body_bytes));
+        }
+        Err(GraphQLRejection(err)) => {
+            return refused(AppError::invalid(format!(
+                "malformed GraphQL request: {err}"
+            )));
+        }
+    };
     let caller = match authenticate(&state, &headers).await {
         Ok(caller) => caller,
         Err(err) => return refused(err),
     };
-    let request = request.into_inner();
     let span = tracing::info_span!(
         "graphql",
         operation = request.operation_name.as_deref().unwrap_or("-"),
@@ -41,7 +63,12 @@ pub async fn graphql(
     );
     let request = request.data(caller).data(new_loader(state.store.clone()));
     let started = Instant::now();
-    let response = state.schema.execute(request).instrument(span.clone()).await;
+    let execution = state.schema.execute(request).instrument(span.clone());
+    let Ok(response) = tokio::time::timeout(state.api_limits.request_timeout, execution).await
+    else {
+        // Dropping the execution rolls back any transaction it had open.
+        return refused(AppError::Timeout);
+    };
     span.in_scope(|| {
         let codes: Vec<_> = response
             .errors
@@ -56,10 +83,14 @@ pub async fn graphql(
     GraphQLResponse::from(response).into_response()
 }
 
-/// A request refused before execution, in GraphQL's error shape.
-fn refused(err: AppError) -> Response {
+/// A request refused outside GraphQL execution, in GraphQL's error shape.
+pub fn refused(err: AppError) -> Response {
     let status = match err {
         AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
+        AppError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        AppError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        AppError::Timeout => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let code = err.code();
@@ -67,12 +98,29 @@ fn refused(err: AppError) -> Response {
     error.extensions = async_graphql::Error::new("")
         .extend_with(|_, ext| ext.set("code", code))
         .extensions;
-    if let AppError::Internal(cause) = &err {
-        tracing::error!(error = ?cause, "authentication failed");
+    match &err {
+        AppError::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
+        AppError::ServiceUnavailable(cause) => {
+            tracing::warn!(error = %cause, "database unavailable")
+        }
+        _ => {}
     }
     (
         status,
         GraphQLResponse::from(GqlResponse::from_errors(vec![error])),
     )
         .into_response()
+}
+
+/// Turns the plain 413 that the body limit layer sends (when the declared
+/// length is already too large) into the same JSON error as every refusal.
+pub async fn payload_too_large(State(max_bytes): State<usize>, response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return refused(AppError::PayloadTooLarge(max_bytes));
+    }
+    response
 }

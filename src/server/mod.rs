@@ -16,7 +16,11 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::config::{Config, WsLimits};
+use axum::http::{HeaderValue, Method, header};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::config::{ApiLimits, Config, WsLimits};
 use crate::domain::auth::{OperatorToken, generate_token};
 use crate::schema::{self, WalletSchema};
 use crate::store::{Store, StoreOptions};
@@ -28,27 +32,48 @@ pub struct AppState {
     pub store: Store,
     pub operator: Arc<OperatorToken>,
     pub ws_limits: WsLimits,
+    pub api_limits: ApiLimits,
     /// One permit per open WebSocket connection.
     ws_slots: Arc<Semaphore>,
 }
 
 impl AppState {
     pub fn new(store: Store, operator_token: &str) -> AppState {
-        AppState::with_ws_limits(store, operator_token, WsLimits::default())
+        AppState::with_limits(
+            store,
+            operator_token,
+            WsLimits::default(),
+            ApiLimits::default(),
+        )
     }
 
     pub fn with_ws_limits(store: Store, operator_token: &str, ws_limits: WsLimits) -> AppState {
+        AppState::with_limits(store, operator_token, ws_limits, ApiLimits::default())
+    }
+
+    pub fn with_limits(
+        store: Store,
+        operator_token: &str,
+        ws_limits: WsLimits,
+        api_limits: ApiLimits,
+    ) -> AppState {
         AppState {
-            schema: schema::build(store.clone()),
+            schema: schema::build(store.clone(), &api_limits),
             store,
             operator: Arc::new(OperatorToken::new(operator_token)),
             ws_slots: Arc::new(Semaphore::new(ws_limits.max_connections)),
             ws_limits,
+            api_limits,
         }
     }
 }
 
+/// The routes, with the body limit and CORS around them.
+///
+/// The body limit is a tower-http layer because async-graphql-axum's
+/// extractor reads the body stream itself, past axum's `DefaultBodyLimit`.
 pub fn router(state: AppState) -> Router {
+    let limits = state.api_limits.clone();
     Router::new()
         .route(
             "/graphql",
@@ -56,6 +81,24 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(healthz))
         .with_state(state)
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(axum::middleware::map_response_with_state(
+            limits.max_body_bytes,
+            graphql::payload_too_large,
+        ))
+        .layer(cors(&limits.cors_allowed_origins))
+}
+
+/// No cross-origin access unless origins are configured.
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
 }
 
 /// Healthy when the database answers.
@@ -82,6 +125,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let options = StoreOptions {
         max_connections: config.db_max_connections,
         event_buffer: config.subscription_buffer,
+        statement_timeout: std::time::Duration::from_millis(config.statement_timeout_ms),
+        acquire_timeout: std::time::Duration::from_millis(config.db_acquire_timeout_ms),
     };
     let store = Store::connect_with(config.database_url(), options)
         .await
@@ -105,13 +150,41 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "walletql listening; GraphiQL at http://{}/graphql",
         listener.local_addr()?
     );
-    let state = AppState::with_ws_limits(store.clone(), &operator_token, config.ws_limits());
+    let state = AppState::with_limits(
+        store.clone(),
+        &operator_token,
+        config.ws_limits(),
+        config.api_limits(),
+    );
     serve(listener, state, shutdown_signal())
         .await
         .context("serving HTTP")?;
     tracing::info!("shutting down");
     store.close().await.context("closing the database")?;
     Ok(())
+}
+
+/// `walletql verify`: audits the ledger, prints the report; `Ok(false)`
+/// when any invariant is violated. Connects without migrating or listening.
+pub async fn verify(config: &Config) -> anyhow::Result<bool> {
+    let db = sea_orm::Database::connect(config.database_url())
+        .await
+        .context("connecting to the database")?;
+    let audit = crate::store::audit::audit(&db)
+        .await
+        .context("auditing the ledger")?;
+    println!("{}", audit.report());
+    let clean = audit.is_clean();
+    println!(
+        "{}",
+        if clean {
+            "ledger OK"
+        } else {
+            "LEDGER VIOLATIONS FOUND"
+        }
+    );
+    db.close().await.ok();
+    Ok(clean)
 }
 
 /// Serves HTTP and WebSocket on `listener` until `shutdown` completes.

@@ -10,6 +10,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::domain::error::AppError;
+
 /// Keeps a transfer's row locks in ascending id order, so that A-to-B and
 /// B-to-A at the same moment queue on the same first row instead of each
 /// holding one lock and waiting for the other (a deadlock).
@@ -97,11 +99,74 @@ pub fn ledger_insert_postgres(
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
+impl From<DbErr> for AppError {
+    fn from(err: DbErr) -> Self {
+        app_error(&err)
+    }
+}
+
+/// The `AppError` for a database failure. Failures a caller can do nothing
+/// about but wait are told apart from bugs: an unreachable or restarting
+/// database, an exhausted pool, a statement over its time limit.
+pub fn app_error(err: &DbErr) -> AppError {
+    if is_unavailable(err) {
+        return AppError::ServiceUnavailable(anyhow::anyhow!("{err}"));
+    }
+    if database_code(err).as_deref() == Some("57014") {
+        return AppError::Timeout;
+    }
+    AppError::Internal(DbFailure::from(err).into())
+}
+
+/// A database error kept for the logs and for `is_retryable`.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DbFailure {
+    message: String,
+    pub code: Option<String>,
+}
+
+impl From<&DbErr> for DbFailure {
+    fn from(err: &DbErr) -> Self {
+        DbFailure {
+            message: err.to_string(),
+            code: database_code(err),
+        }
+    }
+}
+
+/// The database cannot be reached or is going away: a connection error, a
+/// pool that gave no connection in time, or PostgreSQL's connection
+/// exception class (08) and shutdown codes (57P01-57P03).
+fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    let sqlx = match err {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e.deref(),
+        DbErr::Conn(_) => return true,
+        _ => return false,
+    };
+    match sqlx {
+        Sqlx::Io(_)
+        | Sqlx::Tls(_)
+        | Sqlx::PoolTimedOut
+        | Sqlx::PoolClosed
+        | Sqlx::WorkerCrashed => true,
+        Sqlx::Protocol(_) => true,
+        Sqlx::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
 /// Whether a failed transaction may simply be run again: a serialization
 /// failure or a deadlock on PostgreSQL, a busy database on SQLite.
-pub fn is_retryable(err: &DbErr) -> bool {
+pub fn is_retryable(err: &DbFailure) -> bool {
     matches!(
-        database_code(err).as_deref(),
+        err.code.as_deref(),
         Some("40001" | "40P01" | "5" | "6" | "517")
     )
 }

@@ -20,7 +20,9 @@ use sea_orm::{
 use crate::live::{self, Hub, ListenerTask};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-pub use backend::{is_retryable, lock_payee_first_if_lower, unique_violation_on};
+pub use backend::{
+    DbFailure, app_error, is_retryable, lock_payee_first_if_lower, unique_violation_on,
+};
 
 /// The database handle shared by every request.
 #[derive(Clone)]
@@ -42,6 +44,10 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// Events a live subscriber may fall behind by (see `live::Hub`).
     pub event_buffer: usize,
+    /// How long one statement may run (PostgreSQL's statement_timeout).
+    pub statement_timeout: Duration,
+    /// How long a request waits for a pooled connection.
+    pub acquire_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -49,6 +55,8 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 10,
             event_buffer: live::DEFAULT_BUFFER,
+            statement_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -137,12 +145,16 @@ impl Store {
         options
             .max_connections(opts.max_connections)
             .min_connections(1)
-            .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(5))
+            .connect_timeout(opts.acquire_timeout)
+            .acquire_timeout(opts.acquire_timeout)
             // A ping before every use would cost a round trip per statement
             // batch; only connections idle for a while are checked.
             .test_before_acquire_if_idle_for(Duration::from_secs(5))
-            .sqlx_logging(false);
+            .sqlx_logging(false)
+            .map_sqlx_postgres_opts({
+                let ms = opts.statement_timeout.as_millis().to_string();
+                move |pg| pg.options([("statement_timeout", ms.as_str())])
+            });
         let mut db = Database::connect(options).await?;
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();

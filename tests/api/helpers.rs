@@ -215,6 +215,7 @@ impl TestApp {
         let options = StoreOptions {
             max_connections: 8,
             event_buffer: TEST_EVENT_BUFFER,
+            ..StoreOptions::default()
         };
         let store = Store::connect_with(url, options)
             .await
@@ -490,6 +491,14 @@ impl ServerProcess {
             .parse()
             .expect("socket address");
         ServerProcess { addr, child }
+    }
+}
+
+impl ServerProcess {
+    /// SIGKILL: no graceful shutdown, in-flight requests cut off.
+    pub fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
