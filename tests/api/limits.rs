@@ -112,22 +112,37 @@ async fn batches_and_malformed_bodies_are_invalid_input(app: TestApp) {
     assert_eq!(error_code(&response), "INVALID_INPUT");
 }
 
+/// A request still running at the request timeout is answered with
+/// TIMEOUT. To be slow for certain, it waits for the only pooled connection,
+/// held by the test, with an acquire timeout longer than the request's.
 async fn a_slow_request_times_out(app: TestApp) {
+    use sea_orm::TransactionTrait;
+    let options = StoreOptions {
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(10),
+        ..StoreOptions::default()
+    };
+    let store = Store::connect_with(&app.db_url, options)
+        .await
+        .expect("store");
     let limits = ApiLimits {
-        request_timeout: Duration::from_nanos(1),
+        request_timeout: Duration::from_millis(300),
         ..ApiLimits::default()
     };
-    let addr = serve_with(app.store.clone(), limits).await;
+    let addr = serve_with(store.clone(), limits).await;
+    let held = store.db().begin().await.expect("hold the only connection");
+    let started = Instant::now();
     let response = reqwest::Client::new()
         .post(format!("http://{addr}/graphql"))
-        .bearer_auth(OPERATOR)
-        .json(&json!({ "query": "{ wallets { nodes { id } } }" }))
+        .json(&json!({ "query": "mutation { createClient(input: {name: \"Slow\"}) { token } }" }))
         .send()
         .await
         .expect("send");
     assert_eq!(response.status().as_u16(), 504);
     let body: Value = response.json().await.expect("json");
     assert_eq!(error_code(&body), "TIMEOUT");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop(held);
 }
 
 /// With every pooled connection taken, a request is refused after the
