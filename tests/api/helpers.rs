@@ -21,7 +21,7 @@ use walletql::store::{Store, StoreOptions};
 pub const OPERATOR: &str = "test-operator-token";
 
 /// Small, so the slow-subscriber test needs few events to overflow it.
-pub const TEST_EVENT_BUFFER: usize = 16;
+pub const TEST_EVENT_BUFFER: usize = 64;
 /// Likewise for the kernel's buffer of a connection whose client stops reading.
 pub const TEST_SOCKET_SEND_BUFFER: usize = 16 * 1024;
 
