@@ -8,8 +8,9 @@ RUN cargo build --release --locked --bin walletql
 FROM debian:bookworm-slim
 RUN useradd --system --create-home --uid 10001 walletql
 COPY --from=build /src/target/release/walletql /usr/local/bin/walletql
-USER walletql
+USER 10001
 WORKDIR /home/walletql
 ENV LISTEN_ADDR=0.0.0.0:8080
 EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=5s --retries=6 CMD ["walletql", "healthcheck"]
 ENTRYPOINT ["walletql"]

@@ -29,6 +29,19 @@ pub enum Command {
     PrintSchema,
     /// Check every invariant of the ledger; exits non-zero on any violation.
     Verify,
+    /// Ask the running server at LISTEN_ADDR whether it is ready (for
+    /// container health checks); exits non-zero if not.
+    Healthcheck,
+}
+
+/// How log lines are written.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Limits on live subscriptions over WebSocket.
@@ -194,6 +207,10 @@ pub struct Config {
         global = true
     )]
     pub cors_allowed_origins: Vec<String>,
+
+    /// Log format; `RUST_LOG` picks what is logged.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
 }
 
 /// Limits on HTTP requests and GraphQL documents.

@@ -6,12 +6,13 @@
 //! - `live`: committed operations fanned out to subscribers;
 //! - `schema`: the GraphQL types and resolvers;
 //! - `server`: HTTP wiring, authentication, shutdown;
-//! - `config`, `telemetry`: settings and logs.
+//! - `config`, `telemetry`, `metrics`: settings, logs and Prometheus metrics.
 
 pub mod config;
 pub mod domain;
 pub mod ledger;
 pub mod live;
+pub mod metrics;
 pub mod schema;
 pub mod server;
 pub mod store;

@@ -12,8 +12,15 @@ async fn main() -> ExitCode {
             print!("{}", schema::sdl());
             ExitCode::SUCCESS
         }
+        Command::Healthcheck => match server::healthcheck(cli.config.listen_addr).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("not ready: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Verify => {
-            telemetry::init();
+            telemetry::init(cli.config.log_format);
             match server::verify(&cli.config).await {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
@@ -24,7 +31,7 @@ async fn main() -> ExitCode {
             }
         }
         Command::Serve => {
-            telemetry::init();
+            telemetry::init(cli.config.log_format);
             match server::run(cli.config).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {

@@ -49,11 +49,17 @@ impl Drop for RestartOnDrop {
     }
 }
 
-async fn healthz(app: &TestApp) -> u16 {
-    reqwest::get(app.url("/healthz"))
+/// `/readyz` status, and what `/healthz` says of the database.
+async fn health(app: &TestApp) -> (u16, String) {
+    let ready = reqwest::get(app.url("/readyz"))
         .await
         .map(|r| r.status().as_u16())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let alive: Value = match reqwest::get(app.url("/healthz")).await {
+        Ok(response) => response.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    };
+    (ready, alive["database"].as_str().unwrap_or("?").to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +70,7 @@ async fn the_service_fails_fast_while_postgres_is_down_and_recovers_by_itself() 
     };
     let alice = app.create_client("Alice").await;
     data(&app.deposit(&alice.wallet, "10").await);
-    assert_eq!(healthz(&app).await, 200);
+    assert_eq!(health(&app).await, (200, "ok".to_owned()));
 
     let _restart = RestartOnDrop;
     // Traffic in flight while the database goes away.
@@ -112,12 +118,13 @@ async fn the_service_fails_fast_while_postgres_is_down_and_recovers_by_itself() 
         )
         .await;
     assert_eq!(error_code(&read), "SERVICE_UNAVAILABLE");
-    assert_eq!(healthz(&app).await, 503);
+    // Alive, but not ready, and saying why.
+    assert_eq!(health(&app).await, (503, "unreachable".to_owned()));
 
     // Back up: the same server recovers without a restart.
     cluster("start");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while healthz(&app).await != 200 {
+    while health(&app).await.0 != 200 {
         assert!(Instant::now() < deadline, "did not recover");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

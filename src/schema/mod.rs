@@ -3,6 +3,7 @@
 
 mod errors;
 mod loaders;
+mod metrics;
 mod mutation;
 mod pagination;
 mod query;
@@ -38,7 +39,8 @@ pub fn build(store: Store, limits: &ApiLimits) -> WalletSchema {
         .data(MaxPageSize(limits.max_page_size))
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
-        .extension(ErrorCodes);
+        .extension(ErrorCodes)
+        .extension(metrics::RequestMetrics);
     if !limits.introspection {
         builder = builder.disable_introspection();
     }

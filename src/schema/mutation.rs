@@ -63,7 +63,12 @@ impl MutationRoot {
             description: input.description,
             idempotency_key: input.idempotency_key,
         };
-        let outcome = ledger::deposit(store, caller(ctx)?, request).await?;
+        let outcome = ledger::deposit(store, caller(ctx)?, request).await;
+        crate::metrics::ledger_request(
+            "deposit",
+            outcome.as_ref().map_or_else(AppError::code, |_| "OK"),
+        );
+        let outcome = outcome?;
         Ok(DepositPayload {
             operation: outcome.operation,
             wallet: outcome.wallet,
@@ -80,7 +85,12 @@ impl MutationRoot {
             description: input.description,
             idempotency_key: input.idempotency_key,
         };
-        let outcome = ledger::transfer(store, caller(ctx)?, request).await?;
+        let outcome = ledger::transfer(store, caller(ctx)?, request).await;
+        crate::metrics::ledger_request(
+            "transfer",
+            outcome.as_ref().map_or_else(AppError::code, |_| "OK"),
+        );
+        let outcome = outcome?;
         Ok(TransferPayload {
             transfer: outcome.transfer,
             debit: outcome.debit,

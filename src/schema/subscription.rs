@@ -64,16 +64,39 @@ impl SubscriptionRoot {
                 live::wallet_feed(store, wallet_id, start, catch_up, subscription).boxed()
             }
         };
+        let active = ActiveSubscription::start();
         Ok(feed.map(move |item| {
-            // The slot is released when the stream is dropped.
-            let _held = &slot;
+            // The slot and the gauge are released when the stream is dropped.
+            let _held = (&slot, &active);
             match item {
-                Ok(operation) => Ok(Operation(Arc::unwrap_or_clone(operation))),
-                Err(FeedError::Lagged) => Err(AppError::SubscriptionLagged.into()),
+                Ok(operation) => {
+                    crate::metrics::event_delivered();
+                    Ok(Operation(Arc::unwrap_or_clone(operation)))
+                }
+                Err(FeedError::Lagged) => {
+                    crate::metrics::subscriber_dropped();
+                    Err(AppError::SubscriptionLagged.into())
+                }
                 Err(FeedError::Missed) => Err(AppError::EventsMissed.into()),
                 Err(FeedError::Database(err)) => Err(AppError::from(err).into()),
             }
         }))
+    }
+}
+
+/// Counts an active subscription in `live_subscriptions` while it lives.
+struct ActiveSubscription;
+
+impl ActiveSubscription {
+    fn start() -> ActiveSubscription {
+        crate::metrics::subscription_started();
+        ActiveSubscription
+    }
+}
+
+impl Drop for ActiveSubscription {
+    fn drop(&mut self) {
+        crate::metrics::subscription_ended();
     }
 }
 

@@ -3,33 +3,18 @@
 use std::time::Instant;
 
 use async_graphql::ParseRequestError;
-use async_graphql::http::GraphiQLSource;
 use async_graphql::{ErrorExtensions, Response as GqlResponse, ServerError};
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::AppState;
 use super::auth::authenticate;
 use crate::domain::error::AppError;
 use crate::schema::new_loader;
-
-/// The playground, unless switched off (`DISABLE_GRAPHIQL`).
-pub async fn graphiql(state: &AppState) -> Response {
-    if !state.api_limits.graphiql {
-        return (StatusCode::NOT_FOUND, "GraphiQL is disabled on this server").into_response();
-    }
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql")
-            .finish(),
-    )
-    .into_response()
-}
 
 /// `POST /graphql`: one GraphQL request (batches are refused), within the
 /// request timeout.

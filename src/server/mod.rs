@@ -3,6 +3,7 @@
 
 mod auth;
 mod graphql;
+mod playground;
 mod websocket;
 
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use tokio::sync::Semaphore;
 use axum::http::{HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::config::{ApiLimits, Config, WsLimits};
 use crate::domain::auth::{OperatorToken, generate_token};
@@ -79,9 +82,27 @@ pub fn router(state: AppState) -> Router {
             "/graphql",
             get(websocket::graphql_get).post(graphql::graphql),
         )
+        .route("/graphiql/{file}", get(playground::asset))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_endpoint))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(axum::middleware::map_response_with_state(
             limits.max_body_bytes,
             graphql::payload_too_large,
@@ -101,23 +122,60 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
 }
 
-/// Healthy when the database answers.
-async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (
+/// Ready when the database answers and every migration is applied.
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    use migration::MigratorTrait;
+    let pending = match state.store.ping().await {
+        Ok(()) => migration::Migrator::get_pending_migrations(state.store.db())
+            .await
+            .map(|p| p.len()),
+        Err(err) => Err(err),
+    };
+    match pending {
+        Ok(0) => (
             StatusCode::OK,
-            axum::Json(serde_json::json!({ "status": "ok" })),
+            axum::Json(serde_json::json!({ "status": "ready" })),
+        ),
+        Ok(n) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "status": "not ready", "pending_migrations": n })),
         ),
         Err(err) => {
-            tracing::warn!(error = %err, "health check failed");
+            tracing::warn!(error = %err, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(
-                    serde_json::json!({ "status": "unavailable", "database": "unreachable" }),
-                ),
+                axum::Json(serde_json::json!({ "status": "not ready", "database": "unreachable" })),
             )
         }
     }
+}
+
+/// Prometheus text format.
+async fn metrics_endpoint(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl IntoResponse {
+    crate::metrics::record_pool(&state.store);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+}
+
+/// Alive: the process answers (200 whatever the database does, so an
+/// orchestrator does not restart a healthy process during a database
+/// outage); the body reports the database, which `/readyz` gates on.
+async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    let database = match state.store.ping().await {
+        Ok(()) => "ok",
+        Err(err) => {
+            tracing::warn!(error = %err, "health check: database unreachable");
+            "unreachable"
+        }
+    };
+    axum::Json(serde_json::json!({ "status": "alive", "database": database }))
 }
 
 /// Connects, migrates and serves until SIGTERM or Ctrl-C.
@@ -141,6 +199,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             token
         }
     };
+    crate::metrics::init();
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("binding {}", config.listen_addr))?;
@@ -161,6 +220,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("serving HTTP")?;
     tracing::info!("shutting down");
     store.close().await.context("closing the database")?;
+    Ok(())
+}
+
+/// `walletql healthcheck`: asks the server on `addr` for `/readyz` (a plain
+/// HTTP/1.0 request: the container image has no curl).
+pub async fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = tokio::time::timeout(std::time::Duration::from_secs(5), probe)
+        .await
+        .context("timed out")?
+        .with_context(|| format!("cannot reach {addr}"))?;
+    let status = String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    anyhow::ensure!(status.contains(" 200 "), "{status}");
     Ok(())
 }
 

@@ -25,11 +25,11 @@ pub async fn graphql_get(State(state): State<AppState>, request: Request) -> Res
     let (mut parts, _body) = request.into_parts();
     let protocol = protocol(&parts.headers);
     let Some(protocol) = protocol else {
-        return super::graphql::graphiql(&state).await;
+        return super::playground::page(&state);
     };
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(upgrade) => upgrade,
-        Err(_) => return super::graphql::graphiql(&state).await,
+        Err(_) => return super::playground::page(&state),
     };
     let Ok(permit) = state.ws_slots.clone().try_acquire_owned() else {
         tracing::warn!(

@@ -33,6 +33,8 @@ pub struct Store {
     writer: Option<Arc<Mutex<()>>>,
     statements: Arc<AtomicU64>,
     retries: Arc<AtomicU64>,
+    /// Requests waiting to begin a write transaction.
+    write_waiters: Arc<AtomicU64>,
     hub: Hub,
     /// PostgreSQL's LISTEN task, stopped when the last clone of the store goes.
     _listener: Option<Arc<ListenerTask>>,
@@ -188,11 +190,40 @@ impl Store {
             writer,
             statements,
             retries: Arc::new(AtomicU64::new(0)),
+            write_waiters: Arc::new(AtomicU64::new(0)),
         })
     }
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Pool size, idle connections and the maximum, for the metrics.
+    pub fn pool_stats(&self) -> Option<(u32, usize, u32)> {
+        match self.backend() {
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                Some((
+                    pool.size(),
+                    pool.num_idle(),
+                    pool.options().get_max_connections(),
+                ))
+            }
+            DbBackend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                Some((
+                    pool.size(),
+                    pool.num_idle(),
+                    pool.options().get_max_connections(),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// Requests waiting to begin a write transaction right now.
+    pub fn write_waiters(&self) -> u64 {
+        self.write_waiters.load(Ordering::Relaxed)
     }
 
     /// Where live subscribers get committed operations.
@@ -223,11 +254,14 @@ impl Store {
 
     /// Begins a transaction that will write.
     pub async fn begin_write(&self) -> Result<WriteTx, DbErr> {
+        self.write_waiters.fetch_add(1, Ordering::Relaxed);
         let writer = match &self.writer {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.db.begin().await?;
+        let tx = self.db.begin().await;
+        self.write_waiters.fetch_sub(1, Ordering::Relaxed);
+        let tx = tx?;
         Ok(WriteTx {
             tx,
             _writer: writer,

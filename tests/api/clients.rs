@@ -116,7 +116,10 @@ async fn health_check_reports_the_database(app: TestApp) {
     let response = reqwest::get(app.url("/healthz")).await.expect("healthz");
     assert_eq!(response.status().as_u16(), 200);
     let body: serde_json::Value = response.json().await.expect("json");
-    assert_eq!(body["status"], "ok");
+    assert_eq!(body["status"], "alive");
+    assert_eq!(body["database"], "ok");
+    let ready = reqwest::get(app.url("/readyz")).await.expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200);
     let graphiql = reqwest::get(app.url("/graphql")).await.expect("graphiql");
     assert_eq!(graphiql.status().as_u16(), 200);
     assert!(graphiql.text().await.expect("html").contains("graphiql"));

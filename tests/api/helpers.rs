@@ -211,7 +211,8 @@ impl TestApp {
     }
 
     async fn spawn(url: &str, db: TestDb) -> TestApp {
-        walletql::telemetry::init();
+        walletql::telemetry::init(walletql::config::LogFormat::Text);
+        walletql::metrics::init();
         let options = StoreOptions {
             max_connections: 8,
             event_buffer: TEST_EVENT_BUFFER,

@@ -13,6 +13,7 @@ mod deposits;
 mod errors;
 mod idempotency;
 mod limits;
+mod observability;
 mod pagination;
 mod properties;
 mod schema;

@@ -1,0 +1,84 @@
+//! Prometheus metrics, through the `metrics` facade and its Prometheus
+//! exporter (rendered on `GET /metrics`, no separate listener).
+//!
+//! Series:
+//! - `graphql_requests_total{type, operation}` and
+//!   `graphql_request_duration_seconds{type}` (histogram);
+//! - `ledger_requests_total{operation, result}`: deposits and transfers by
+//!   outcome (`OK` or the error code);
+//! - `db_pool_connections{state}` (`idle`, `in_use`), `db_pool_max_connections`,
+//!   `db_write_waiters` (requests waiting to begin a write transaction);
+//! - `live_subscriptions` (active), `live_events_delivered_total`,
+//!   `live_events_dropped_total` (subscribers dropped for lagging).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::store::Store;
+
+/// The process-wide recorder, installed on first use (tests start several
+/// servers in one process; they share it).
+fn handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+                .ok()?;
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Installs the recorder (call at start-up, before anything is recorded).
+pub fn init() {
+    let _ = handle();
+}
+
+/// The current metrics in Prometheus text format.
+pub fn render() -> String {
+    handle().map(PrometheusHandle::render).unwrap_or_default()
+}
+
+/// Pool gauges, read when scraped.
+pub fn record_pool(store: &Store) {
+    if let Some((size, idle, max)) = store.pool_stats() {
+        metrics::gauge!("db_pool_connections", "state" => "idle").set(idle as f64);
+        let in_use = (size as usize).saturating_sub(idle);
+        metrics::gauge!("db_pool_connections", "state" => "in_use").set(in_use as f64);
+        metrics::gauge!("db_pool_max_connections").set(max as f64);
+    }
+    metrics::gauge!("db_write_waiters").set(store.write_waiters() as f64);
+}
+
+pub fn graphql_request(kind: &'static str, operation: &str, seconds: f64) {
+    metrics::counter!("graphql_requests_total", "type" => kind, "operation" => operation.to_owned()).increment(1);
+    metrics::histogram!("graphql_request_duration_seconds", "type" => kind).record(seconds);
+}
+
+pub fn ledger_request(operation: &'static str, result: &'static str) {
+    metrics::counter!("ledger_requests_total", "operation" => operation, "result" => result)
+        .increment(1);
+}
+
+pub fn subscription_started() {
+    metrics::gauge!("live_subscriptions").increment(1.0);
+}
+
+pub fn subscription_ended() {
+    metrics::gauge!("live_subscriptions").decrement(1.0);
+}
+
+pub fn event_delivered() {
+    metrics::counter!("live_events_delivered_total").increment(1);
+}
+
+pub fn subscriber_dropped() {
+    metrics::counter!("live_events_dropped_total").increment(1);
+}
