@@ -20,7 +20,7 @@ PGBASE=${PGBASE:-postgres://postgres@127.0.0.1:5432}
 URL="$PGBASE/$DB"
 PORT=${PORT:-18090}
 OP=bench-operator
-OUT=bench/results
+OUT=${OUT:-bench/results}
 export PGHOST=127.0.0.1 PGUSER=postgres
 
 mkdir -p "$OUT"
@@ -81,7 +81,7 @@ loadgen -c 1 -d 1 --mix wallet=1 --database-url "$URL" | tee "$OUT/audit.txt"
 
 kill $SERVER; wait $SERVER 2>/dev/null || true
 python3 - "$OUT" <<'PY'
-import glob, json, sys
+import glob, json, os, sys
 out = sys.argv[1]
 def pct(values, q):
     values = sorted(values)
@@ -105,7 +105,7 @@ def walletql(label):
             "errors": r["errors"], "transactions": t["count"]}
 runs = []
 for f in sorted(glob.glob(f"{out}/walletql-c*.json")):
-    c = int(f.split("-c")[1].split(".")[0])
+    c = int(os.path.basename(f).split("-c")[1].split(".")[0])
     runs.append({"system": "walletql", "connections": c, **walletql(f"c{c}")})
     runs.append({"system": "raw SQL (pgbench)", "connections": c, **pgbench(f"c{c}")})
     try:

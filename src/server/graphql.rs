@@ -54,7 +54,9 @@ pub async fn graphql(
         // Dropping the execution rolls back any transaction it had open.
         return refused(AppError::Timeout);
     };
-    span.in_scope(|| {
+    // Only when debug logging is on: collecting the codes allocates.
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        span.in_scope(|| {
         let codes: Vec<_> = response
             .errors
             .iter()
@@ -64,7 +66,8 @@ pub async fn graphql(
             })
             .collect();
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, errors = ?codes, "graphql request");
-    });
+        });
+    }
     GraphQLResponse::from(response).into_response()
 }
 
