@@ -24,6 +24,27 @@ async fn serve_with(store: Store, limits: ApiLimits) -> SocketAddr {
     addr
 }
 
+/// A server whose pool has one connection, which the test holds (in the
+/// returned transaction): every request has to wait for it.
+async fn server_with_a_held_pool(
+    app: &TestApp,
+    acquire_timeout: Duration,
+    limits: ApiLimits,
+) -> (SocketAddr, sea_orm::DatabaseTransaction) {
+    use sea_orm::TransactionTrait;
+    let options = StoreOptions {
+        max_connections: 1,
+        acquire_timeout,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect_with(&app.db_url, options)
+        .await
+        .expect("store");
+    let addr = serve_with(store.clone(), limits).await;
+    let held = store.db().begin().await.expect("hold the only connection");
+    (addr, held)
+}
+
 /// Sends raw HTTP/1.1 and returns the status and body of the response.
 async fn raw_http(addr: SocketAddr, request: Vec<u8>) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -116,21 +137,11 @@ async fn batches_and_malformed_bodies_are_invalid_input(app: TestApp) {
 /// TIMEOUT. To be slow for certain, it waits for the only pooled connection,
 /// held by the test, with an acquire timeout longer than the request's.
 async fn a_slow_request_times_out(app: TestApp) {
-    use sea_orm::TransactionTrait;
-    let options = StoreOptions {
-        max_connections: 1,
-        acquire_timeout: Duration::from_secs(10),
-        ..StoreOptions::default()
-    };
-    let store = Store::connect_with(&app.db_url, options)
-        .await
-        .expect("store");
     let limits = ApiLimits {
         request_timeout: Duration::from_millis(300),
         ..ApiLimits::default()
     };
-    let addr = serve_with(store.clone(), limits).await;
-    let held = store.db().begin().await.expect("hold the only connection");
+    let (addr, held) = server_with_a_held_pool(&app, Duration::from_secs(10), limits).await;
     let started = Instant::now();
     let response = reqwest::Client::new()
         .post(format!("http://{addr}/graphql"))
@@ -148,17 +159,8 @@ async fn a_slow_request_times_out(app: TestApp) {
 /// With every pooled connection taken, a request is refused after the
 /// acquire timeout instead of waiting forever.
 async fn an_exhausted_pool_gives_service_unavailable(app: TestApp) {
-    use sea_orm::TransactionTrait;
-    let options = StoreOptions {
-        max_connections: 1,
-        acquire_timeout: Duration::from_millis(300),
-        ..StoreOptions::default()
-    };
-    let store = Store::connect_with(&app.db_url, options)
-        .await
-        .expect("store");
-    let addr = serve_with(store.clone(), ApiLimits::default()).await;
-    let held = store.db().begin().await.expect("hold the only connection");
+    let (addr, held) =
+        server_with_a_held_pool(&app, Duration::from_millis(300), ApiLimits::default()).await;
     let started = Instant::now();
     let response: Value = reqwest::Client::new()
         .post(format!("http://{addr}/graphql"))

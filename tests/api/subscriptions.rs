@@ -55,6 +55,21 @@ async fn next_except(ws: &mut WsClient, id: &str, probe: &str) -> Value {
     }
 }
 
+/// A connection (as `token`) with one subscription `id` started.
+async fn subscribed(
+    addr: SocketAddr,
+    protocol: &'static str,
+    token: &str,
+    id: &str,
+    variables: Value,
+) -> WsClient {
+    let mut ws = WsClient::connect(addr, protocol, Some(token))
+        .await
+        .expect("connect");
+    ws.subscribe(id, OPERATION_CREATED, variables).await;
+    ws
+}
+
 fn live(app: &mut TestApp) -> Live {
     if app.is_postgres() {
         let (listening, writing) = (app.spawn_process(), app.spawn_process());
@@ -75,25 +90,25 @@ async fn payer_and_payee_hear_a_transfer(mut app: TestApp) {
     let live = live(&mut app);
     let alice = app.create_client("Alice").await;
     let bob = app.create_client("Bob").await;
-    let mut alice_ws = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(&alice.token))
-        .await
-        .expect("alice");
-    alice_ws
-        .subscribe("a", OPERATION_CREATED, from_head(&app, &alice.wallet).await)
-        .await;
+    let mut alice_ws = subscribed(
+        live.subscribe_at,
+        TRANSPORT_WS,
+        &alice.token,
+        "a",
+        from_head(&app, &alice.wallet).await,
+    )
+    .await;
     // Bob speaks the legacy protocol.
-    let mut bob_ws = WsClient::connect(live.subscribe_at, LEGACY_WS, Some(&bob.token))
-        .await
-        .expect("bob");
-    bob_ws
-        .subscribe("b", OPERATION_CREATED, from_head(&app, &bob.wallet).await)
-        .await;
-    let mut operator_ws = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(OPERATOR))
-        .await
-        .expect("operator");
-    operator_ws
-        .subscribe("all", OPERATION_CREATED, json!({}))
-        .await;
+    let mut bob_ws = subscribed(
+        live.subscribe_at,
+        LEGACY_WS,
+        &bob.token,
+        "b",
+        from_head(&app, &bob.wallet).await,
+    )
+    .await;
+    let mut operator_ws =
+        subscribed(live.subscribe_at, TRANSPORT_WS, OPERATOR, "all", json!({})).await;
     let probe = app.create_client("Probe").await.wallet;
     await_live(&mut operator_ws, "all", &app, &probe).await;
 
@@ -144,18 +159,22 @@ async fn a_refused_transfer_emits_nothing(mut app: TestApp) {
     let live = live(&mut app);
     let alice = app.create_client("Alice").await;
     let bob = app.create_client("Bob").await;
-    let mut alice_ws = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(&alice.token))
-        .await
-        .expect("alice");
-    alice_ws
-        .subscribe("a", OPERATION_CREATED, from_head(&app, &alice.wallet).await)
-        .await;
-    let mut bob_ws = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(&bob.token))
-        .await
-        .expect("bob");
-    bob_ws
-        .subscribe("b", OPERATION_CREATED, from_head(&app, &bob.wallet).await)
-        .await;
+    let mut alice_ws = subscribed(
+        live.subscribe_at,
+        TRANSPORT_WS,
+        &alice.token,
+        "a",
+        from_head(&app, &alice.wallet).await,
+    )
+    .await;
+    let mut bob_ws = subscribed(
+        live.subscribe_at,
+        TRANSPORT_WS,
+        &bob.token,
+        "b",
+        from_head(&app, &bob.wallet).await,
+    )
+    .await;
 
     assert_eq!(
         error_code(&app.transfer(&alice, &bob.wallet, "1").await),
@@ -375,10 +394,7 @@ async fn a_slow_subscriber_is_dropped_without_hurting_others(mut app: TestApp) {
     .expect("slow");
     slow.subscribe("slow", OPERATION_CREATED, query.clone())
         .await;
-    let mut fast = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(&alice.token))
-        .await
-        .expect("fast");
-    fast.subscribe("fast", OPERATION_CREATED, query).await;
+    let mut fast = subscribed(live.subscribe_at, TRANSPORT_WS, &alice.token, "fast", query).await;
 
     // Far more events than the socket buffers and the hub's buffer of
     // the hub's buffer (TEST_EVENT_BUFFER) hold, written by 8 concurrent writers.
@@ -587,12 +603,14 @@ async fn a_client_that_stops_reading_is_disconnected() {
     stuck
         .subscribe("s", OPERATION_CREATED, from_head(&app, &alice.wallet).await)
         .await;
-    let mut reading = WsClient::connect(addr, TRANSPORT_WS, Some(&alice.token))
-        .await
-        .expect("reading");
-    reading
-        .subscribe("r", OPERATION_CREATED, from_head(&app, &alice.wallet).await)
-        .await;
+    let mut reading = subscribed(
+        addr,
+        TRANSPORT_WS,
+        &alice.token,
+        "r",
+        from_head(&app, &alice.wallet).await,
+    )
+    .await;
     // Enough events to fill the stuck client's socket buffers; the hub's
     // default buffer (256) is larger, so this is the send timeout at work.
     for i in 1..=200 {
@@ -626,16 +644,15 @@ async fn events_lost_while_listening_is_down_are_recovered() {
         return;
     };
     let alice = app.create_client("Alice").await;
-    let mut wallet_ws = WsClient::connect(app.addr, TRANSPORT_WS, Some(&alice.token))
-        .await
-        .expect("alice");
-    wallet_ws
-        .subscribe("a", OPERATION_CREATED, from_head(&app, &alice.wallet).await)
-        .await;
-    let mut all_ws = WsClient::connect(app.addr, TRANSPORT_WS, Some(OPERATOR))
-        .await
-        .expect("operator");
-    all_ws.subscribe("all", OPERATION_CREATED, json!({})).await;
+    let mut wallet_ws = subscribed(
+        app.addr,
+        TRANSPORT_WS,
+        &alice.token,
+        "a",
+        from_head(&app, &alice.wallet).await,
+    )
+    .await;
+    let mut all_ws = subscribed(app.addr, TRANSPORT_WS, OPERATOR, "all", json!({})).await;
     let probe = app.create_client("Probe").await.wallet;
     await_live(&mut all_ws, "all", &app, &probe).await;
     data(&app.deposit(&alice.wallet, "1").await);
