@@ -136,8 +136,10 @@ pub async fn seed(config: &SeedConfig) -> anyhow::Result<SeedReport> {
             if balance[from] < amount {
                 std::mem::swap(&mut from, &mut to);
             }
-            if balance[from] < amount {
-                amount = balance[from].max(1);
+            // Never overdraw: send what there is, or pick another pair.
+            amount = amount.min(balance[from]);
+            if amount == 0 {
+                continue;
             }
             let transfer_id = Uuid::now_v7();
             transfers_buffer.push_str(&format!(

@@ -1,10 +1,11 @@
 //! The `walletql` binary as a new user runs it: no configuration at all.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
+
+use crate::helpers::{lines_of, listening_address};
 
 /// With nothing set, the server starts on an embedded SQLite file in its
 /// working directory, prints an operator token that works, and stops
@@ -24,35 +25,25 @@ async fn runs_with_no_configuration_and_stops_on_sigterm() {
         .spawn()
         .expect("start walletql");
 
-    // Read both pipes to the end on threads of their own, so the server never
-    // writes into a closed pipe; hand over the lines the test waits for.
-    let (token_tx, token_rx) = std::sync::mpsc::channel();
-    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if let Some((_, token)) = line.split_once("operator token is: ") {
-                let _ = token_tx.send(token.trim().to_owned());
-            }
-        }
-    });
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if let Some(addr) = line
-                .split("address=")
-                .nth(1)
-                .and_then(|a| a.split_whitespace().next())
-            {
-                let _ = addr_tx.send(addr.to_owned());
-            }
-        }
-    });
+    // Both pipes are read to the end on threads of their own, so the server
+    // never writes into a closed pipe.
     let wait = Duration::from_secs(30);
-    let token = token_rx.recv_timeout(wait).expect("printed operator token");
-    let addr = addr_rx
-        .recv_timeout(wait)
-        .expect("listening address in the log");
+    let stderr = lines_of(child.stderr.take().expect("stderr"));
+    let token = loop {
+        let line = stderr.recv_timeout(wait).expect("printed operator token");
+        if let Some((_, token)) = line.split_once("operator token is: ") {
+            break token.trim().to_owned();
+        }
+    };
+    let stdout = lines_of(child.stdout.take().expect("stdout"));
+    let addr = loop {
+        let line = stdout
+            .recv_timeout(wait)
+            .expect("listening address in the log");
+        if let Some(addr) = listening_address(&line) {
+            break addr;
+        }
+    };
 
     let http = reqwest::Client::new();
     let health = http

@@ -451,6 +451,34 @@ macro_rules! both_backends {
     };
 }
 
+/// The lines a child process writes, read on a thread of their own so the
+/// child never blocks on a full pipe.
+pub fn lines_of(reader: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                // Nobody listens any more; keep draining.
+                continue;
+            }
+        }
+    });
+    rx
+}
+
+/// The address in walletql's "listening" log line, if this is it.
+pub fn listening_address(line: &str) -> Option<String> {
+    line.split("address=")
+        .nth(1)?
+        .split_whitespace()
+        .next()
+        .map(str::to_owned)
+}
+
 /// A `walletql` server run as its own process, killed when dropped.
 pub struct ServerProcess {
     pub addr: SocketAddr,
@@ -459,7 +487,6 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn spawn(db_url: &str) -> ServerProcess {
-        use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         let mut child = Command::new(env!("CARGO_BIN_EXE_walletql"))
             .env("DATABASE_URL", db_url)
@@ -472,25 +499,16 @@ impl ServerProcess {
             .stderr(Stdio::null())
             .spawn()
             .expect("start walletql");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Keep reading, so the server never writes into a full pipe.
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if let Some(addr) = line
-                    .split("address=")
-                    .nth(1)
-                    .and_then(|a| a.split_whitespace().next())
-                {
-                    let _ = tx.send(addr.to_owned());
-                }
+        let lines = lines_of(child.stdout.take().expect("stdout"));
+        let addr = loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(30))
+                .expect("server process reports its address");
+            if let Some(addr) = listening_address(&line) {
+                break addr;
             }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server process reports its address")
-            .parse()
-            .expect("socket address");
+        };
+        let addr = addr.parse().expect("socket address");
         ServerProcess { addr, child }
     }
 }

@@ -161,16 +161,21 @@ async fn a_slow_request_times_out(app: TestApp) {
 async fn an_exhausted_pool_gives_service_unavailable(app: TestApp) {
     let (addr, held) =
         server_with_a_held_pool(&app, Duration::from_millis(300), ApiLimits::default()).await;
+    let create = || async move {
+        reqwest::Client::new()
+            .post(format!("http://{addr}/graphql"))
+            .json(
+                &json!({ "query": "mutation { createClient(input: {name: \"Bob\"}) { token } }" }),
+            )
+            .send()
+            .await
+            .expect("send")
+            .json::<Value>()
+            .await
+            .expect("json")
+    };
     let started = Instant::now();
-    let response: Value = reqwest::Client::new()
-        .post(format!("http://{addr}/graphql"))
-        .json(&json!({ "query": "mutation { createClient(input: {name: \"Bob\"}) { token } }" }))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let response = create().await;
     assert_eq!(error_code(&response), "SERVICE_UNAVAILABLE", "{response}");
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -178,16 +183,7 @@ async fn an_exhausted_pool_gives_service_unavailable(app: TestApp) {
     );
     drop(held);
     // Once the connection is back, the same request succeeds.
-    let again: Value = reqwest::Client::new()
-        .post(format!("http://{addr}/graphql"))
-        .json(&json!({ "query": "mutation { createClient(input: {name: \"Bob\"}) { token } }" }))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
-    data(&again);
+    data(&create().await);
 }
 
 async fn introspection_and_graphiql_can_be_switched_off(app: TestApp) {

@@ -1,14 +1,13 @@
 //! What operators watch: metrics, health and readiness, request ids, JSON
 //! logs, the offline playground, and the README's configuration reference.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{OPERATOR, TestApp, data};
+use crate::helpers::{OPERATOR, TestApp, data, lines_of};
 
 /// The value of one series in Prometheus text, 0 when absent.
 fn sample(metrics: &str, series: &str) -> f64 {
@@ -172,13 +171,7 @@ async fn json_logs_carry_the_request_id() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start");
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = lines_of(child.stdout.take().expect("stdout"));
     let wait = Duration::from_secs(20);
     let addr = loop {
         let line = rx.recv_timeout(wait).expect("a log line");
