@@ -1,6 +1,7 @@
 //! Configuration, from flags or the environment: `walletql --help` lists it all.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -44,10 +45,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// Shortest operator token accepted: a guessable operator token is every
+/// wallet's key.
+pub const MIN_OPERATOR_TOKEN_CHARS: usize = 32;
+
 /// Limits on live subscriptions over WebSocket.
 #[derive(Clone, Debug)]
 pub struct WsLimits {
+    /// Connections that have completed `connection_init`.
     pub max_connections: usize,
+    /// Time a new connection has to send `connection_init`.
+    pub init_timeout: std::time::Duration,
+    /// Interval of the server's pings; a peer silent for two is dropped.
+    pub keepalive: std::time::Duration,
     pub max_subscriptions_per_connection: usize,
     pub send_timeout: std::time::Duration,
     /// The kernel's send buffer per connection, in bytes: with the event
@@ -59,6 +69,8 @@ impl Default for WsLimits {
     fn default() -> Self {
         WsLimits {
             max_connections: 1024,
+            init_timeout: std::time::Duration::from_secs(5),
+            keepalive: std::time::Duration::from_secs(30),
             max_subscriptions_per_connection: 16,
             send_timeout: std::time::Duration::from_secs(10),
             socket_send_buffer: 256 * 1024,
@@ -83,16 +95,29 @@ pub struct Config {
     )]
     pub listen_addr: SocketAddr,
 
-    /// Token of the operator, who may deposit and read everything. When unset,
-    /// a random one is generated at start and printed.
+    /// Token of the operator, who may deposit and read everything (at least
+    /// 32 characters). Prefer OPERATOR_TOKEN_FILE: a flag shows in `ps`. When
+    /// neither is set, a random one is generated and written to
+    /// walletql.operator-token (mode 0600) in the working directory.
     #[arg(long, env = "OPERATOR_TOKEN", hide_env_values = true, global = true)]
     pub operator_token: Option<String>,
+
+    /// File holding the operator token (the container convention for
+    /// secrets, e.g. /run/secrets/operator_token).
+    #[arg(
+        long,
+        env = "OPERATOR_TOKEN_FILE",
+        global = true,
+        conflicts_with = "operator_token"
+    )]
+    pub operator_token_file: Option<PathBuf>,
 
     /// Largest number of database connections the server keeps open.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10, global = true)]
     pub db_max_connections: u32,
 
-    /// Most WebSocket connections served at once; more are refused with 503.
+    /// Most WebSocket connections served at once, counted once they complete
+    /// `connection_init`; more are refused.
     #[arg(
         long,
         env = "MAX_WS_CONNECTIONS",
@@ -130,6 +155,16 @@ pub struct Config {
     )]
     pub ws_send_timeout_secs: u64,
 
+    /// Seconds a new WebSocket connection has to send `connection_init`
+    /// before it is closed (4408).
+    #[arg(long, env = "WS_INIT_TIMEOUT_SECS", default_value_t = 5, global = true)]
+    pub ws_init_timeout_secs: u64,
+
+    /// Seconds between the server's WebSocket pings; a peer that sends
+    /// nothing (not even a pong) for two of them is dropped.
+    #[arg(long, env = "WS_KEEPALIVE_SECS", default_value_t = 30, global = true)]
+    pub ws_keepalive_secs: u64,
+
     /// Kernel send buffer per connection, in bytes (bounds what a client that
     /// stops reading holds up).
     #[arg(
@@ -143,6 +178,16 @@ pub struct Config {
     /// Deepest nesting of fields a query may have.
     #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = 12, global = true)]
     pub max_query_depth: usize,
+
+    /// Deepest nesting inside introspection (`__schema`, `__type`): the
+    /// standard introspection query of GraphiQL and codegen tools needs 13.
+    #[arg(
+        long,
+        env = "MAX_INTROSPECTION_DEPTH",
+        default_value_t = 20,
+        global = true
+    )]
+    pub max_introspection_depth: usize,
 
     /// Highest complexity a query may have (each field counts 1, a page of
     /// n items counts n times its fields).
@@ -158,7 +203,7 @@ pub struct Config {
     #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 100, global = true)]
     pub max_page_size: usize,
 
-    /// Largest request body, in bytes.
+    /// Largest request body (and WebSocket message), in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 65536, global = true)]
     pub max_body_bytes: usize,
 
@@ -190,6 +235,48 @@ pub struct Config {
     )]
     pub db_acquire_timeout_ms: u64,
 
+    /// Seconds a connection may take to send a request's headers; an idle
+    /// keep-alive connection is closed after as long. A request body must
+    /// arrive within REQUEST_TIMEOUT_SECS.
+    #[arg(
+        long,
+        env = "HTTP_HEADER_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub http_header_timeout_secs: u64,
+
+    /// Requests per second allowed per client token (bursts of twice as
+    /// many); 0 turns the limit off. The operator is not limited.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_PER_TOKEN",
+        default_value_t = 100,
+        global = true
+    )]
+    pub rate_limit_per_token: u32,
+
+    /// Requests per second allowed per peer address for calls without a
+    /// token, such as createClient (bursts of twice as many); 0 turns the
+    /// limit off. Behind a proxy every caller has the proxy's address.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_ANONYMOUS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub rate_limit_anonymous: u32,
+
+    /// Token that `/metrics` requires (`Authorization: Bearer <token>`);
+    /// open when unset.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true, global = true)]
+    pub metrics_token: Option<String>,
+
+    /// Serve `/metrics` on this address only (e.g. a private interface)
+    /// instead of on LISTEN_ADDR.
+    #[arg(long, env = "METRICS_LISTEN_ADDR", global = true)]
+    pub metrics_listen_addr: Option<SocketAddr>,
+
     /// Turn off schema introspection (for production).
     #[arg(long, env = "DISABLE_INTROSPECTION", global = true)]
     pub disable_introspection: bool,
@@ -198,8 +285,9 @@ pub struct Config {
     #[arg(long, env = "DISABLE_GRAPHIQL", global = true)]
     pub disable_graphiql: bool,
 
-    /// Origins allowed to call the API from a browser (comma-separated);
-    /// none by default, so no cross-origin page can.
+    /// Origins allowed to call the API from a browser (comma-separated, e.g.
+    /// http://localhost:5173), or `*` for any; none by default, so no
+    /// cross-origin page can.
     #[arg(
         long,
         env = "CORS_ALLOWED_ORIGINS",
@@ -213,30 +301,65 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// Request budgets (see `server::ratelimit`); 0 means no limit.
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimits {
+    pub per_token: u32,
+    pub anonymous_per_address: u32,
+}
+
+impl RateLimits {
+    pub const OFF: RateLimits = RateLimits {
+        per_token: 0,
+        anonymous_per_address: 0,
+    };
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            per_token: 100,
+            anonymous_per_address: 10,
+        }
+    }
+}
+
 /// Limits on HTTP requests and GraphQL documents.
 #[derive(Clone, Debug)]
 pub struct ApiLimits {
     pub max_depth: usize,
+    pub max_introspection_depth: usize,
     pub max_complexity: usize,
     pub max_page_size: usize,
     pub max_body_bytes: usize,
     pub request_timeout: std::time::Duration,
+    pub header_timeout: std::time::Duration,
+    pub rate_limits: RateLimits,
     pub introspection: bool,
     pub graphiql: bool,
     pub cors_allowed_origins: Vec<String>,
+    /// What `/metrics` requires, if anything.
+    pub metrics_token: Option<String>,
+    /// Whether `/metrics` is on the main listener.
+    pub metrics_on_main: bool,
 }
 
 impl Default for ApiLimits {
     fn default() -> Self {
         ApiLimits {
             max_depth: 12,
+            max_introspection_depth: 20,
             max_complexity: 5000,
             max_page_size: 100,
             max_body_bytes: 64 * 1024,
             request_timeout: std::time::Duration::from_secs(30),
+            header_timeout: std::time::Duration::from_secs(10),
+            rate_limits: RateLimits::default(),
             introspection: true,
             graphiql: true,
             cors_allowed_origins: Vec::new(),
+            metrics_token: None,
+            metrics_on_main: true,
         }
     }
 }
@@ -246,13 +369,21 @@ impl Config {
     pub fn api_limits(&self) -> ApiLimits {
         ApiLimits {
             max_depth: self.max_query_depth,
+            max_introspection_depth: self.max_introspection_depth,
             max_complexity: self.max_query_complexity,
             max_page_size: self.max_page_size,
             max_body_bytes: self.max_body_bytes,
             request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+            header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
+            rate_limits: RateLimits {
+                per_token: self.rate_limit_per_token,
+                anonymous_per_address: self.rate_limit_anonymous,
+            },
             introspection: !self.disable_introspection,
             graphiql: !self.disable_graphiql,
             cors_allowed_origins: self.cors_allowed_origins.clone(),
+            metrics_token: self.metrics_token.clone().filter(|t| !t.is_empty()),
+            metrics_on_main: self.metrics_listen_addr.is_none(),
         }
     }
 
@@ -260,10 +391,41 @@ impl Config {
     pub fn ws_limits(&self) -> WsLimits {
         WsLimits {
             max_connections: self.max_ws_connections,
+            init_timeout: std::time::Duration::from_secs(self.ws_init_timeout_secs),
+            keepalive: std::time::Duration::from_secs(self.ws_keepalive_secs),
             max_subscriptions_per_connection: self.max_subscriptions_per_connection,
             send_timeout: std::time::Duration::from_secs(self.ws_send_timeout_secs),
             socket_send_buffer: self.socket_send_buffer,
         }
+    }
+
+    /// The operator token from OPERATOR_TOKEN or OPERATOR_TOKEN_FILE (one
+    /// trailing newline dropped); `None` when neither is set. A token shorter
+    /// than [`MIN_OPERATOR_TOKEN_CHARS`] is a configuration error.
+    pub fn operator_token(&self) -> anyhow::Result<Option<String>> {
+        use anyhow::Context as _;
+        let token = match (&self.operator_token, &self.operator_token_file) {
+            (Some(token), _) if !token.is_empty() => token.clone(),
+            (_, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading OPERATOR_TOKEN_FILE {}", path.display()))?;
+                text.strip_suffix('\n')
+                    .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                    .unwrap_or(&text)
+                    .to_owned()
+            }
+            _ => return Ok(None),
+        };
+        anyhow::ensure!(
+            token.chars().count() >= MIN_OPERATOR_TOKEN_CHARS,
+            "the operator token must be at least {MIN_OPERATOR_TOKEN_CHARS} characters \
+             (e.g. `openssl rand -base64 32`)"
+        );
+        anyhow::ensure!(
+            !token.chars().any(|c| c.is_whitespace() || c.is_control()),
+            "the operator token must not contain spaces or control characters"
+        );
+        Ok(Some(token))
     }
 
     pub fn database_url(&self) -> &str {

@@ -6,6 +6,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_ledger;
+mod m20261129_000001_constraints;
 
 /// Largest balance a wallet may hold, in cents (one trillion dollars).
 ///
@@ -18,6 +19,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261127_000001_ledger::Migration)]
+        vec![
+            Box::new(m20261127_000001_ledger::Migration),
+            Box::new(m20261129_000001_constraints::Migration),
+        ]
     }
 }

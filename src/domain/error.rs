@@ -38,6 +38,12 @@ pub enum AppError {
     ServiceUnavailable(#[source] anyhow::Error),
     #[error("the request body is larger than this server accepts ({0} bytes at most)")]
     PayloadTooLarge(usize),
+    #[error("a GET request may only run a query: send mutations with POST")]
+    MethodNotAllowed,
+    #[error("query too complex: {0}")]
+    QueryTooComplex(String),
+    #[error("too many requests: retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("the request took too long and was stopped; nothing was changed unless it committed")]
     Timeout,
     #[error("internal error")]
@@ -62,6 +68,9 @@ impl AppError {
             AppError::EventsMissed => "EVENTS_MISSED",
             AppError::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",
             AppError::Timeout => "TIMEOUT",
+            AppError::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
+            AppError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             AppError::Internal(_) => "INTERNAL",
         }

@@ -99,7 +99,9 @@ pub fn parse_decimal(text: &str) -> Option<Decimal> {
     if !digits(int) || frac.is_some_and(|f| !digits(f)) {
         return None;
     }
-    text.parse::<Decimal>().ok()
+    // `from_str_exact` refuses what does not fit 28 digits instead of
+    // rounding it ("0.0099999999999999999999999999999" is not 0.01).
+    Decimal::from_str_exact(text).ok()
 }
 
 #[cfg(test)]
@@ -144,6 +146,13 @@ mod tests {
         }
         assert_eq!(parse_decimal(&"9".repeat(41)), None);
         assert_eq!(parse_decimal("-0.5"), Some(Decimal::new(-5, 1)));
+        // More digits than a Decimal holds: refused, never rounded.
+        for rounded in [
+            "0.0099999999999999999999999999999",
+            "1.00000000000000000000000000001",
+        ] {
+            assert_eq!(parse_decimal(rounded), None, "{rounded:?} must not round");
+        }
     }
 
     #[test]

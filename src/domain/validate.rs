@@ -57,12 +57,22 @@ fn bounded_text(field: &str, value: &str, max_chars: usize) -> AppResult<()> {
             "{field} must be at most {max_chars} characters"
         )));
     }
-    if value.chars().any(char::is_control) {
+    if value.chars().any(|c| c.is_control() || is_bidi_control(c)) {
         return Err(AppError::invalid(format!(
-            "{field} must not contain control characters"
+            "{field} must not contain control or bidirectional-override characters"
         )));
     }
     Ok(())
+}
+
+/// Unicode's bidirectional formatting characters (embeddings, overrides,
+/// isolates, marks): invisible, and able to make text read as something
+/// else (U+202E turns "txt.exe" around).
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 #[cfg(test)]
@@ -76,6 +86,9 @@ mod tests {
         assert!(name(&"x".repeat(MAX_NAME_CHARS + 1)).is_err());
         assert!(name(&"é".repeat(MAX_NAME_CHARS)).is_ok());
         assert!(name("a\u{0}b").is_err());
+        assert!(name("invoice\u{202E}fdp.exe").is_err());
+        assert!(description("pay \u{2067}back").is_err());
+        assert!(name("Zoë Ångström").is_ok());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! input, and call the ledger (writes) or the store (reads, via DataLoaders).
 
 mod errors;
+mod guard;
 mod loaders;
 mod metrics;
 mod mutation;
@@ -14,6 +15,7 @@ mod types;
 use async_graphql::Schema;
 
 pub use errors::ErrorCodes;
+pub use guard::{DocumentGuard, DocumentLimits, Transport};
 pub use loaders::{DbLoader, new_loader};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
@@ -34,12 +36,20 @@ pub struct MaxPageSize(pub usize);
 /// Builds the schema. Each request must carry its `Caller` and a fresh
 /// `DataLoader<DbLoader>` as request data (see `server::graphql`).
 pub fn build(store: Store, limits: &ApiLimits) -> WalletSchema {
+    // Depth is measured by the guard (introspection on its own terms), which
+    // also bounds fragment expansion before async-graphql's validation.
+    let guard = DocumentLimits {
+        max_depth: limits.max_depth,
+        max_introspection_depth: limits.max_introspection_depth,
+        max_fields: limits.max_complexity,
+        max_page_size: limits.max_page_size,
+    };
     let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(store)
         .data(MaxPageSize(limits.max_page_size))
-        .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .extension(ErrorCodes)
+        .extension(DocumentGuard(guard))
         .extension(metrics::RequestMetrics);
     if !limits.introspection {
         builder = builder.disable_introspection();

@@ -1,7 +1,6 @@
 use async_graphql::{Context, InputObject, Object, Result};
-use uuid::Uuid;
 
-use super::scalars::Dec;
+use super::scalars::{Dec, Id};
 use super::types::{CreateClientPayload, DepositPayload, TransferPayload, caller, store};
 use crate::domain::error::AppError;
 use crate::domain::money::Money;
@@ -17,7 +16,7 @@ pub struct CreateClientInput {
 
 #[derive(InputObject)]
 pub struct DepositInput {
-    pub wallet_id: Uuid,
+    pub wallet_id: Id,
     /// Greater than zero, at most two decimals, at most 1000000000.00.
     pub amount: Dec,
     /// Makes retries safe: the same key returns the first result.
@@ -27,8 +26,8 @@ pub struct DepositInput {
 
 #[derive(InputObject)]
 pub struct TransferInput {
-    pub from_wallet_id: Uuid,
-    pub to_wallet_id: Uuid,
+    pub from_wallet_id: Id,
+    pub to_wallet_id: Id,
     /// Greater than zero, at most two decimals, at most 1000000000.00.
     pub amount: Dec,
     /// Makes retries safe: the same key returns the first result.
@@ -36,7 +35,7 @@ pub struct TransferInput {
     pub description: Option<String>,
 }
 
-#[Object]
+#[Object(name = "Mutation")]
 impl MutationRoot {
     /// Creates a client with an empty wallet. Needs no token; returns the
     /// client's own token, which is never shown again.
@@ -58,7 +57,7 @@ impl MutationRoot {
     async fn deposit(&self, ctx: &Context<'_>, input: DepositInput) -> Result<DepositPayload> {
         let store = store(ctx)?;
         let request = DepositRequest {
-            wallet_id: input.wallet_id,
+            wallet_id: input.wallet_id.0,
             amount: Money::amount(input.amount.0).map_err(AppError::from)?,
             description: input.description,
             idempotency_key: input.idempotency_key,
@@ -79,8 +78,8 @@ impl MutationRoot {
     async fn transfer(&self, ctx: &Context<'_>, input: TransferInput) -> Result<TransferPayload> {
         let store = store(ctx)?;
         let request = TransferRequest {
-            from_wallet_id: input.from_wallet_id,
-            to_wallet_id: input.to_wallet_id,
+            from_wallet_id: input.from_wallet_id.0,
+            to_wallet_id: input.to_wallet_id.0,
             amount: Money::amount(input.amount.0).map_err(AppError::from)?,
             description: input.description,
             idempotency_key: input.idempotency_key,

@@ -1,9 +1,9 @@
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object, Result};
-use uuid::Uuid;
 
 use super::loaders::ClientId;
 use super::pagination::PageArgs;
+use super::scalars::Id;
 use super::types::{
     Client, Operation, OperationFilterInput, Wallet, caller, loader, max_page_size,
     operations_connection, readable_wallet, store,
@@ -15,7 +15,7 @@ use crate::store::reads;
 
 pub struct QueryRoot;
 
-#[Object]
+#[Object(name = "Query")]
 impl QueryRoot {
     /// The calling client; null for the operator.
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<Client>> {
@@ -27,14 +27,14 @@ impl QueryRoot {
     }
 
     /// A client: the caller itself, or any for the operator.
-    async fn client(&self, ctx: &Context<'_>, id: Uuid) -> Result<Client> {
-        caller(ctx)?.require_read(id)?;
-        client_by_id(ctx, id).await
+    async fn client(&self, ctx: &Context<'_>, id: Id) -> Result<Client> {
+        caller(ctx)?.require_read(id.0)?;
+        client_by_id(ctx, id.0).await
     }
 
     /// A wallet: the caller's own, or any for the operator.
-    async fn wallet(&self, ctx: &Context<'_>, id: Uuid) -> Result<Wallet> {
-        Ok(readable_wallet(ctx, id).await?)
+    async fn wallet(&self, ctx: &Context<'_>, id: Id) -> Result<Wallet> {
+        Ok(readable_wallet(ctx, id.0).await?)
     }
 
     /// Wallets, oldest first: all of them for the operator, a client's own
@@ -64,7 +64,7 @@ impl QueryRoot {
         let rows = reads::wallet_page(store.db(), owner, &page.query)
             .await
             .map_err(AppError::from)?;
-        Ok(page.connection(rows, |w| WalletCursor::encode(w.id), Wallet::new))
+        Ok(page.connection(rows, |w| WalletCursor::encode(w.id), Wallet))
     }
 
     /// A wallet's history, newest first.
@@ -73,13 +73,14 @@ impl QueryRoot {
     async fn operations(
         &self,
         ctx: &Context<'_>,
-        wallet_id: Uuid,
+        wallet_id: Id,
         first: Option<i32>,
         after: Option<String>,
         last: Option<i32>,
         before: Option<String>,
         filter: Option<OperationFilterInput>,
     ) -> Result<Connection<String, Operation>> {
+        let wallet_id = wallet_id.0;
         readable_wallet(ctx, wallet_id).await?;
         let args = PageArgs {
             first,
@@ -91,7 +92,7 @@ impl QueryRoot {
     }
 }
 
-async fn client_by_id(ctx: &Context<'_>, id: Uuid) -> Result<Client> {
+async fn client_by_id(ctx: &Context<'_>, id: uuid::Uuid) -> Result<Client> {
     let client = loader(ctx)?
         .load_one(ClientId(id))
         .await

@@ -3,8 +3,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_graphql::{Context, Result, Subscription};
 use futures_util::{Stream, StreamExt};
-use uuid::Uuid;
 
+use super::scalars::Id;
 use super::types::{Operation, caller, readable_wallet, store};
 use crate::domain::cursor::OperationCursor;
 use crate::domain::error::{AppError, AppResult};
@@ -12,7 +12,7 @@ use crate::live::{self, FeedError};
 
 pub struct SubscriptionRoot;
 
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Operations as they commit. With `walletId`, one wallet's (for its owner
     /// or the operator): each exactly once, in order, resumable from any
@@ -22,7 +22,7 @@ impl SubscriptionRoot {
     async fn operation_created(
         &self,
         ctx: &Context<'_>,
-        wallet_id: Option<Uuid>,
+        wallet_id: Option<Id>,
         after: Option<String>,
     ) -> Result<impl Stream<Item = Result<Operation>> + use<>> {
         let caller = caller(ctx)?;
@@ -32,7 +32,7 @@ impl SubscriptionRoot {
             None => None,
         };
         let store = store(ctx)?.clone();
-        let feed = match wallet_id {
+        let feed = match wallet_id.map(|id| id.0) {
             None => {
                 caller.require_operator()?;
                 if after.is_some() {

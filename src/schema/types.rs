@@ -1,18 +1,21 @@
 //! GraphQL object types. Each wraps a stored row; anything it links to is
-//! fetched through the request's DataLoader. Private parts of a wallet
-//! (balance, owner, history) are checked against the caller field by field,
-//! because a wallet can be reached through a counterparty link.
+//! fetched through the request's DataLoader.
+//!
+//! The types say what a caller can see: a `Wallet` (balance, owner, history)
+//! is only ever built for a caller who may read it, and a link to another
+//! client's wallet (a counterparty, a transfer's other side) is a
+//! `PublicWallet`, which carries only the id. So asking for what one may not
+//! see is refused at validation, before anything runs or moves.
 
 use async_graphql::connection::Connection;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, Result, SimpleObject};
-use chrono::{DateTime, Utc};
 use entity::{client, operation, transfer, wallet};
 use uuid::Uuid;
 
 use super::loaders::{ClientId, DbLoader, OperationPage, TransferId, WalletId, WalletOfClient};
 use super::pagination::PageArgs;
-use super::scalars::Dec;
+use super::scalars::{Dec, Id, Timestamp};
 use crate::domain::auth::Caller;
 use crate::domain::cursor::OperationCursor;
 use crate::domain::error::{AppError, AppResult};
@@ -44,11 +47,12 @@ pub async fn load_wallet(ctx: &Context<'_>, id: Uuid) -> AppResult<Option<wallet
     Ok(loader(ctx)?.load_one(WalletId(id)).await?)
 }
 
-/// A wallet that must exist (it is referenced by a stored row).
+/// A wallet that must exist (it is referenced by a stored row), for a
+/// caller already allowed to read it.
 async fn wallet_by_id(ctx: &Context<'_>, id: Uuid) -> AppResult<Wallet> {
     load_wallet(ctx, id)
         .await?
-        .map(Wallet::new)
+        .map(Wallet)
         .ok_or(AppError::NotFound("wallet"))
 }
 
@@ -63,8 +67,8 @@ pub struct Client(pub client::Model);
 
 #[Object]
 impl Client {
-    async fn id(&self) -> Uuid {
-        self.0.id
+    async fn id(&self) -> Id {
+        Id(self.0.id)
     }
 
     async fn name(&self) -> &str {
@@ -75,8 +79,8 @@ impl Client {
         self.0.email.as_deref()
     }
 
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
     }
 
     /// The client's one wallet.
@@ -86,43 +90,30 @@ impl Client {
             .await
             .map_err(AppError::from)?
             .ok_or(AppError::NotFound("wallet"))?;
-        Ok(Wallet::new(wallet))
+        Ok(Wallet(wallet))
     }
 }
 
-/// A wallet holding USD. Its owner sees everything; others see only its id.
-pub struct Wallet(pub wallet::Model, Access);
+/// A wallet holding USD, as its owner (or the operator) sees it. Built only
+/// where the caller may read it: its own wallet, or any for the operator.
+pub struct Wallet(pub wallet::Model);
 
-/// Whether the private fields still need checking against the caller.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Access {
-    Check,
-    /// The wallet was just created for this caller (`createClient` is
-    /// anonymous, yet its caller may see the wallet it got).
-    Granted,
+/// Another client's wallet, as a counterparty sees it: only its id.
+#[derive(SimpleObject)]
+pub struct PublicWallet {
+    pub id: Id,
 }
 
-impl Wallet {
-    pub fn new(row: wallet::Model) -> Wallet {
-        Wallet(row, Access::Check)
-    }
-
-    pub fn granted(row: wallet::Model) -> Wallet {
-        Wallet(row, Access::Granted)
-    }
-
-    fn check_read(&self, ctx: &Context<'_>) -> AppResult<()> {
-        match self.1 {
-            Access::Granted => Ok(()),
-            Access::Check => caller(ctx)?.require_read(self.0.client_id),
-        }
+impl PublicWallet {
+    pub fn new(id: Uuid) -> PublicWallet {
+        PublicWallet { id: Id(id) }
     }
 }
 
 #[Object]
 impl Wallet {
-    async fn id(&self) -> Uuid {
-        self.0.id
+    async fn id(&self) -> Id {
+        Id(self.0.id)
     }
 
     async fn currency(&self) -> &str {
@@ -130,31 +121,27 @@ impl Wallet {
     }
 
     /// Current balance, always with two decimals.
-    async fn balance(&self, ctx: &Context<'_>) -> Result<Dec> {
-        self.check_read(ctx)?;
+    async fn balance(&self) -> Result<Dec> {
         Ok(money(self.0.balance)?)
     }
 
     /// Number of operations in the wallet's history (the newest one's sequence).
-    async fn operation_count(&self, ctx: &Context<'_>) -> Result<i64> {
-        self.check_read(ctx)?;
-        Ok(self.0.last_seq)
+    async fn operation_count(&self) -> i64 {
+        self.0.last_seq
     }
 
     /// The position of the wallet's newest operation, consistent with
     /// `balance`: pass it as `after` to `operationCreated` to hear exactly
     /// what happens from this snapshot on.
-    async fn cursor(&self, ctx: &Context<'_>) -> Result<String> {
-        self.check_read(ctx)?;
-        Ok(OperationCursor {
+    async fn cursor(&self) -> String {
+        OperationCursor {
             wallet_id: self.0.id,
             seq: self.0.last_seq,
         }
-        .encode())
+        .encode()
     }
 
     async fn client(&self, ctx: &Context<'_>) -> Result<Client> {
-        self.check_read(ctx)?;
         let client = loader(ctx)?
             .load_one(ClientId(self.0.client_id))
             .await
@@ -163,13 +150,12 @@ impl Wallet {
         Ok(Client(client))
     }
 
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
     }
 
-    async fn updated_at(&self, ctx: &Context<'_>) -> Result<DateTime<Utc>> {
-        self.check_read(ctx)?;
-        Ok(self.0.updated_at)
+    async fn updated_at(&self) -> Timestamp {
+        Timestamp(self.0.updated_at)
     }
 
     /// The wallet's history, newest first.
@@ -183,7 +169,6 @@ impl Wallet {
         before: Option<String>,
         filter: Option<OperationFilterInput>,
     ) -> Result<Connection<String, Operation>> {
-        self.check_read(ctx)?;
         let args = PageArgs {
             first,
             after,
@@ -254,8 +239,8 @@ impl From<OperationKind> for operation::OperationKind {
 #[derive(InputObject, Default)]
 pub struct OperationFilterInput {
     pub kinds: Option<Vec<OperationKind>>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
 }
 
 impl From<OperationFilterInput> for OperationFilter {
@@ -269,8 +254,8 @@ impl From<OperationFilterInput> for OperationFilter {
                 kinds.dedup();
                 kinds
             }),
-            from: input.from,
-            to: input.to,
+            from: input.from.map(|t| t.0),
+            to: input.to.map(|t| t.0),
         }
     }
 }
@@ -280,8 +265,8 @@ pub struct Operation(pub operation::Model);
 
 #[Object]
 impl Operation {
-    async fn id(&self) -> Uuid {
-        self.0.id
+    async fn id(&self) -> Id {
+        Id(self.0.id)
     }
 
     /// Position of this operation in its wallet's history; usable as `after`
@@ -312,24 +297,21 @@ impl Operation {
         self.0.description.as_deref()
     }
 
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
     }
 
-    async fn wallet_id(&self) -> Uuid {
-        self.0.wallet_id
+    async fn wallet_id(&self) -> Id {
+        Id(self.0.wallet_id)
     }
 
     async fn wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
         Ok(wallet_by_id(ctx, self.0.wallet_id).await?)
     }
 
-    /// The other wallet of a transfer (only its id is visible to a client).
-    async fn counterparty(&self, ctx: &Context<'_>) -> Result<Option<Wallet>> {
-        let Some(id) = self.0.counterparty_wallet_id else {
-            return Ok(None);
-        };
-        Ok(load_wallet(ctx, id).await?.map(Wallet::new))
+    /// The other wallet of a transfer; null for a deposit.
+    async fn counterparty(&self) -> Option<PublicWallet> {
+        self.0.counterparty_wallet_id.map(PublicWallet::new)
     }
 
     async fn transfer(&self, ctx: &Context<'_>) -> Result<Option<Transfer>> {
@@ -350,8 +332,8 @@ pub struct Transfer(pub transfer::Model);
 #[Object]
 #[allow(clippy::wrong_self_convention)]
 impl Transfer {
-    async fn id(&self) -> Uuid {
-        self.0.id
+    async fn id(&self) -> Id {
+        Id(self.0.id)
     }
 
     async fn amount(&self) -> Result<Dec> {
@@ -362,24 +344,26 @@ impl Transfer {
         self.0.description.as_deref()
     }
 
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
     }
 
-    async fn from_wallet_id(&self) -> Uuid {
-        self.0.from_wallet_id
+    async fn from_wallet_id(&self) -> Id {
+        Id(self.0.from_wallet_id)
     }
 
-    async fn to_wallet_id(&self) -> Uuid {
-        self.0.to_wallet_id
+    async fn to_wallet_id(&self) -> Id {
+        Id(self.0.to_wallet_id)
     }
 
-    async fn from_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
-        Ok(wallet_by_id(ctx, self.0.from_wallet_id).await?)
+    /// The payer (read its details with `wallet(id:)` if it is yours).
+    async fn from_wallet(&self) -> PublicWallet {
+        PublicWallet::new(self.0.from_wallet_id)
     }
 
-    async fn to_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
-        Ok(wallet_by_id(ctx, self.0.to_wallet_id).await?)
+    /// The payee (read its details with `wallet(id:)` if it is yours).
+    async fn to_wallet(&self) -> PublicWallet {
+        PublicWallet::new(self.0.to_wallet_id)
     }
 }
 
@@ -402,7 +386,8 @@ impl CreateClientPayload {
     }
 
     async fn wallet(&self) -> Wallet {
-        Wallet::granted(self.wallet.clone())
+        // createClient is anonymous, yet its caller owns what it created.
+        Wallet(self.wallet.clone())
     }
 }
 
@@ -418,9 +403,9 @@ impl DepositPayload {
         Operation(self.operation.clone())
     }
 
-    /// The wallet as it is now.
+    /// The wallet as it is now (deposits are the operator's, who reads all).
     async fn wallet(&self) -> Wallet {
-        Wallet::new(self.wallet.clone())
+        Wallet(self.wallet.clone())
     }
 }
 
@@ -441,14 +426,14 @@ impl TransferPayload {
         Operation(self.debit.clone())
     }
 
-    /// The payer's wallet as it is now.
+    /// The payer's wallet (the caller's own) as it is now.
     async fn from_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
         Ok(wallet_by_id(ctx, self.transfer.from_wallet_id).await?)
     }
 
-    /// The payee's wallet (only its id is visible to the payer).
-    async fn to_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
-        Ok(wallet_by_id(ctx, self.transfer.to_wallet_id).await?)
+    /// The payee: another client's wallet, of which only the id is visible.
+    async fn to_wallet(&self) -> PublicWallet {
+        PublicWallet::new(self.transfer.to_wallet_id)
     }
 }
 
@@ -460,7 +445,7 @@ pub async fn readable_wallet(ctx: &Context<'_>, id: Uuid) -> AppResult<Wallet> {
     match load_wallet(ctx, id).await? {
         Some(wallet) => {
             caller.require_read(wallet.client_id)?;
-            Ok(Wallet::new(wallet))
+            Ok(Wallet(wallet))
         }
         None if *caller == Caller::Operator => Err(AppError::NotFound("wallet")),
         None => Err(AppError::Forbidden),

@@ -22,9 +22,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> AppResult<Ca
 /// stands for a value that is not even text.
 pub async fn authenticate_value(state: &AppState, value: Option<&str>) -> AppResult<Caller> {
     let token = value
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+        .and_then(bearer_token)
         .ok_or(AppError::Unauthenticated)?;
     if state.operator.matches(token) {
         return Ok(Caller::Operator);
@@ -35,5 +33,28 @@ pub async fn authenticate_value(state: &AppState, value: Option<&str>) -> AppRes
             wallet_id,
         }),
         None => Err(AppError::Unauthenticated),
+    }
+}
+
+/// The token of a `Bearer <token>` credential; the scheme is matched
+/// without regard to case (RFC 9110, 11.1).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        for value in ["Bearer abc", "bearer abc", "BEARER  abc ", "bEaReR abc"] {
+            assert_eq!(bearer_token(value), Some("abc"), "{value:?}");
+        }
+        for value in ["Basic abc", "Bearer", "Bearer ", "Bearerabc", "abc"] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
     }
 }

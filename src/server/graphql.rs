@@ -1,4 +1,5 @@
-//! The GraphQL endpoint and the GraphiQL playground.
+//! The GraphQL endpoint over HTTP: POST, and GET for queries (the
+//! GraphQL-over-HTTP spec, which urql and others use for queries).
 
 use std::time::Instant;
 
@@ -7,19 +8,24 @@ use async_graphql::{ErrorExtensions, Response as GqlResponse, ServerError};
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::AppState;
+use super::listener::Peer;
 use super::auth::authenticate;
 use crate::domain::error::AppError;
-use crate::schema::new_loader;
+use crate::schema::{Transport, new_loader};
+
+/// The media type of the GraphQL-over-HTTP spec.
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
 
 /// `POST /graphql`: one GraphQL request (batches are refused), within the
 /// request timeout.
 pub async fn graphql(
     State(state): State<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
@@ -37,10 +43,88 @@ pub async fn graphql(
             )));
         }
     };
-    let caller = match authenticate(&state, &headers).await {
+    let media = if accepts_graphql_response(&headers) {
+        Media::GraphqlResponse
+    } else {
+        Media::Json
+    };
+    execute(&state, peer, &headers, request, media).await
+}
+
+/// `GET /graphql?query=...` (not a WebSocket, not a browser): a query, never
+/// a mutation (405), answered as `application/graphql-response+json`.
+pub async fn graphql_get(
+    state: &AppState,
+    peer: Peer,
+    headers: &HeaderMap,
+    query_string: Option<&str>,
+) -> Response {
+    let max = state.api_limits.max_body_bytes;
+    let query_string = query_string.unwrap_or_default();
+    // The URL carries what a POST body would: the same size limit.
+    if query_string.len() > max {
+        return refused(AppError::PayloadTooLarge(max));
+    }
+    let request = match async_graphql::http::parse_query_string(query_string) {
+        Ok(request) => request,
+        Err(err) => {
+            return refused(AppError::invalid(format!(
+                "malformed GraphQL request: {err}"
+            )));
+        }
+    };
+    let request = request.data(Transport::HttpGet);
+    let media = if accepts_only_json(headers) {
+        Media::Json
+    } else {
+        Media::GraphqlResponse
+    };
+    execute(state, peer, headers, request, media).await
+}
+
+/// How a response is framed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Media {
+    /// `application/json`: always 200 once the request was accepted.
+    Json,
+    /// `application/graphql-response+json`: 4xx for a request that failed
+    /// before execution (it has no data).
+    GraphqlResponse,
+}
+
+fn accept(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+fn accepts_graphql_response(headers: &HeaderMap) -> bool {
+    accept(headers).contains("application/graphql-response+json")
+}
+
+fn accepts_only_json(headers: &HeaderMap) -> bool {
+    let accept = accept(headers);
+    accept.contains("application/json") && !accept.contains("application/graphql-response+json")
+}
+
+async fn execute(
+    state: &AppState,
+    peer: Peer,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+    media: Media,
+) -> Response {
+    let caller = match authenticate(state, headers).await {
         Ok(caller) => caller,
         Err(err) => return refused(err),
     };
+    if let Err(err) = state
+        .rate_limiter
+        .check(&caller, peer.0.map(|addr| addr.ip()))
+    {
+        return refused(err);
+    }
     let span = tracing::info_span!(
         "graphql",
         operation = request.operation_name.as_deref().unwrap_or("-"),
@@ -57,18 +141,56 @@ pub async fn graphql(
     // Only when debug logging is on: collecting the codes allocates.
     if tracing::enabled!(tracing::Level::DEBUG) {
         span.in_scope(|| {
-        let codes: Vec<_> = response
-            .errors
-            .iter()
-            .filter_map(|e| match e.extensions.as_ref()?.get("code")? {
-                async_graphql::Value::String(code) => Some(code.as_str()),
-                _ => None,
-            })
-            .collect();
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, errors = ?codes, "graphql request");
+            let codes: Vec<_> = response.errors.iter().filter_map(code_of).collect();
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, errors = ?codes, "graphql request");
         });
     }
-    GraphQLResponse::from(response).into_response()
+    respond(response, media)
+}
+
+fn code_of(error: &ServerError) -> Option<&str> {
+    match error.extensions.as_ref()?.get("code")? {
+        async_graphql::Value::String(code) => Some(code.as_str()),
+        _ => None,
+    }
+}
+
+fn respond(response: GqlResponse, media: Media) -> Response {
+    // A mutation sent with GET was refused before it ran.
+    if response.errors.iter().any(|e| code_of(e) == Some("METHOD_NOT_ALLOWED")) {
+        let mut refused = framed(response, media, StatusCode::METHOD_NOT_ALLOWED);
+        refused
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return refused;
+    }
+    match media {
+        Media::Json => GraphQLResponse::from(response).into_response(),
+        Media::GraphqlResponse => {
+            // No data and no error with a path: the request failed before
+            // execution (parse, validation, limits).
+            let request_error = response.data == async_graphql::Value::Null
+                && !response.errors.is_empty()
+                && response.errors.iter().all(|e| e.path.is_empty());
+            let status = if request_error {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            framed(response, media, status)
+        }
+    }
+}
+
+fn framed(response: GqlResponse, media: Media, status: StatusCode) -> Response {
+    let content_type = match media {
+        Media::Json => "application/json",
+        Media::GraphqlResponse => GRAPHQL_RESPONSE_JSON,
+    };
+    match serde_json::to_vec(&response) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(err) => refused(AppError::Internal(err.into())),
+    }
 }
 
 /// A request refused outside GraphQL execution, in GraphQL's error shape.
@@ -79,6 +201,7 @@ pub fn refused(err: AppError) -> Response {
         AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         AppError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         AppError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let code = err.code();
@@ -93,11 +216,26 @@ pub fn refused(err: AppError) -> Response {
         }
         _ => {}
     }
-    (
+    let retry_after = match &err {
+        AppError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+        _ => None,
+    };
+    if let Some(secs) = retry_after
+        && let Some(extensions) = error.extensions.as_mut()
+    {
+        extensions.set("retryAfter", secs);
+    }
+    let mut response = (
         status,
         GraphQLResponse::from(GqlResponse::from_errors(vec![error])),
     )
-        .into_response()
+        .into_response();
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 /// Turns the plain 413 that the body limit layer sends (when the declared

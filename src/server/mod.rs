@@ -3,7 +3,9 @@
 
 mod auth;
 mod graphql;
+mod listener;
 mod playground;
+mod ratelimit;
 mod websocket;
 
 use std::sync::Arc;
@@ -13,15 +15,18 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+pub use listener::serve;
+pub use ratelimit::RateLimiter;
 
 use crate::config::{ApiLimits, Config, WsLimits};
 use crate::domain::auth::{OperatorToken, generate_token};
@@ -36,7 +41,8 @@ pub struct AppState {
     pub operator: Arc<OperatorToken>,
     pub ws_limits: WsLimits,
     pub api_limits: ApiLimits,
-    /// One permit per open WebSocket connection.
+    pub rate_limiter: RateLimiter,
+    /// One permit per WebSocket connection past `connection_init`.
     ws_slots: Arc<Semaphore>,
 }
 
@@ -60,6 +66,7 @@ impl AppState {
         ws_limits: WsLimits,
         api_limits: ApiLimits,
     ) -> AppState {
+        let rate_limiter = RateLimiter::new(&api_limits.rate_limits);
         AppState {
             schema: schema::build(store.clone(), &api_limits),
             store,
@@ -67,27 +74,33 @@ impl AppState {
             ws_slots: Arc::new(Semaphore::new(ws_limits.max_connections)),
             ws_limits,
             api_limits,
+            rate_limiter,
         }
     }
 }
 
-/// The routes, with the body limit and CORS around them.
+/// The routes, with the body limits and CORS around them.
 ///
 /// The body limit is a tower-http layer because async-graphql-axum's
 /// extractor reads the body stream itself, past axum's `DefaultBodyLimit`.
 pub fn router(state: AppState) -> Router {
     let limits = state.api_limits.clone();
-    Router::new()
+    let mut routes = Router::new()
         .route(
             "/graphql",
             get(websocket::graphql_get).post(graphql::graphql),
         )
         .route("/graphiql/{file}", get(playground::asset))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_endpoint))
+        .route("/readyz", get(readyz));
+    if limits.metrics_on_main {
+        routes = routes.route("/metrics", get(metrics_endpoint));
+    }
+    routes
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        // A body that trickles in must not hold a connection for ever.
+        .layer(RequestBodyTimeoutLayer::new(limits.request_timeout))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()
@@ -110,16 +123,45 @@ pub fn router(state: AppState) -> Router {
         .layer(cors(&limits.cors_allowed_origins))
 }
 
-/// No cross-origin access unless origins are configured.
+/// The router of the separate metrics listener (METRICS_LISTEN_ADDR).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_endpoint))
+        .with_state(state)
+}
+
+/// Refuses origins that are neither `*` nor a valid header value, at start
+/// rather than by silently ignoring them.
+pub fn check_cors_origins(origins: &[String]) -> anyhow::Result<()> {
+    for origin in origins.iter().map(|o| o.trim()) {
+        anyhow::ensure!(
+            origin == "*"
+                || (origin.starts_with("http") && HeaderValue::from_str(origin).is_ok()),
+            "CORS_ALLOWED_ORIGINS: {origin:?} is not an origin such as http://localhost:5173 (or *)"
+        );
+    }
+    Ok(())
+}
+
+/// No cross-origin access unless origins are configured; `*` allows any
+/// (tokens travel in a header, never in cookies, so no credentials mode).
+/// Browser code may send and read `x-request-id`.
 fn cors(origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
-        .collect();
+    let request_id = HeaderName::from_static("x-request-id");
+    let allow = if origins.iter().any(|o| o.trim() == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
+        )
+    };
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, request_id.clone()])
+        .expose_headers([request_id])
 }
 
 /// Ready when the database answers and every migration is applied.
@@ -150,10 +192,25 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     }
 }
 
-/// Prometheus text format.
+/// Prometheus text format; behind METRICS_TOKEN when one is set.
 async fn metrics_endpoint(
     axum::extract::State(state): axum::extract::State<AppState>,
-) -> impl IntoResponse {
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if let Some(token) = &state.api_limits.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(auth::bearer_token);
+        if !presented.is_some_and(|p| OperatorToken::new(token).matches(p)) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need `Authorization: Bearer <METRICS_TOKEN>`",
+            )
+                .into_response();
+        }
+    }
     crate::metrics::record_pool(&state.store);
     (
         [(
@@ -162,6 +219,7 @@ async fn metrics_endpoint(
         )],
         crate::metrics::render(),
     )
+        .into_response()
 }
 
 /// Alive: the process answers (200 whatever the database does, so an
@@ -189,15 +247,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = Store::connect_with(config.database_url(), options)
         .await
         .context("connecting to the database")?;
-    let operator_token = match config.operator_token.clone() {
-        Some(token) if !token.is_empty() => token,
-        _ => {
-            let token = generate_token()?;
-            // Printed once, on purpose: with no OPERATOR_TOKEN this is the
-            // only way to learn the operator's token.
-            eprintln!("No OPERATOR_TOKEN set; this run's operator token is: {token}");
-            token
-        }
+    check_cors_origins(&config.cors_allowed_origins)?;
+    let operator_token = match config.operator_token()? {
+        Some(token) => token,
+        None => generated_operator_token()?,
     };
     crate::metrics::init();
     let listener = TcpListener::bind(config.listen_addr)
@@ -215,12 +268,64 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.ws_limits(),
         config.api_limits(),
     );
+    state.rate_limiter.spawn_pruning();
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    if let Some(addr) = config.metrics_listen_addr {
+        let metrics_listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding METRICS_LISTEN_ADDR {addr}"))?;
+        tracing::info!(address = %metrics_listener.local_addr()?, "metrics listening");
+        let app = metrics_router(state.clone());
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.changed().await;
+            };
+            if let Err(err) = axum::serve(metrics_listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %err, "metrics listener failed");
+            }
+        });
+    }
     serve(listener, state, shutdown_signal())
         .await
         .context("serving HTTP")?;
+    let _ = stop.send(());
+    drop(stopped);
     tracing::info!("shutting down");
     store.close().await.context("closing the database")?;
     Ok(())
+}
+
+/// A random operator token for a run without one, written to
+/// `walletql.operator-token` (mode 0600) so it never reaches the logs; it is
+/// printed only when stderr is a terminal.
+fn generated_operator_token() -> anyhow::Result<String> {
+    use std::io::{IsTerminal, Write};
+    let token = generate_token()?;
+    let path = std::path::Path::new("walletql.operator-token");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing the generated operator token to {}", path.display()))?;
+    // The mode applies only to a new file: tighten an existing one too.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    writeln!(file, "{token}")?;
+    let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    tracing::warn!(
+        file = %shown.display(),
+        "no OPERATOR_TOKEN set: generated one for this run and wrote it to the file"
+    );
+    if std::io::stderr().is_terminal() {
+        eprintln!("This run's operator token: {token}");
+    }
+    Ok(token)
 }
 
 /// `walletql healthcheck`: asks the server on `addr` for `/readyz` (a plain
@@ -270,25 +375,6 @@ pub async fn verify(config: &Config) -> anyhow::Result<bool> {
     );
     db.close().await.ok();
     Ok(clean)
-}
-
-/// Serves HTTP and WebSocket on `listener` until `shutdown` completes.
-///
-/// Accepted sockets get TCP_NODELAY (small GraphQL responses should not wait
-/// for Nagle) and a bounded kernel send buffer.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let send_buffer = state.ws_limits.socket_send_buffer;
-    let listener = listener.tap_io(move |stream| {
-        let _ = stream.set_nodelay(true);
-        let _ = socket2::SockRef::from(&*stream).set_send_buffer_size(send_buffer);
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 async fn shutdown_signal() {

@@ -26,9 +26,10 @@ pub const TEST_EVENT_BUFFER: usize = 64;
 pub const TEST_SOCKET_SEND_BUFFER: usize = 16 * 1024;
 
 /// The migrations' source, so a changed migration gets a new template.
-const MIGRATIONS: &[&str] = &[include_str!(
-    "../../migration/src/m20261127_000001_ledger.rs"
-)];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migration/src/m20261127_000001_ledger.rs"),
+    include_str!("../../migration/src/m20261129_000001_constraints.rs"),
+];
 
 fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")

@@ -36,6 +36,23 @@ proptest! {
         prop_assert_eq!(Money::amount(value).map(|m| m.to_string()), Ok(text));
     }
 
+    /// Parsing never rounds: whatever is accepted prints back as the same
+    /// number, so long fractions (29 digits and more) are refused, not
+    /// rounded to a near cent.
+    #[test]
+    fn long_fractions_are_exact_or_refused(
+        int in 0u64..10, frac in "[0-9]{1,34}"
+    ) {
+        let text = format!("{int}.{frac}");
+        if let Some(value) = parse_decimal(&text) {
+            let trimmed = text.trim_end_matches('0').trim_end_matches('.');
+            let printed = value.normalize().to_string();
+            prop_assert_eq!(printed.as_str(), trimmed);
+        }
+        let nines = format!("0.00{}", "9".repeat(27 + (frac.len() % 5)));
+        prop_assert!(parse_decimal(&nines).is_none(), "{} was rounded", nines);
+    }
+
     #[test]
     fn numbers_with_exponents_signs_or_three_decimals_are_refused(
         int in 0u64..1_000_000, frac in 0u32..1000, exp in 1u32..20

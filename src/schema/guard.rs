@@ -1,0 +1,299 @@
+//! Bounds a document's cost before async-graphql validates it.
+//!
+//! Validation walks fragment spreads by expanding them, so a chain of
+//! fragments that each spread the previous one twice costs 2^n before any
+//! depth or complexity limit is reached. This guard runs in the parse hook,
+//! right after parsing: it sizes each fragment once (memoised), so its own
+//! work is linear in the document, and refuses a document whose expansion is
+//! larger than the complexity limit. It also:
+//! - measures depth itself, counting introspection (`__schema`, `__type`) on
+//!   its own, larger limit: the standard introspection query that GraphiQL,
+//!   graphql-codegen and Apollo's tools send nests `ofType` eight levels deep,
+//!   which ordinary fields never need;
+//! - checks `first`/`last` against the largest page before complexity is
+//!   computed, so an oversized page gets the documented `INVALID_INPUT`;
+//! - serves only subscriptions over WebSocket: queries and mutations there
+//!   would escape the HTTP request timeout and rate limits;
+//! - runs only queries for `GET` (a link must never move money).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
+};
+use async_graphql::parser::types::{
+    ExecutableDocument, OperationType, Selection, SelectionSet,
+};
+use async_graphql::{Name, Pos, Response, ServerError, ServerResult, Value, Variables};
+
+use crate::domain::error::AppError;
+
+/// How a request reached the schema, when that limits what it may run: set
+/// as connection data of WebSocket sessions, as request data of `GET`s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket,
+    HttpGet,
+}
+
+/// The limits the guard enforces.
+#[derive(Clone, Copy, Debug)]
+pub struct DocumentLimits {
+    /// Deepest nesting of ordinary fields.
+    pub max_depth: usize,
+    /// Deepest nesting inside `__schema` / `__type`.
+    pub max_introspection_depth: usize,
+    /// Most fields once every fragment is expanded (the complexity limit).
+    pub max_fields: usize,
+    /// Largest `first` / `last`.
+    pub max_page_size: usize,
+}
+
+pub struct DocumentGuard(pub DocumentLimits);
+
+impl ExtensionFactory for DocumentGuard {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(Guard {
+            limits: self.0,
+            operations: Mutex::default(),
+        })
+    }
+}
+
+/// One request's guard.
+struct Guard {
+    limits: DocumentLimits,
+    /// The document's operations (name, type), for the execute hook.
+    operations: Mutex<Vec<(Option<String>, OperationType)>>,
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for Guard {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        check(&document, variables, &self.limits)?;
+        *self
+            .operations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = document
+            .operations
+            .iter()
+            .map(|(name, op)| (name.map(|n| n.to_string()), op.node.ty))
+            .collect();
+        Ok(document)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        // Only queries and mutations reach this hook (subscriptions do not).
+        let refused = match ctx.data_opt::<Transport>() {
+            Some(Transport::WebSocket) => Some(AppError::invalid(
+                "only subscriptions are served over WebSocket: send queries and mutations as HTTP requests",
+            )),
+            Some(Transport::HttpGet) => {
+                let operations = self
+                    .operations
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let chosen = operations
+                    .iter()
+                    .find(|(name, _)| operation_name.is_none() || name.as_deref() == operation_name);
+                matches!(chosen, Some((_, OperationType::Mutation)))
+                    .then_some(AppError::MethodNotAllowed)
+            }
+            None => None,
+        };
+        if let Some(err) = refused {
+            return Response::from_errors(vec![refusal(err, None)]);
+        }
+        next.run(ctx, operation_name).await
+    }
+}
+
+fn refusal(err: AppError, pos: Option<Pos>) -> ServerError {
+    async_graphql::Error::from(err).into_server_error(pos.unwrap_or_default())
+}
+
+/// The measured size of a selection set, fragments expanded.
+#[derive(Clone, Copy, Default)]
+struct Size {
+    fields: u64,
+    depth: usize,
+    introspection_depth: usize,
+}
+
+impl Size {
+    fn merge(&mut self, other: Size) {
+        self.fields = self.fields.saturating_add(other.fields);
+        self.depth = self.depth.max(other.depth);
+        self.introspection_depth = self.introspection_depth.max(other.introspection_depth);
+    }
+}
+
+/// Sizes fragments once each; a fragment in progress is a cycle.
+struct Measure<'a> {
+    document: &'a ExecutableDocument,
+    variables: &'a Variables,
+    defaults: HashMap<&'a Name, &'a Value>,
+    limits: &'a DocumentLimits,
+    sizes: HashMap<&'a Name, Option<Size>>,
+}
+
+fn check(
+    document: &ExecutableDocument,
+    variables: &Variables,
+    limits: &DocumentLimits,
+) -> ServerResult<()> {
+    let defaults = document
+        .operations
+        .iter()
+        .flat_map(|(_, op)| op.node.variable_definitions.iter())
+        .filter_map(|def| Some((&def.node.name.node, def.node.default_value()?)))
+        .collect();
+    let mut measure = Measure {
+        document,
+        variables,
+        defaults,
+        limits,
+        sizes: HashMap::new(),
+    };
+    let mut total = Size::default();
+    for (_, operation) in document.operations.iter() {
+        total.merge(measure.selection_set(&operation.node.selection_set.node)?);
+    }
+    // Fragments no operation uses are refused by validation; size them here
+    // all the same, so validation never expands one that is too large.
+    for name in document.fragments.keys() {
+        total.merge(measure.fragment(name, None)?);
+    }
+    let too_complex = |what: String| refusal(AppError::QueryTooComplex(what), None);
+    if total.fields > limits.max_fields as u64 {
+        return Err(too_complex(format!(
+            "the query has more than {} fields once its fragments are expanded",
+            limits.max_fields
+        )));
+    }
+    if total.depth > limits.max_depth {
+        return Err(too_complex(format!(
+            "the query nests fields more than {} deep",
+            limits.max_depth
+        )));
+    }
+    if total.introspection_depth > limits.max_introspection_depth {
+        return Err(too_complex(format!(
+            "the introspection query nests more than {} deep",
+            limits.max_introspection_depth
+        )));
+    }
+    Ok(())
+}
+
+impl<'a> Measure<'a> {
+    fn fragment(&mut self, name: &'a Name, pos: Option<Pos>) -> ServerResult<Size> {
+        match self.sizes.get(name) {
+            Some(Some(size)) => return Ok(*size),
+            Some(None) => {
+                return Err(refusal(
+                    AppError::invalid(format!("fragment `{name}` spreads itself")),
+                    pos,
+                ));
+            }
+            None => {}
+        }
+        let Some(fragment) = self.document.fragments.get(name) else {
+            // Unknown fragments are validation's to report.
+            return Ok(Size::default());
+        };
+        self.sizes.insert(name, None);
+        let size = self.selection_set(&fragment.node.selection_set.node)?;
+        self.sizes.insert(name, Some(size));
+        Ok(size)
+    }
+
+    fn selection_set(&mut self, set: &'a SelectionSet) -> ServerResult<Size> {
+        let mut size = Size::default();
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => {
+                    let field = &field.node;
+                    self.page_arguments(field)?;
+                    let inner = self.selection_set(&field.selection_set.node)?;
+                    let name = field.name.node.as_str();
+                    let nested = if name == "__schema" || name == "__type" {
+                        Size {
+                            fields: inner.fields,
+                            depth: 1,
+                            introspection_depth: 1 + inner.depth.max(inner.introspection_depth),
+                        }
+                    } else {
+                        Size {
+                            fields: inner.fields,
+                            depth: 1 + inner.depth,
+                            introspection_depth: inner.introspection_depth,
+                        }
+                    };
+                    size.merge(Size {
+                        fields: nested.fields.saturating_add(1),
+                        ..nested
+                    });
+                }
+                Selection::FragmentSpread(spread) => {
+                    let fragment = self.fragment(&spread.node.fragment_name.node, Some(spread.pos))?;
+                    size.merge(fragment);
+                }
+                Selection::InlineFragment(inline) => {
+                    size.merge(self.selection_set(&inline.node.selection_set.node)?);
+                }
+            }
+            // Stop early: the sum only grows.
+            if size.fields > self.limits.max_fields as u64 {
+                return Ok(size);
+            }
+        }
+        Ok(size)
+    }
+
+    /// `first` and `last` within the largest page, as literals or variables.
+    fn page_arguments(&self, field: &async_graphql::parser::types::Field) -> ServerResult<()> {
+        for (name, value) in &field.arguments {
+            let name = name.node.as_str();
+            if name != "first" && name != "last" {
+                continue;
+            }
+            let resolved = value.node.clone().into_const_with(|var| {
+                self.variables
+                    .get(&var)
+                    .or(self.defaults.get(&var).copied())
+                    .cloned()
+                    .ok_or(())
+            });
+            let number = match resolved {
+                Ok(Value::Number(n)) => n.as_i64(),
+                _ => None,
+            };
+            if let Some(n) = number
+                && !(0..=self.limits.max_page_size as i64).contains(&n)
+            {
+                return Err(refusal(
+                    AppError::invalid(format!(
+                        "`{name}` must be between 0 and {}",
+                        self.limits.max_page_size
+                    )),
+                    Some(value.pos),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,502 @@
+// What a frontend team does with walletql, with the npm tools they use:
+//   1. graphql-codegen (typescript + typescript-operations) introspects the
+//      LIVE endpoint and types a small operations document; tsc --strict
+//      compiles those types with code that uses them, and no custom scalar
+//      (Decimal, UUID, DateTime) may have come out as `any` or `unknown`;
+//   2. a graphql-ws client (over the `ws` package) subscribes to a wallet's
+//      operationCreated while HTTP mutations deposit into it and transfer out
+//      of it, and must see DEPOSIT then TRANSFER_OUT with the right amounts;
+//   3. the wallet query pages through that history.
+// The server is the built binary, on a fresh SQLite database, killed at the
+// end whatever happens.
+//
+//   (cd tests/frontend && npm ci)
+//   WALLETQL_BIN=target/debug/walletql node tests/frontend/frontend.mjs
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { generate } from '@graphql-codegen/cli';
+import { createClient as createWsClient } from 'graphql-ws';
+import WebSocket from 'ws';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+const bin = resolve(process.env.WALLETQL_BIN ?? 'target/debug/walletql');
+// 40 characters: the server refuses operator tokens shorter than 32.
+const operator = randomBytes(30).toString('base64url');
+const dir = mkdtempSync(join(tmpdir(), 'walletql-frontend-'));
+const STEP_TIMEOUT = 15000;
+
+// The operations a frontend would write, one document for codegen; each is
+// also sent on its own at run time, so what was typed is what was run.
+const OPERATIONS = {
+  CreateClient: `mutation CreateClient($input: CreateClientInput!) {
+  createClient(input: $input) {
+    token
+    client { id name }
+    wallet { id balance cursor }
+  }
+}`,
+  Deposit: `mutation Deposit($input: DepositInput!) {
+  deposit(input: $input) {
+    operation { id kind amount }
+    wallet { id balance }
+  }
+}`,
+  Transfer: `mutation Transfer($input: TransferInput!) {
+  transfer(input: $input) {
+    transfer { id amount toWallet { id } }
+    operation { id }
+    fromWallet { id balance }
+    toWallet { id }
+  }
+}`,
+  WalletHistory: `query WalletHistory($id: UUID!, $first: Int, $after: String) {
+  wallet(id: $id) {
+    id
+    balance
+    operations(first: $first, after: $after) {
+      edges { cursor node { id kind amount balanceAfter createdAt } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}`,
+  OperationCreated: `subscription OperationCreated($walletId: UUID!, $after: String) {
+  operationCreated(walletId: $walletId, after: $after) {
+    id
+    kind
+    amount
+    balanceAfter
+    cursor
+    createdAt
+  }
+}`,
+};
+
+// Code that uses the generated types as an app would. Besides compiling, it
+// asserts at the type level that amounts, ids and timestamps are `string`
+// (not `any`, not `unknown`) and that a number is refused as an amount.
+const USAGE = `import type {
+  CreateClientMutation,
+  DepositMutation,
+  OperationCreatedSubscription,
+  TransferMutation,
+  TransferMutationVariables,
+  WalletHistoryQuery,
+  WalletHistoryQueryVariables,
+} from './operations';
+import type { Mutation, Query, Scalars, Subscription } from './schema-types';
+
+type IsAny<T> = 0 extends 1 & T ? true : false;
+type IsUnknown<T> = IsAny<T> extends true ? false : unknown extends T ? true : false;
+type StrictString<T> = IsAny<T> extends true ? 'any' : IsUnknown<T> extends true ? 'unknown' : [T] extends [string] ? true : 'not a string';
+const scalarChecks: [
+  StrictString<TransferMutation['transfer']['transfer']['amount']>,
+  StrictString<TransferMutation['transfer']['transfer']['id']>,
+  StrictString<TransferMutation['transfer']['fromWallet']['balance']>,
+  StrictString<DepositMutation['deposit']['operation']['amount']>,
+  StrictString<CreateClientMutation['createClient']['wallet']['id']>,
+  StrictString<WalletHistoryQuery['wallet']['operations']['edges'][number]['node']['createdAt']>,
+  StrictString<WalletHistoryQuery['wallet']['operations']['edges'][number]['node']['balanceAfter']>,
+  StrictString<OperationCreatedSubscription['operationCreated']['amount']>,
+  StrictString<TransferMutationVariables['input']['amount']>,
+  StrictString<WalletHistoryQueryVariables['id']>,
+  StrictString<Scalars['Decimal']['output']>,
+  StrictString<Scalars['UUID']['input']>,
+  StrictString<Scalars['DateTime']['output']>,
+  StrictString<Query['wallet']['balance']>,
+  StrictString<Mutation['transfer']['transfer']['amount']>,
+  StrictString<Subscription['operationCreated']['createdAt']>,
+] = [true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true];
+
+export function transferred(result: TransferMutation): { id: string; amount: string; payee: string; balance: string } {
+  const amount: string = result.transfer.transfer.amount;
+  return {
+    id: result.transfer.transfer.id,
+    amount: amount.padStart(12),
+    payee: result.transfer.toWallet.id,
+    balance: result.transfer.fromWallet.balance,
+  };
+}
+
+export function signUp(result: CreateClientMutation): { token: string; walletId: string; name: string } {
+  return { token: result.createClient.token, walletId: result.createClient.wallet.id, name: result.createClient.client.name };
+}
+
+export function historyRows(result: WalletHistoryQuery): string[] {
+  return result.wallet.operations.edges.map(
+    (edge) => \`\${edge.cursor} \${edge.node.kind} \${edge.node.amount.trim()} → \${edge.node.balanceAfter} at \${new Date(edge.node.createdAt).toISOString()}\`,
+  );
+}
+
+export function nextPage(result: WalletHistoryQuery): WalletHistoryQueryVariables | null {
+  const { hasNextPage, endCursor } = result.wallet.operations.pageInfo;
+  return hasNextPage && endCursor ? { id: result.wallet.id, first: 10, after: endCursor } : null;
+}
+
+export function describe(event: OperationCreatedSubscription): string {
+  const op = event.operationCreated;
+  return \`\${op.kind}: \${op.amount.toUpperCase()} (balance \${op.balanceAfter}) #\${op.cursor}\`;
+}
+
+export const pay: TransferMutationVariables = {
+  input: { fromWalletId: randomId(), toWalletId: randomId(), amount: '2.50', idempotencyKey: 'k', description: null },
+};
+// @ts-expect-error an amount is a decimal string, never a JS number
+export const payWithNumber: TransferMutationVariables = { input: { fromWalletId: 'a', toWalletId: 'b', amount: 2.5 } };
+
+function randomId(): string {
+  return '00000000-0000-0000-0000-000000000000';
+}
+void scalarChecks;
+`;
+
+const CUSTOM_SCALARS = ['Decimal', 'UUID', 'DateTime'];
+
+// ---------------------------------------------------------------- the server
+const serverLog = [];
+const server = spawn(bin, [], {
+  cwd: dir,
+  env: {
+    ...process.env,
+    DATABASE_URL: `sqlite://${join(dir, 'fe.db')}?mode=rwc`,
+    LISTEN_ADDR: '127.0.0.1:0',
+    OPERATOR_TOKEN: operator,
+    RUST_LOG: 'info',
+  },
+  stdio: ['ignore', 'pipe', 'pipe'],
+});
+const stopServer = () => {
+  if (server.exitCode === null && server.signalCode === null) server.kill('SIGTERM');
+};
+process.on('exit', stopServer);
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    stopServer();
+    process.exit(1);
+  });
+}
+createInterface({ input: server.stderr }).on('line', (line) => serverLog.push(line));
+
+let results = [];
+let failedToStart = null;
+let base;
+try {
+  // As tests/browser/graphiql.mjs does: the address is in the log line
+  // `... walletql listening; ... address=127.0.0.1:PORT ...` on stdout.
+  base = await new Promise((resolveAddr, reject) => {
+    const timer = setTimeout(() => reject(new Error('walletql did not report its address within 30 s')), 30000);
+    createInterface({ input: server.stdout }).on('line', (line) => {
+      serverLog.push(line);
+      const match = /address=([0-9.:]+)/.exec(line);
+      if (match && line.includes('listening')) {
+        clearTimeout(timer);
+        resolveAddr(`http://${match[1]}`);
+      }
+    });
+    server.on('error', (error) => {
+      clearTimeout(timer);
+      reject(new Error(`could not start ${bin}: ${error.message}`));
+    });
+    server.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`walletql exited (${signal ?? `code ${code}`}) before reporting its address`));
+    });
+  });
+  console.log(`walletql (${bin}) at ${base}`);
+  results = await runChecks(base);
+} catch (error) {
+  failedToStart = error;
+} finally {
+  stopServer();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+if (failedToStart) {
+  console.error(`FAIL: ${failedToStart.message}`);
+  console.error(`server output:\n${serverLog.slice(-40).join('\n')}`);
+  process.exit(1);
+}
+const passed = results.filter((r) => r.status === 'passed').length;
+const failed = results.filter((r) => r.status === 'failed').length;
+const skipped = results.filter((r) => r.status === 'skipped').length;
+if (failed > 0) {
+  console.error('\nfailed:');
+  for (const r of results.filter((r) => r.status !== 'passed')) console.error(`  ${r.status}: ${r.name}: ${r.message.replace(/\s*\n\s*/g, ' ').slice(0, 400)}`);
+  console.error(`\nlast server output:\n${serverLog.slice(-20).join('\n')}`);
+}
+console.log(`\nfrontend: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+process.exit(failed > 0 || passed === 0 ? 1 : 0);
+
+// ---------------------------------------------------------------- the checks
+async function runChecks(base) {
+  const out = [];
+  const check = async (name, fn, needs = []) => {
+    const missing = needs.filter((n) => out.find((r) => r.name === n)?.status !== 'passed');
+    if (missing.length > 0) {
+      const message = `needs: ${missing.join('; ')}`;
+      out.push({ name, status: 'skipped', message });
+      console.log(`skipped: ${name} (${message})`);
+      return;
+    }
+    try {
+      const detail = await withTimeout(fn(), 60000, name);
+      out.push({ name, status: 'passed' });
+      console.log(`ok: ${name}${detail ? ` — ${detail}` : ''}`);
+    } catch (error) {
+      out.push({ name, status: 'failed', message: error.message });
+      console.error(`FAIL: ${name}: ${error.message}`);
+    }
+  };
+
+  const work = mkdtempSync(join(tmpdir(), 'walletql-codegen-'));
+  // codegen 6's multi-file setup: the `typescript` plugin writes the schema's
+  // types; `typescript-operations` writes the operations' types and imports
+  // the inputs and enums they use from that file.
+  const schemaTypesPath = join(work, 'schema-types.ts');
+  const operationsPath = join(work, 'operations.ts');
+  try {
+    await check('root types are named Query, Mutation, Subscription', async () => {
+      const data = await post(base, '{ __schema { queryType { name } mutationType { name } subscriptionType { name } } }');
+      const names = [data.__schema.queryType?.name, data.__schema.mutationType?.name, data.__schema.subscriptionType?.name];
+      if (names.join() !== 'Query,Mutation,Subscription') throw new Error(`root types are ${names.join(', ')}`);
+    });
+
+    const CODEGEN = 'graphql-codegen (typescript + typescript-operations) from the live endpoint';
+    await check(CODEGEN, async () => {
+      writeFileSync(join(work, 'operations.graphql'), `${Object.values(OPERATIONS).join('\n\n')}\n`);
+      const scalar = { input: 'string', output: 'string' };
+      try {
+        await generate(
+          {
+            cwd: work,
+            schema: `${base}/graphql`,
+            documents: join(work, 'operations.graphql'),
+            generates: {
+              [schemaTypesPath]: { plugins: ['typescript'] },
+              [operationsPath]: {
+                plugins: ['typescript-operations'],
+                // Resolved from the process's working directory.
+                config: { importSchemaTypesFrom: relative(process.cwd(), schemaTypesPath) },
+              },
+            },
+            config: {
+              // An unmapped custom scalar is an error, not a silent `any`.
+              strictScalars: true,
+              scalars: { Decimal: scalar, UUID: scalar, DateTime: scalar },
+            },
+            silent: true,
+            // Plugins resolve from this folder's node_modules, wherever the
+            // script is run from.
+            pluginLoader: (name) => import(name),
+          },
+          true,
+        );
+      } catch (error) {
+        throw new Error(`codegen failed: ${describeCodegenError(error)}`);
+      }
+      const schemaTypes = readFileSync(schemaTypesPath, 'utf8');
+      const operations = readFileSync(operationsPath, 'utf8');
+      for (const name of Object.keys(OPERATIONS)) {
+        const kind = /^(\w+)/.exec(OPERATIONS[name])[1];
+        const type = `${name}${kind[0].toUpperCase()}${kind.slice(1)}`;
+        if (!new RegExp(`export type ${type}\\b`).test(operations)) throw new Error(`no type ${type} in operations.ts`);
+      }
+      for (const name of CUSTOM_SCALARS) {
+        const line = new RegExp(`^\\s*${name}: (.*)$`, 'm').exec(schemaTypes)?.[1];
+        if (!line) throw new Error(`scalar ${name} missing from Scalars in schema-types.ts`);
+        if (line.replace(/\s/g, '') !== '{input:string;output:string;}') throw new Error(`scalar ${name} came out as ${line}`);
+      }
+      // No `any`/`unknown` anywhere but in codegen's own helper types.
+      for (const [file, text] of [['schema-types.ts', schemaTypes], ['operations.ts', operations]]) {
+        const loose = text
+          .replace(/\/\*[\s\S]*?\*\//g, '')
+          .replace(/\/\/.*$/gm, '')
+          .split('\n')
+          .filter((l) => !/^\s*(export )?type (Exact|Incremental|MakeOptional|MakeMaybe|MakeEmpty)\b/.test(l))
+          .filter((l) => /\b(any|unknown)\b/.test(l));
+        if (loose.length > 0) throw new Error(`loose types in ${file}:\n    ${loose.join('\n    ')}`);
+      }
+      const lines = (text) => text.split('\n').length;
+      return `schema-types.ts ${lines(schemaTypes)} lines, operations.ts ${lines(operations)} lines; Decimal/UUID/DateTime → string`;
+    });
+
+    await check('tsc --noEmit --strict on the generated types and code using them', async () => {
+      writeFileSync(join(work, 'usage.ts'), USAGE);
+      const tsc = join(dirname(require.resolve('typescript/package.json')), 'bin', 'tsc');
+      const args = [tsc, '--noEmit', '--strict', '--target', 'es2022', '--module', 'esnext', '--moduleResolution', 'bundler',
+        '--lib', 'es2022', '--pretty', 'false', 'schema-types.ts', 'operations.ts', 'usage.ts'];
+      const run = spawnSync(process.execPath, args, { cwd: work, encoding: 'utf8', timeout: 120000 });
+      if (run.error) throw new Error(`tsc did not run: ${run.error.message}`);
+      if (run.status !== 0) throw new Error(`tsc exited ${run.status}:\n${run.stdout}${run.stderr}`);
+      const version = spawnSync(process.execPath, [tsc, '--version'], { encoding: 'utf8' }).stdout.trim();
+      return version;
+    }, [CODEGEN]);
+
+    let alice;
+    let bob;
+    const CLIENTS = 'createClient over HTTP (two clients)';
+    await check(CLIENTS, async () => {
+      alice = (await run(base, 'CreateClient', { input: { name: 'Frontend Alice' } })).createClient;
+      bob = (await run(base, 'CreateClient', { input: { name: 'Frontend Bob' } })).createClient;
+      for (const c of [alice, bob]) {
+        if (!c.token || !c.wallet?.id || c.wallet.balance !== '0.00') throw new Error(`unexpected createClient result: ${JSON.stringify(c)}`);
+      }
+      if (alice.client.name !== 'Frontend Alice') throw new Error(`client name came back as ${alice.client.name}`);
+    });
+
+    let deposit;
+    let transfer;
+    const LIVE = 'graphql-ws subscription sees DEPOSIT then TRANSFER_OUT from HTTP mutations';
+    await check(LIVE, async () => {
+      const events = [];
+      const problems = [];
+      let connected = false;
+      const ws = createWsClient({
+        url: `${base.replace(/^http/, 'ws')}/graphql`,
+        webSocketImpl: WebSocket,
+        connectionParams: { Authorization: `Bearer ${alice.token}` },
+        retryAttempts: 0,
+        lazy: false,
+        on: { connected: () => { connected = true; } },
+      });
+      let unsubscribe = () => {};
+      try {
+        // From the wallet's snapshot cursor: the server replays anything that
+        // commits before it has set the subscription up, so no race.
+        unsubscribe = ws.subscribe(
+          { query: OPERATIONS.OperationCreated, operationName: 'OperationCreated', variables: { walletId: alice.wallet.id, after: alice.wallet.cursor } },
+          {
+            next: (message) => events.push(message),
+            error: (error) => problems.push(`subscription error: ${describeWsError(error)}`),
+            complete: () => problems.push('the subscription completed early'),
+          },
+        );
+        await waitFor(() => connected || problems.length > 0, STEP_TIMEOUT, 'the WebSocket connection to be acknowledged');
+        if (problems.length > 0) throw new Error(problems.join('; '));
+
+        deposit = (await run(base, 'Deposit', {
+          input: { walletId: alice.wallet.id, amount: '10.00', idempotencyKey: randomUUID(), description: 'frontend test deposit' },
+        }, operator)).deposit;
+        if (deposit.operation.kind !== 'DEPOSIT' || deposit.operation.amount !== '10.00' || deposit.wallet.balance !== '10.00') {
+          throw new Error(`unexpected deposit result: ${JSON.stringify(deposit)}`);
+        }
+        transfer = (await run(base, 'Transfer', {
+          input: { fromWalletId: alice.wallet.id, toWalletId: bob.wallet.id, amount: '2.50', idempotencyKey: randomUUID(), description: 'frontend test transfer' },
+        }, alice.token)).transfer;
+        const t = transfer;
+        if (t.transfer.amount !== '2.50' || t.fromWallet.balance !== '7.50' || t.toWallet.id !== bob.wallet.id || t.transfer.toWallet.id !== bob.wallet.id) {
+          throw new Error(`unexpected transfer result: ${JSON.stringify(t)}`);
+        }
+
+        await waitFor(() => events.length >= 2 || problems.length > 0, STEP_TIMEOUT, 'two subscription events');
+        // Anything extra (a duplicate, an error) would show up right after.
+        await new Promise((r) => setTimeout(r, 500));
+        if (problems.length > 0) throw new Error(`${problems.join('; ')} (events so far: ${JSON.stringify(events)})`);
+        const withErrors = events.filter((e) => e.errors);
+        if (withErrors.length > 0) throw new Error(`events with errors: ${JSON.stringify(withErrors)}`);
+        const seen = events.map((e) => e.data?.operationCreated);
+        const expected = [
+          { kind: 'DEPOSIT', amount: '10.00', balanceAfter: '10.00', id: deposit.operation.id },
+          { kind: 'TRANSFER_OUT', amount: '2.50', balanceAfter: '7.50', id: transfer.operation.id },
+        ];
+        const brief = (ops) => JSON.stringify(ops.map((o) => o && { kind: o.kind, amount: o.amount, balanceAfter: o.balanceAfter, id: o.id }));
+        if (brief(seen) !== brief(expected)) throw new Error(`events ${brief(seen)}, expected ${brief(expected)}`);
+        return seen.map((o) => `${o.kind} ${o.amount}`).join(', ');
+      } finally {
+        unsubscribe();
+        await ws.dispose();
+      }
+    }, [CLIENTS]);
+
+    await check('wallet query pages the history (newest first)', async () => {
+      const first = (await run(base, 'WalletHistory', { id: alice.wallet.id, first: 1 }, alice.token)).wallet;
+      const firstPage = first.operations;
+      if (first.balance !== '7.50') throw new Error(`balance ${first.balance}, expected 7.50`);
+      if (firstPage.edges.length !== 1 || firstPage.edges[0].node.kind !== 'TRANSFER_OUT' || firstPage.edges[0].node.amount !== '2.50') {
+        throw new Error(`first page: ${JSON.stringify(firstPage)}`);
+      }
+      if (!firstPage.pageInfo.hasNextPage || !firstPage.pageInfo.endCursor) throw new Error(`no next page: ${JSON.stringify(firstPage.pageInfo)}`);
+      const second = (await run(base, 'WalletHistory', { id: alice.wallet.id, first: 10, after: firstPage.pageInfo.endCursor }, alice.token)).wallet.operations;
+      if (second.edges.length !== 1 || second.edges[0].node.kind !== 'DEPOSIT' || second.edges[0].node.amount !== '10.00' || second.pageInfo.hasNextPage) {
+        throw new Error(`second page: ${JSON.stringify(second)}`);
+      }
+      for (const edge of [...firstPage.edges, ...second.edges]) {
+        if (Number.isNaN(Date.parse(edge.node.createdAt))) throw new Error(`createdAt ${edge.node.createdAt} is not a date`);
+      }
+      return 'TRANSFER_OUT 2.50, then DEPOSIT 10.00';
+    }, [LIVE]);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- helpers
+async function post(base, query, variables, token, operationName) {
+  const response = await fetch(`${base}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ query, variables, operationName }),
+    signal: AbortSignal.timeout(STEP_TIMEOUT),
+  });
+  const text = await response.text();
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new Error(`HTTP ${response.status}, not JSON: ${text.slice(0, 300)}`);
+  }
+  if (body.errors) throw new Error(`${operationName ?? 'query'}: errors ${JSON.stringify(body.errors)}`);
+  if (!response.ok || !body.data) throw new Error(`${operationName ?? 'query'}: HTTP ${response.status} ${text.slice(0, 300)}`);
+  return body.data;
+}
+
+function run(base, name, variables, token) {
+  return post(base, OPERATIONS[name], variables, token, name);
+}
+
+async function waitFor(predicate, ms, what) {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms / 1000} s`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function describeWsError(error) {
+  if (Array.isArray(error)) return error.map((e) => e.message ?? JSON.stringify(e)).join('; ');
+  if (error && typeof error === 'object' && 'code' in error && 'reason' in error) return `socket closed ${error.code} ${error.reason}`;
+  return error?.message ?? String(error);
+}
+
+function describeCodegenError(error) {
+  // codegen wraps per-file failures (e.g. a schema that failed to load) and
+  // repeats them with stacks and a list of what it supports: keep the gist.
+  const nested = error?.errors ?? error?.error?.errors;
+  const parts = [error?.message ?? String(error)];
+  if (Array.isArray(nested)) parts.push(...nested.map((e) => e?.details ?? e?.message ?? String(e)));
+  if (error?.details) parts.push(error.details);
+  const lines = parts
+    .join('\n')
+    .replace(/GraphQL Code Generator supports:[\s\S]*?run codegen again\./g, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('at ') && !l.startsWith('AggregateError'));
+  return [...new Set(lines)].join('\n  ').slice(0, 3000);
+}
