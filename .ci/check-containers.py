@@ -23,6 +23,19 @@ if "healthcheck" not in walletql or "healthcheck" not in services.get("postgres"
     problems.append("compose: walletql and postgres need health checks")
 if walletql.get("depends_on", {}).get("postgres", {}).get("condition") != "service_healthy":
     problems.append("compose: walletql must wait for a healthy postgres")
+# Safe by default: no secret in the environment, nothing published beyond
+# the loopback interface, no playground or introspection, metrics apart.
+if "OPERATOR_TOKEN" in env or not env.get("OPERATOR_TOKEN_FILE", "").startswith("/run/secrets/"):
+    problems.append("compose: the operator token must come from a secret file")
+for service in services.values():
+    for port in service.get("ports", []):
+        if not str(port).startswith("127.0.0.1:"):
+            problems.append(f"compose: port {port} is published on every interface")
+for switch in ("DISABLE_GRAPHIQL", "DISABLE_INTROSPECTION"):
+    if str(env.get(switch, "")).lower() != "true":
+        problems.append(f"compose: {switch} should be on by default")
+if not env.get("METRICS_LISTEN_ADDR"):
+    problems.append("compose: /metrics should have its own, unpublished address")
 prom = services.get("prometheus", {})
 if prom.get("profiles") != ["monitoring"]:
     problems.append("compose: prometheus should be optional (profile monitoring)")

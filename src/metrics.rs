@@ -2,7 +2,8 @@
 //! exporter (rendered on `GET /metrics`, no separate listener).
 //!
 //! Series:
-//! - `graphql_requests_total{type, operation}` and
+//! - `graphql_requests_total{type, operation}` (at most
+//!   [`MAX_OPERATION_LABELS`] operation names, the rest `other`) and
 //!   `graphql_request_duration_seconds{type}` (histogram);
 //! - `ledger_requests_total{operation, result}`: deposits and transfers by
 //!   outcome (`OK` or the error code);
@@ -57,8 +58,33 @@ pub fn record_pool(store: &Store) {
     metrics::gauge!("db_write_waiters").set(store.write_waiters() as f64);
 }
 
+/// Most distinct operation names kept as label values; later new names are
+/// counted as `other`, so clients cannot create series without bound.
+pub const MAX_OPERATION_LABELS: usize = 100;
+
+/// The label value for an operation name: itself while the set of names has
+/// room (or already holds it), `other` after.
+fn operation_label(operation: &str) -> String {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, PoisonError};
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if seen.contains(operation) {
+        return operation.to_owned();
+    }
+    if seen.len() < MAX_OPERATION_LABELS {
+        seen.insert(operation.to_owned());
+        return operation.to_owned();
+    }
+    "other".to_owned()
+}
+
 pub fn graphql_request(kind: &'static str, operation: &str, seconds: f64) {
-    metrics::counter!("graphql_requests_total", "type" => kind, "operation" => operation.to_owned()).increment(1);
+    let operation = operation_label(operation);
+    metrics::counter!("graphql_requests_total", "type" => kind, "operation" => operation).increment(1);
     metrics::histogram!("graphql_request_duration_seconds", "type" => kind).record(seconds);
 }
 

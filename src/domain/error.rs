@@ -38,6 +38,8 @@ pub enum AppError {
     ServiceUnavailable(#[source] anyhow::Error),
     #[error("the request body is larger than this server accepts ({0} bytes at most)")]
     PayloadTooLarge(usize),
+    #[error("too many WebSocket connections (at most {0}); retry later")]
+    TooManyConnections(usize),
     #[error("a GET request may only run a query: send mutations with POST")]
     MethodNotAllowed,
     #[error("query too complex: {0}")]
@@ -70,6 +72,7 @@ impl AppError {
             AppError::Timeout => "TIMEOUT",
             AppError::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
             AppError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            AppError::TooManyConnections(_) => "TOO_MANY_CONNECTIONS",
             AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             AppError::Internal(_) => "INTERNAL",

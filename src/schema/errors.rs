@@ -48,6 +48,7 @@ fn with_codes(mut response: Response) -> Response {
     for error in &mut response.errors {
         let code = if error.message.starts_with("Query is nested too deep")
             || error.message.starts_with("Query is too complex")
+            || error.message.starts_with("The recursion depth of the query")
         {
             "QUERY_TOO_COMPLEX"
         } else {

@@ -1,11 +1,15 @@
 //! Bounds a document's cost before async-graphql validates it.
 //!
-//! Validation walks fragment spreads by expanding them, so a chain of
-//! fragments that each spread the previous one twice costs 2^n before any
-//! depth or complexity limit is reached. This guard runs in the parse hook,
-//! right after parsing: it sizes each fragment once (memoised), so its own
-//! work is linear in the document, and refuses a document whose expansion is
-//! larger than the complexity limit. It also:
+//! async-graphql expands fragment spreads when it checks a document's
+//! recursion depth (right after parsing) and again when it validates it, so
+//! a chain of fragments that each spread the previous one twice costs 2^n
+//! before any limit is reached (2^31 within its recursion limit of 32). This
+//! guard takes over parsing instead (it is the last parse hook and does not
+//! call the built-in one): it sizes each fragment once (memoised), so its own
+//! work is linear in the document, and refuses a document that nests more
+//! than [`MAX_NESTING`] selection sets or whose expansion has more
+//! selections than the complexity limit. Validation then walks at most that
+//! many. It also:
 //! - measures depth itself, counting introspection (`__schema`, `__type`) on
 //!   its own, larger limit: the standard introspection query that GraphiQL,
 //!   graphql-codegen and Apollo's tools send nests `ofType` eight levels deep,
@@ -37,6 +41,10 @@ pub enum Transport {
     HttpGet,
 }
 
+/// Deepest nesting of selection sets and fragment spreads (async-graphql's
+/// own default recursion limit, which this guard replaces).
+pub const MAX_NESTING: usize = 32;
+
 /// The limits the guard enforces.
 #[derive(Clone, Copy, Debug)]
 pub struct DocumentLimits {
@@ -44,7 +52,8 @@ pub struct DocumentLimits {
     pub max_depth: usize,
     /// Deepest nesting inside `__schema` / `__type`.
     pub max_introspection_depth: usize,
-    /// Most fields once every fragment is expanded (the complexity limit).
+    /// Most selections (fields, spreads, inline fragments) once every
+    /// fragment is expanded: the complexity limit.
     pub max_fields: usize,
     /// Largest `first` / `last`.
     pub max_page_size: usize,
@@ -77,7 +86,10 @@ impl Extension for Guard {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
+        // The built-in parse (`next`) would expand fragments to check their
+        // recursion depth: parse here, and bound the expansion first.
+        let _ = (ctx, next);
+        let document = async_graphql::parser::parse_query(query).map_err(ServerError::from)?;
         check(&document, variables, &self.limits)?;
         *self
             .operations
@@ -96,23 +108,25 @@ impl Extension for Guard {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        // Only queries and mutations reach this hook (subscriptions do not).
-        let refused = match ctx.data_opt::<Transport>() {
-            Some(Transport::WebSocket) => Some(AppError::invalid(
-                "only subscriptions are served over WebSocket: send queries and mutations as HTTP requests",
-            )),
-            Some(Transport::HttpGet) => {
-                let operations = self
-                    .operations
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                let chosen = operations
-                    .iter()
-                    .find(|(name, _)| operation_name.is_none() || name.as_deref() == operation_name);
-                matches!(chosen, Some((_, OperationType::Mutation)))
-                    .then_some(AppError::MethodNotAllowed)
+        // Subscriptions pass here too, once per event: look the chosen
+        // operation up.
+        let chosen = self
+            .operations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(name, _)| operation_name.is_none() || name.as_deref() == operation_name)
+            .map(|(_, ty)| *ty);
+        let refused = match (ctx.data_opt::<Transport>(), chosen) {
+            (Some(Transport::WebSocket), Some(OperationType::Query | OperationType::Mutation)) => {
+                Some(AppError::invalid(
+                    "only subscriptions are served over WebSocket: send queries and mutations as HTTP requests",
+                ))
             }
-            None => None,
+            (Some(Transport::HttpGet), Some(OperationType::Mutation)) => {
+                Some(AppError::MethodNotAllowed)
+            }
+            _ => None,
         };
         if let Some(err) = refused {
             return Response::from_errors(vec![refusal(err, None)]);
@@ -128,9 +142,13 @@ fn refusal(err: AppError, pos: Option<Pos>) -> ServerError {
 /// The measured size of a selection set, fragments expanded.
 #[derive(Clone, Copy, Default)]
 struct Size {
+    /// Selections once expanded: what validation will walk.
     fields: u64,
+    /// Nesting of ordinary fields.
     depth: usize,
     introspection_depth: usize,
+    /// Nesting of selection sets, spreads counted (the recursion depth).
+    height: usize,
 }
 
 impl Size {
@@ -138,6 +156,14 @@ impl Size {
         self.fields = self.fields.saturating_add(other.fields);
         self.depth = self.depth.max(other.depth);
         self.introspection_depth = self.introspection_depth.max(other.introspection_depth);
+        self.height = self.height.max(other.height);
+    }
+
+    /// One level further in: a field, spread or inline fragment around it.
+    fn nested(mut self) -> Size {
+        self.fields = self.fields.saturating_add(1);
+        self.height += 1;
+        self
     }
 }
 
@@ -170,14 +196,16 @@ fn check(
     };
     let mut total = Size::default();
     for (_, operation) in document.operations.iter() {
-        total.merge(measure.selection_set(&operation.node.selection_set.node)?);
+        total.merge(measure.selection_set(&operation.node.selection_set.node, 0)?);
     }
-    // Fragments no operation uses are refused by validation; size them here
-    // all the same, so validation never expands one that is too large.
-    for name in document.fragments.keys() {
-        total.merge(measure.fragment(name, None)?);
-    }
+    // Fragments no operation uses are only checked, never expanded, by
+    // validation: their own size is bounded by the body limit.
     let too_complex = |what: String| refusal(AppError::QueryTooComplex(what), None);
+    if total.height > MAX_NESTING {
+        return Err(too_complex(format!(
+            "the query nests selections and fragments more than {MAX_NESTING} deep"
+        )));
+    }
     if total.fields > limits.max_fields as u64 {
         return Err(too_complex(format!(
             "the query has more than {} fields once its fragments are expanded",
@@ -200,7 +228,9 @@ fn check(
 }
 
 impl<'a> Measure<'a> {
-    fn fragment(&mut self, name: &'a Name, pos: Option<Pos>) -> ServerResult<Size> {
+    /// A fragment's size; `nesting` is how deep its spread is, which bounds
+    /// this walk's own recursion.
+    fn fragment(&mut self, name: &'a Name, pos: Option<Pos>, nesting: usize) -> ServerResult<Size> {
         match self.sizes.get(name) {
             Some(Some(size)) => return Ok(*size),
             Some(None) => {
@@ -216,44 +246,48 @@ impl<'a> Measure<'a> {
             return Ok(Size::default());
         };
         self.sizes.insert(name, None);
-        let size = self.selection_set(&fragment.node.selection_set.node)?;
+        let size = self.selection_set(&fragment.node.selection_set.node, nesting)?;
         self.sizes.insert(name, Some(size));
         Ok(size)
     }
 
-    fn selection_set(&mut self, set: &'a SelectionSet) -> ServerResult<Size> {
+    fn selection_set(&mut self, set: &'a SelectionSet, nesting: usize) -> ServerResult<Size> {
         let mut size = Size::default();
+        if nesting > MAX_NESTING {
+            // Deeper than allowed whatever follows: stop before the stack
+            // grows with the document.
+            size.height = nesting;
+            return Ok(size);
+        }
         for item in &set.items {
             match &item.node {
                 Selection::Field(field) => {
                     let field = &field.node;
                     self.page_arguments(field)?;
-                    let inner = self.selection_set(&field.selection_set.node)?;
+                    let inner = self.selection_set(&field.selection_set.node, nesting + 1)?;
                     let name = field.name.node.as_str();
                     let nested = if name == "__schema" || name == "__type" {
                         Size {
-                            fields: inner.fields,
                             depth: 1,
                             introspection_depth: 1 + inner.depth.max(inner.introspection_depth),
+                            ..inner
                         }
                     } else {
                         Size {
-                            fields: inner.fields,
                             depth: 1 + inner.depth,
-                            introspection_depth: inner.introspection_depth,
+                            ..inner
                         }
                     };
-                    size.merge(Size {
-                        fields: nested.fields.saturating_add(1),
-                        ..nested
-                    });
+                    size.merge(nested.nested());
                 }
                 Selection::FragmentSpread(spread) => {
-                    let fragment = self.fragment(&spread.node.fragment_name.node, Some(spread.pos))?;
-                    size.merge(fragment);
+                    let fragment =
+                        self.fragment(&spread.node.fragment_name.node, Some(spread.pos), nesting + 1)?;
+                    size.merge(fragment.nested());
                 }
                 Selection::InlineFragment(inline) => {
-                    size.merge(self.selection_set(&inline.node.selection_set.node)?);
+                    let inner = self.selection_set(&inline.node.selection_set.node, nesting + 1)?;
+                    size.merge(inner.nested());
                 }
             }
             // Stop early: the sum only grows.

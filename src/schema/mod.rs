@@ -49,8 +49,9 @@ pub fn build(store: Store, limits: &ApiLimits) -> WalletSchema {
         .data(MaxPageSize(limits.max_page_size))
         .limit_complexity(limits.max_complexity)
         .extension(ErrorCodes)
-        .extension(DocumentGuard(guard))
-        .extension(metrics::RequestMetrics);
+        .extension(metrics::RequestMetrics)
+        // Last: its parse hook replaces the built-in one.
+        .extension(DocumentGuard(guard));
     if !limits.introspection {
         builder = builder.disable_introspection();
     }
@@ -61,5 +62,5 @@ pub fn build(store: Store, limits: &ApiLimits) -> WalletSchema {
 pub fn sdl() -> String {
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .finish()
-        .sdl()
+        .sdl_with_options(async_graphql::SDLExportOptions::new().include_specified_by())
 }

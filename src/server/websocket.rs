@@ -224,9 +224,9 @@ async fn connection_init(
             max = state.ws_limits.max_connections,
             "refusing a WebSocket: too many connections"
         );
-        return Err(refuse(AppError::ServiceUnavailable(anyhow::anyhow!(
-            "too many WebSocket connections"
-        ))));
+        return Err(refuse(AppError::TooManyConnections(
+            state.ws_limits.max_connections,
+        )));
     };
     let mut data = Data::default();
     data.insert(caller);

@@ -29,21 +29,40 @@ async fn runs_with_no_configuration_and_stops_on_sigterm() {
     // never writes into a closed pipe.
     let wait = Duration::from_secs(30);
     let stderr = lines_of(child.stderr.take().expect("stderr"));
-    let token = loop {
-        let line = stderr.recv_timeout(wait).expect("printed operator token");
-        if let Some((_, token)) = line.split_once("operator token is: ") {
-            break token.trim().to_owned();
-        }
-    };
     let stdout = lines_of(child.stdout.take().expect("stdout"));
+    let mut stdout_lines = Vec::new();
     let addr = loop {
         let line = stdout
             .recv_timeout(wait)
             .expect("listening address in the log");
+        stdout_lines.push(line.clone());
         if let Some(addr) = listening_address(&line) {
             break addr;
         }
     };
+
+    // The generated token is in a file only its owner may read, and in no
+    // log: stderr is a pipe here, not a terminal.
+    let token_file = dir.join("walletql.operator-token");
+    let token = std::fs::read_to_string(&token_file)
+        .expect("the generated operator token is written to a file")
+        .trim()
+        .to_owned();
+    assert!(token.len() >= 32, "{token}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).expect("token file").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "token file mode {mode:o}");
+    }
+    let logged: Vec<String> = stdout_lines.iter().chain(stderr.try_iter().collect::<Vec<_>>().iter()).cloned().collect();
+    assert!(
+        logged.iter().any(|l| l.contains("walletql.operator-token")),
+        "the log names the token file: {logged:?}"
+    );
+    assert!(
+        !logged.iter().any(|l| l.contains(&token)),
+        "the token itself never reaches the log"
+    );
 
     let http = reqwest::Client::new();
     let health = http

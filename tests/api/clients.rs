@@ -120,7 +120,12 @@ async fn health_check_reports_the_database(app: TestApp) {
     assert_eq!(body["database"], "ok");
     let ready = reqwest::get(app.url("/readyz")).await.expect("readyz");
     assert_eq!(ready.status().as_u16(), 200);
-    let graphiql = reqwest::get(app.url("/graphql")).await.expect("graphiql");
+    let graphiql = reqwest::Client::new()
+        .get(app.url("/graphql"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .expect("graphiql");
     assert_eq!(graphiql.status().as_u16(), 200);
     assert!(graphiql.text().await.expect("html").contains("graphiql"));
 }

@@ -14,11 +14,11 @@ use migration::MigratorTrait;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
-use walletql::config::WsLimits;
+use walletql::config::{ApiLimits, RateLimits, WsLimits};
 use walletql::server::{AppState, serve};
 use walletql::store::{Store, StoreOptions};
 
-pub const OPERATOR: &str = "test-operator-token";
+pub const OPERATOR: &str = "test-operator-token-0123456789abcdef";
 
 /// Small, so the slow-subscriber test needs few events to overflow it.
 pub const TEST_EVENT_BUFFER: usize = 64;
@@ -173,6 +173,18 @@ fn database_url(name: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// Serves `store` with the given limits on a port of its own (another server
+/// beside a `TestApp`'s, on the same database).
+pub async fn serve_store(store: Store, api: ApiLimits, ws: WsLimits) -> SocketAddr {
+    let state = AppState::with_limits(store, OPERATOR, ws, api);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(serve(listener, state, std::future::pending()));
+    addr
+}
+
 /// A client created through the API, with its token.
 #[derive(Clone, Debug)]
 pub struct TestClient {
@@ -230,7 +242,13 @@ impl TestApp {
             socket_send_buffer: TEST_SOCKET_SEND_BUFFER,
             ..WsLimits::default()
         };
-        let state = AppState::with_ws_limits(store.clone(), OPERATOR, limits);
+        // Tests create clients and call far faster than any rate limit
+        // allows; the limits have tests of their own.
+        let api_limits = ApiLimits {
+            rate_limits: RateLimits::OFF,
+            ..ApiLimits::default()
+        };
+        let state = AppState::with_limits(store.clone(), OPERATOR, limits, api_limits);
         let server = tokio::spawn(async move {
             let _ = serve(listener, state, std::future::pending()).await;
         });

@@ -8,20 +8,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use walletql::config::{ApiLimits, WsLimits};
-use walletql::server::{AppState, serve};
 use walletql::store::{Store, StoreOptions};
 
 use crate::both_backends;
 use crate::helpers::{OPERATOR, TestApp, data, error_code};
 
 async fn serve_with(store: Store, limits: ApiLimits) -> SocketAddr {
-    let state = AppState::with_limits(store, OPERATOR, WsLimits::default(), limits);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(serve(listener, state, std::future::pending()));
-    addr
+    crate::helpers::serve_store(store, limits, WsLimits::default()).await
 }
 
 /// A server whose pool has one connection, which the test holds (in the
@@ -209,6 +202,7 @@ async fn introspection_and_graphiql_can_be_switched_off(app: TestApp) {
     assert!(response["data"]["__schema"].is_null(), "{response}");
     let page = http
         .get(format!("http://{addr}/graphql"))
+        .header("accept", "text/html")
         .send()
         .await
         .expect("get");

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod abuse;
 mod authorization;
 mod binary;
 mod clients;
@@ -10,6 +11,7 @@ mod concurrency;
 mod crash;
 mod dataloader;
 mod deposits;
+mod documents;
 mod errors;
 mod idempotency;
 mod limits;
@@ -21,3 +23,4 @@ mod subscriptions;
 mod transfers;
 mod verify;
 mod ws;
+mod ws_limits;

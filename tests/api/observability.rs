@@ -100,6 +100,7 @@ async fn the_playground_is_served_offline(app: TestApp) {
     let http = reqwest::Client::new();
     let page = http
         .get(app.url("/graphql"))
+        .header("accept", "text/html")
         .send()
         .await
         .expect("page")

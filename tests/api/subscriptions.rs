@@ -544,21 +544,16 @@ both_backends!(
 );
 
 /// An in-process server on `app`'s database with other WebSocket limits.
-async fn serve_with(app: &TestApp, limits: walletql::config::WsLimits) -> SocketAddr {
-    let state = walletql::server::AppState::with_ws_limits(app.store.clone(), OPERATOR, limits);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(walletql::server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
-    addr
+pub async fn serve_with(app: &TestApp, limits: walletql::config::WsLimits) -> SocketAddr {
+    let api = walletql::config::ApiLimits {
+        rate_limits: walletql::config::RateLimits::OFF,
+        ..Default::default()
+    };
+    crate::helpers::serve_store(app.store.clone(), api, limits).await
 }
 
-/// Past the connection cap, the WebSocket handshake is refused with 503.
+/// Past the connection cap, `connection_init` is refused (with the code in
+/// the close reason); a slot is taken only by an initialised connection.
 #[tokio::test]
 async fn websocket_connections_are_capped() {
     let app = TestApp::sqlite().await;
@@ -572,8 +567,12 @@ async fn websocket_connections_are_capped() {
         .expect("first");
     let second = WsClient::connect(addr, TRANSPORT_WS, Some(OPERATOR)).await;
     assert!(
-        second.err().is_some_and(|e| e.contains("503")),
-        "the second connection is refused"
+        second
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.contains("TOO_MANY_CONNECTIONS")),
+        "the second connection is refused: {:?}",
+        second.err()
     );
     drop(first);
     assert!(

@@ -91,7 +91,7 @@ impl WsClient {
         }
     }
 
-    async fn send(&mut self, message: Value) {
+    pub async fn send(&mut self, message: Value) {
         self.socket
             .send(Message::Text(message.to_string().into()))
             .await
@@ -101,8 +101,11 @@ impl WsClient {
     /// The next JSON message, or `None` when the connection ended or nothing
     /// came within `wait`. A close frame becomes `{"type": "close", ...}`.
     pub async fn receive(&mut self, wait: Duration) -> Option<Value> {
+        // One deadline for the whole wait: the server's pings (skipped here)
+        // must not extend it.
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let message = match tokio::time::timeout(wait, self.socket.next()).await {
+            let message = match tokio::time::timeout_at(deadline, self.socket.next()).await {
                 Err(_) => return None,
                 Ok(None) => return Some(json!({ "type": "close", "reason": "ended" })),
                 Ok(Some(Err(err))) => {

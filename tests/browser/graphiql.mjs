@@ -1,19 +1,23 @@
 // The playground, as a newcomer uses it, with no internet: load GraphiQL
 // from a running walletql, run createClient through the editor, see the
 // result; then put the client's token in the headers editor and run a
-// subscription over WebSocket, and see a deposit arrive. Screenshots are
-// kept in target/browser/ (the first is the README's picture).
+// subscription over WebSocket, and see a deposit arrive; then open the
+// documentation explorer and see that the playground loaded the schema (its
+// introspection query got through). Screenshots are kept in target/browser/
+// (the first is the README's picture).
 //
 //   WALLETQL_BIN=target/debug/walletql node tests/browser/graphiql.mjs
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { chromium } from 'playwright-core';
 
 const bin = resolve(process.env.WALLETQL_BIN ?? 'target/debug/walletql');
 const out = resolve(process.env.SCREENSHOT_DIR ?? 'target/browser');
-const operator = 'browser-test-operator';
+// 40 characters: the server refuses operator tokens shorter than 32.
+const operator = randomBytes(30).toString('base64url');
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 const dir = mkdtempSync(join(tmpdir(), 'walletql-browser-'));
@@ -35,6 +39,15 @@ const base = await new Promise((resolveAddr, reject) => {
       resolveAddr(`http://${match[1]}`);
     }
   });
+  server.on('exit', (code, signal) => {
+    clearTimeout(timer);
+    reject(new Error(`walletql exited (${signal ?? `code ${code}`}) before reporting its address`));
+  });
+}).catch((error) => {
+  console.error(error.message);
+  server.kill('SIGTERM');
+  rmSync(dir, { recursive: true, force: true });
+  process.exit(1);
 });
 
 let browser;
@@ -98,6 +111,50 @@ try {
   }
   await page.screenshot({ path: join(out, 'graphiql-subscription.png') });
   if (!arrived) throw new Error('the deposit never reached the subscription');
+
+  // The schema reached the playground: its documentation explorer lists the
+  // root query type's fields (GraphiQL shows "Error fetching schema" there
+  // when its introspection query was refused).
+  const docsButton = page.locator('.graphiql-sidebar button[aria-label="Show Documentation Explorer"]');
+  await docsButton.waitFor({ timeout: 15000 });
+  await docsButton.click();
+  const docs = page.locator('.graphiql-doc-explorer').first();
+  const queryRoot = docs
+    .locator('.graphiql-doc-explorer-section-content > div', {
+      has: page.locator('.graphiql-doc-explorer-root-type', { hasText: /^query$/ }),
+    })
+    .locator('a.graphiql-doc-explorer-type-name');
+  const docsError = docs.locator('.graphiql-doc-explorer-error');
+  const loaded = await Promise.race([
+    queryRoot.waitFor({ timeout: 15000 }).then(() => true),
+    docsError.waitFor({ timeout: 15000 }).then(() => false),
+  ]).catch(() => null);
+  if (loaded !== true) {
+    await page.screenshot({ path: join(out, 'graphiql-docs.png') });
+    const shown = loaded === false ? `the explorer says "${(await docsError.innerText()).trim()}"` : 'no root types within 15 s';
+    // GraphiQL puts the introspection error in the response pane too.
+    await page.locator('.graphiql-sidebar button[aria-label="Re-fetch GraphQL schema"]').click().catch(() => {});
+    await page.waitForTimeout(1000);
+    const response = (await page.locator('.graphiql-response').innerText().catch(() => '')).replace(/\s+/g, ' ').slice(0, 500);
+    throw new Error(`GraphiQL did not load the schema: ${shown}; response pane: ${response}`);
+  }
+  const rootName = (await queryRoot.innerText()).trim();
+  await queryRoot.click();
+  const fieldNames = docs.locator('a.graphiql-doc-explorer-field-name');
+  const listed = await page
+    .waitForFunction(
+      () => {
+        const names = [...document.querySelectorAll('.graphiql-doc-explorer a.graphiql-doc-explorer-field-name')].map((a) => a.textContent.trim());
+        return names.includes('wallet') && names.includes('me');
+      },
+      null,
+      { timeout: 15000 },
+    )
+    .then(() => true, () => false);
+  await page.screenshot({ path: join(out, 'graphiql-docs.png') });
+  const names = await fieldNames.allInnerTexts();
+  if (!listed) throw new Error(`the docs for the query type ${rootName} do not list wallet and me: [${names.join(', ')}]`);
+  console.log(`ok: the documentation explorer shows the schema (query type ${rootName}: ${names.join(', ')})`);
   if (offsite.length > 0) throw new Error(`the page reached outside walletql: ${offsite.join(', ')}`);
   console.log(`ok: createClient and a live subscription through GraphiQL; screenshots in ${out}`);
 } catch (error) {
