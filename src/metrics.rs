@@ -84,7 +84,8 @@ fn operation_label(operation: &str) -> String {
 
 pub fn graphql_request(kind: &'static str, operation: &str, seconds: f64) {
     let operation = operation_label(operation);
-    metrics::counter!("graphql_requests_total", "type" => kind, "operation" => operation).increment(1);
+    metrics::counter!("graphql_requests_total", "type" => kind, "operation" => operation)
+        .increment(1);
     metrics::histogram!("graphql_request_duration_seconds", "type" => kind).record(seconds);
 }
 

@@ -1,13 +1,6 @@
 //! From `AppError` to GraphQL errors with `extensions.code`.
 
-use std::sync::Arc;
-
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe,
-};
 use async_graphql::{Error, ErrorExtensions, Response, Value};
-use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
 
 use crate::domain::error::AppError;
 
@@ -34,21 +27,15 @@ impl From<AppError> for Error {
 /// Gives every error without a code one: those come from async-graphql's own
 /// parsing and validation (a malformed document, an unknown field, a value of
 /// the wrong type), which are all the caller's input, or from its complexity
-/// limit (`QUERY_TOO_COMPLEX`). The same for HTTP requests and for every
-/// response of a WebSocket subscription.
-pub struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodes)
-    }
-}
-
-fn with_codes(mut response: Response) -> Response {
+/// limit (`QUERY_TOO_COMPLEX`). Applied to every HTTP response and to every
+/// response of a WebSocket subscription (see `extension.rs`).
+pub fn with_codes(mut response: Response) -> Response {
     for error in &mut response.errors {
         let code = if error.message.starts_with("Query is nested too deep")
             || error.message.starts_with("Query is too complex")
-            || error.message.starts_with("The recursion depth of the query")
+            || error
+                .message
+                .starts_with("The recursion depth of the query")
         {
             "QUERY_TOO_COMPLEX"
         } else {
@@ -60,20 +47,4 @@ fn with_codes(mut response: Response) -> Response {
         }
     }
     response
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for ErrorCodes {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        with_codes(next.run(ctx).await)
-    }
-
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        next.run(ctx, stream).map(with_codes).boxed()
-    }
 }

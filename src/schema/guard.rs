@@ -4,8 +4,8 @@
 //! recursion depth (right after parsing) and again when it validates it, so
 //! a chain of fragments that each spread the previous one twice costs 2^n
 //! before any limit is reached (2^31 within its recursion limit of 32). This
-//! guard takes over parsing instead (it is the last parse hook and does not
-//! call the built-in one): it sizes each fragment once (memoised), so its own
+//! guard takes over parsing instead (the parse hook returns its document and
+//! does not call the built-in parse): it sizes each fragment once (memoised), so its own
 //! work is linear in the document, and refuses a document that nests more
 //! than [`MAX_NESTING`] selection sets or whose expansion has more
 //! selections than the complexity limit. Validation then walks at most that
@@ -21,15 +21,9 @@
 //! - runs only queries for `GET` (a link must never move money).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
-};
-use async_graphql::parser::types::{
-    ExecutableDocument, OperationType, Selection, SelectionSet,
-};
-use async_graphql::{Name, Pos, Response, ServerError, ServerResult, Value, Variables};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
+use async_graphql::{Name, Pos, ServerError, ServerResult, Value, Variables};
 
 use crate::domain::error::AppError;
 
@@ -59,80 +53,30 @@ pub struct DocumentLimits {
     pub max_page_size: usize,
 }
 
-pub struct DocumentGuard(pub DocumentLimits);
-
-impl ExtensionFactory for DocumentGuard {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Guard {
-            limits: self.0,
-            operations: Mutex::default(),
-        })
-    }
+/// Parses `query` and bounds its cost (see the module's documentation).
+pub fn parse(
+    query: &str,
+    variables: &Variables,
+    limits: &DocumentLimits,
+) -> ServerResult<ExecutableDocument> {
+    let document = async_graphql::parser::parse_query(query).map_err(ServerError::from)?;
+    check(&document, variables, limits)?;
+    Ok(document)
 }
 
-/// One request's guard.
-struct Guard {
-    limits: DocumentLimits,
-    /// The document's operations (name, type), for the execute hook.
-    operations: Mutex<Vec<(Option<String>, OperationType)>>,
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for Guard {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        // The built-in parse (`next`) would expand fragments to check their
-        // recursion depth: parse here, and bound the expansion first.
-        let _ = (ctx, next);
-        let document = async_graphql::parser::parse_query(query).map_err(ServerError::from)?;
-        check(&document, variables, &self.limits)?;
-        *self
-            .operations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = document
-            .operations
-            .iter()
-            .map(|(name, op)| (name.map(|n| n.to_string()), op.node.ty))
-            .collect();
-        Ok(document)
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        // Subscriptions pass here too, once per event: look the chosen
-        // operation up.
-        let chosen = self
-            .operations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .find(|(name, _)| operation_name.is_none() || name.as_deref() == operation_name)
-            .map(|(_, ty)| *ty);
-        let refused = match (ctx.data_opt::<Transport>(), chosen) {
-            (Some(Transport::WebSocket), Some(OperationType::Query | OperationType::Mutation)) => {
-                Some(AppError::invalid(
-                    "only subscriptions are served over WebSocket: send queries and mutations as HTTP requests",
-                ))
-            }
-            (Some(Transport::HttpGet), Some(OperationType::Mutation)) => {
-                Some(AppError::MethodNotAllowed)
-            }
-            _ => None,
-        };
-        if let Some(err) = refused {
-            return Response::from_errors(vec![refusal(err, None)]);
+/// Why an operation of type `ty` may not run over `transport`, if it may
+/// not. Subscriptions reach the execute hook too, once per event.
+pub fn transport_refusal(transport: Option<&Transport>, ty: OperationType) -> Option<ServerError> {
+    let err = match (transport, ty) {
+        (Some(Transport::WebSocket), OperationType::Query | OperationType::Mutation) => {
+            AppError::invalid(
+                "only subscriptions are served over WebSocket: send queries and mutations as HTTP requests",
+            )
         }
-        next.run(ctx, operation_name).await
-    }
+        (Some(Transport::HttpGet), OperationType::Mutation) => AppError::MethodNotAllowed,
+        _ => return None,
+    };
+    Some(refusal(err, None))
 }
 
 fn refusal(err: AppError, pos: Option<Pos>) -> ServerError {
@@ -281,8 +225,11 @@ impl<'a> Measure<'a> {
                     size.merge(nested.nested());
                 }
                 Selection::FragmentSpread(spread) => {
-                    let fragment =
-                        self.fragment(&spread.node.fragment_name.node, Some(spread.pos), nesting + 1)?;
+                    let fragment = self.fragment(
+                        &spread.node.fragment_name.node,
+                        Some(spread.pos),
+                        nesting + 1,
+                    )?;
                     size.merge(fragment.nested());
                 }
                 Selection::InlineFragment(inline) => {

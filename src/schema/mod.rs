@@ -2,6 +2,7 @@
 //! input, and call the ledger (writes) or the store (reads, via DataLoaders).
 
 mod errors;
+mod extension;
 mod guard;
 mod loaders;
 mod metrics;
@@ -14,8 +15,8 @@ mod types;
 
 use async_graphql::Schema;
 
-pub use errors::ErrorCodes;
-pub use guard::{DocumentGuard, DocumentLimits, Transport};
+pub use extension::RequestHooks;
+pub use guard::{DocumentLimits, Transport};
 pub use loaders::{DbLoader, new_loader};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
@@ -48,10 +49,7 @@ pub fn build(store: Store, limits: &ApiLimits) -> WalletSchema {
         .data(store)
         .data(MaxPageSize(limits.max_page_size))
         .limit_complexity(limits.max_complexity)
-        .extension(ErrorCodes)
-        .extension(metrics::RequestMetrics)
-        // Last: its parse hook replaces the built-in one.
-        .extension(DocumentGuard(guard));
+        .extension(RequestHooks(guard));
     if !limits.introspection {
         builder = builder.disable_introspection();
     }

@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::AppState;
-use super::listener::Peer;
 use super::auth::authenticate;
+use super::listener::Peer;
 use crate::domain::error::AppError;
 use crate::schema::{Transport, new_loader};
 
@@ -157,7 +157,11 @@ fn code_of(error: &ServerError) -> Option<&str> {
 
 fn respond(response: GqlResponse, media: Media) -> Response {
     // A mutation sent with GET was refused before it ran.
-    if response.errors.iter().any(|e| code_of(e) == Some("METHOD_NOT_ALLOWED")) {
+    if response
+        .errors
+        .iter()
+        .any(|e| code_of(e) == Some("METHOD_NOT_ALLOWED"))
+    {
         let mut refused = framed(response, media, StatusCode::METHOD_NOT_ALLOWED);
         refused
             .headers_mut()

@@ -135,8 +135,7 @@ pub fn metrics_router(state: AppState) -> Router {
 pub fn check_cors_origins(origins: &[String]) -> anyhow::Result<()> {
     for origin in origins.iter().map(|o| o.trim()) {
         anyhow::ensure!(
-            origin == "*"
-                || (origin.starts_with("http") && HeaderValue::from_str(origin).is_ok()),
+            origin == "*" || (origin.starts_with("http") && HeaderValue::from_str(origin).is_ok()),
             "CORS_ALLOWED_ORIGINS: {origin:?} is not an origin such as http://localhost:5173 (or *)"
         );
     }
@@ -160,7 +159,11 @@ fn cors(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, request_id.clone()])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            request_id.clone(),
+        ])
         .expose_headers([request_id])
 }
 

@@ -27,18 +27,14 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::AppState;
-use super::listener::Peer;
 use super::auth::authenticate_value;
+use super::listener::Peer;
 use crate::domain::error::AppError;
 use crate::schema::{SubscriptionSlots, Transport, new_loader};
 
 /// `GET /graphql`: a WebSocket upgrade for subscriptions, the playground for
 /// a browser asking for HTML, a GraphQL query otherwise.
-pub async fn graphql_get(
-    State(state): State<AppState>,
-    peer: Peer,
-    request: Request,
-) -> Response {
+pub async fn graphql_get(State(state): State<AppState>, peer: Peer, request: Request) -> Response {
     let (mut parts, _body) = request.into_parts();
     if let Some(protocol) = protocol(&parts.headers) {
         let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
@@ -145,12 +141,15 @@ async fn serve(
     let init_state = state.clone();
     let init_peer = peer.clone();
     let output = async_graphql::http::WebSocket::new(state.schema.clone(), input, protocol)
-        .on_connection_init(move |payload| connection_init(init_state, init_peer, address, payload));
+        .on_connection_init(move |payload| {
+            connection_init(init_state, init_peer, address, payload)
+        });
     futures_util::pin_mut!(output);
     let limits = &state.ws_limits;
     let init_deadline = tokio::time::sleep(limits.init_timeout);
     tokio::pin!(init_deadline);
-    let mut keepalive = tokio::time::interval_at(Instant::now() + limits.keepalive, limits.keepalive);
+    let mut keepalive =
+        tokio::time::interval_at(Instant::now() + limits.keepalive, limits.keepalive);
     loop {
         let message = tokio::select! {
             message = output.next() => match message {

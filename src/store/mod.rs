@@ -160,8 +160,7 @@ impl Store {
         let mut db = Database::connect(options).await?;
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
-        db.set_metric_callback(move |info| {
-            if std::env::var("DEBUG_SQL").is_ok() { eprintln!("SQL {}", info.statement.sql.chars().take(120).collect::<String>()); }
+        db.set_metric_callback(move |_| {
             counter.fetch_add(1, Ordering::Relaxed);
         });
         let writer = match db.get_database_backend() {

@@ -22,7 +22,12 @@ async fn serve_limited(app: &TestApp, rate_limits: RateLimits) -> SocketAddr {
     serve_store(app.store.clone(), api, WsLimits::default()).await
 }
 
-async fn post(addr: SocketAddr, token: Option<&str>, query: &str, variables: Value) -> reqwest::Response {
+async fn post(
+    addr: SocketAddr,
+    token: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> reqwest::Response {
     let mut request = reqwest::Client::new()
         .post(format!("http://{addr}/graphql"))
         .json(&json!({ "query": query, "variables": variables }));
@@ -71,7 +76,8 @@ async fn rate_limits_answer_429_with_retry_after_and_change_nothing(app: TestApp
     assert!(created <= 2, "{created} clients created in the burst");
 
     // Per token: Alice's transfers past her budget move nothing.
-    let transfer = "mutation($input: TransferInput!) { transfer(input: $input) { transfer { id } } }";
+    let transfer =
+        "mutation($input: TransferInput!) { transfer(input: $input) { transfer { id } } }";
     let mut moved = 0;
     let mut limited = 0;
     for i in 0..10 {
@@ -87,13 +93,22 @@ async fn rate_limits_answer_429_with_retry_after_and_change_nothing(app: TestApp
             other => panic!("status {other}"),
         }
     }
-    assert!(limited > 0 && moved <= 4, "moved {moved}, limited {limited}");
+    assert!(
+        limited > 0 && moved <= 4,
+        "moved {moved}, limited {limited}"
+    );
     assert_eq!(app.balance(&bob.wallet).await, format!("{moved}.00"));
     // Another client's budget is its own; the operator is not limited.
     let me = post(addr, Some(&bob.token), "{ me { name } }", json!({})).await;
     assert_eq!(me.status().as_u16(), 200);
     for _ in 0..10 {
-        let op = post(addr, Some(OPERATOR), "{ wallets { nodes { id } } }", json!({})).await;
+        let op = post(
+            addr,
+            Some(OPERATOR),
+            "{ wallets { nodes { id } } }",
+            json!({}),
+        )
+        .await;
         assert_eq!(op.status().as_u16(), 200);
     }
 
@@ -106,7 +121,9 @@ async fn rate_limits_answer_429_with_retry_after_and_change_nothing(app: TestApp
         }
     }
     assert!(
-        refusal.as_deref().is_some_and(|e| e.contains("RATE_LIMITED")),
+        refusal
+            .as_deref()
+            .is_some_and(|e| e.contains("RATE_LIMITED")),
         "{refusal:?}"
     );
     app.assert_ledger_consistent().await;
@@ -144,18 +161,38 @@ async fn metrics_can_require_a_token(app: TestApp) {
     let url = format!("http://{addr}/metrics");
     let anonymous = http.get(&url).send().await.expect("metrics");
     assert_eq!(anonymous.status().as_u16(), 401);
-    let wrong = http.get(&url).bearer_auth(OPERATOR).send().await.expect("metrics");
+    let wrong = http
+        .get(&url)
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .expect("metrics");
     assert_eq!(wrong.status().as_u16(), 401);
-    let right = http.get(&url).bearer_auth("metrics-secret").send().await.expect("metrics");
+    let right = http
+        .get(&url)
+        .bearer_auth("metrics-secret")
+        .send()
+        .await
+        .expect("metrics");
     assert_eq!(right.status().as_u16(), 200);
-    assert!(right.text().await.expect("text").contains("db_pool_connections"));
+    assert!(
+        right
+            .text()
+            .await
+            .expect("text")
+            .contains("db_pool_connections")
+    );
     // Off the main listener entirely when it has its own address.
     let api = ApiLimits {
         metrics_on_main: false,
         ..ApiLimits::default()
     };
     let addr = serve_store(app.store.clone(), api, WsLimits::default()).await;
-    let hidden = http.get(format!("http://{addr}/metrics")).send().await.expect("metrics");
+    let hidden = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics");
     assert_eq!(hidden.status().as_u16(), 404);
 }
 
@@ -167,15 +204,22 @@ async fn slow_headers_and_idle_connections_are_closed(app: TestApp) {
     let addr = serve_store(app.store.clone(), api, WsLimits::default()).await;
     // Slowloris: headers that never end.
     let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    slow.write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    slow.write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
     let started = Instant::now();
     let mut buffer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buffer)).await;
-    assert!(read.is_ok(), "the server closes a connection stuck in its headers");
+    assert!(
+        read.is_ok(),
+        "the server closes a connection stuck in its headers"
+    );
     assert!(started.elapsed() < Duration::from_secs(3));
     // Keep-alive: a connection idle after a response is closed too.
     let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
     let mut first = [0u8; 12];
     idle.read_exact(&mut first).await.expect("response");
     assert_eq!(&first, b"HTTP/1.1 200");
@@ -195,7 +239,10 @@ async fn cors_allows_any_origin_with_a_star(app: TestApp) {
         .request(reqwest::Method::OPTIONS, format!("http://{addr}/graphql"))
         .header("origin", "http://localhost:5173")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization, content-type, x-request-id")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type, x-request-id",
+        )
         .send()
         .await
         .expect("preflight");
@@ -204,7 +251,10 @@ async fn cors_allows_any_origin_with_a_star(app: TestApp) {
         .to_str()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    assert!(allowed.contains("x-request-id") && allowed.contains("authorization"), "{allowed}");
+    assert!(
+        allowed.contains("x-request-id") && allowed.contains("authorization"),
+        "{allowed}"
+    );
     let response = http
         .post(format!("http://{addr}/graphql"))
         .header("origin", "http://localhost:5173")
@@ -249,7 +299,13 @@ async fn date_filters_agree_and_refuse_impossible_years(app: TestApp) {
     }
     let query = "query($w: UUID!, $f: OperationFilterInput) {
         operations(walletId: $w, filter: $f) { nodes { sequence createdAt } } }";
-    let page = |filter: Value| app.gql(Some(&client.token), query, json!({ "w": client.wallet, "f": filter }));
+    let page = |filter: Value| {
+        app.gql(
+            Some(&client.token),
+            query,
+            json!({ "w": client.wallet, "f": filter }),
+        )
+    };
     for bad in [
         "-200000-01-01T00:00:00Z",
         "+10000-01-01T00:00:00Z",
@@ -259,14 +315,27 @@ async fn date_filters_agree_and_refuse_impossible_years(app: TestApp) {
     ] {
         for key in ["from", "to"] {
             let refused = page(json!({ key: bad })).await;
-            assert_eq!(error_code(&refused), "INVALID_INPUT", "{key}: {bad}: {refused}");
+            assert_eq!(
+                error_code(&refused),
+                "INVALID_INPUT",
+                "{key}: {bad}: {refused}"
+            );
         }
     }
     let all = page(json!({})).await;
-    let nodes = data(&all)["operations"]["nodes"].as_array().cloned().unwrap_or_default();
+    let nodes = data(&all)["operations"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(nodes.len(), 3);
-    let second = nodes[1]["createdAt"].as_str().unwrap_or_default().to_owned();
-    assert!(second.ends_with('Z') && second.len() == "2026-11-29T21:18:58.123456Z".len(), "{second}");
+    let second = nodes[1]["createdAt"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        second.ends_with('Z') && second.len() == "2026-11-29T21:18:58.123456Z".len(),
+        "{second}"
+    );
     let sequences = |response: &Value| -> Vec<i64> {
         data(response)["operations"]["nodes"]
             .as_array()
@@ -274,7 +343,10 @@ async fn date_filters_agree_and_refuse_impossible_years(app: TestApp) {
             .unwrap_or_default()
     };
     let cases = [
-        (json!({ "from": "0001-01-01T00:00:00Z", "to": "9999-12-31T23:59:59Z" }), vec![3, 2, 1]),
+        (
+            json!({ "from": "0001-01-01T00:00:00Z", "to": "9999-12-31T23:59:59Z" }),
+            vec![3, 2, 1],
+        ),
         (json!({ "from": "9999-12-31T23:59:59.999999Z" }), vec![]),
         (json!({ "to": "0001-01-01T00:00:00Z" }), vec![]),
         // `from` inclusive, `to` exclusive, to the microsecond.
@@ -293,7 +365,10 @@ async fn the_database_refuses_rows_the_service_never_writes(app: TestApp) {
     let alice = app.create_client("Alice").await;
     let bob = app.create_client("Bob").await;
     app.deposit(&alice.wallet, "5").await;
-    data(&app.transfer_with(&alice, &bob.wallet, "1", Some("once")).await);
+    data(
+        &app.transfer_with(&alice, &bob.wallet, "1", Some("once"))
+            .await,
+    );
     let db = app.store.db();
     let run = |sql: String| async move {
         use sea_orm::ConnectionTrait;
@@ -309,7 +384,10 @@ async fn the_database_refuses_rows_the_service_never_writes(app: TestApp) {
         "UPDATE idempotency_key SET transfer_id = NULL, operation_id = NULL",
     ];
     for sql in refused {
-        assert!(run(sql.to_owned()).await.is_err(), "the database accepted: {sql}");
+        assert!(
+            run(sql.to_owned()).await.is_err(),
+            "the database accepted: {sql}"
+        );
     }
     assert_eq!(app.sql_i64("SELECT count(*) FROM idempotency_key").await, 1);
     // Two emails that differ only in case cannot both exist.

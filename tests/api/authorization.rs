@@ -86,14 +86,21 @@ async fn a_counterparty_link_reveals_only_the_wallet_id(app: TestApp) {
             .await;
         // A counterparty is a PublicWallet: asking for more is refused at
         // validation, before anything runs.
-        assert_eq!(error_code(&response), "INVALID_INPUT", "{field}: {response}");
+        assert_eq!(
+            error_code(&response),
+            "INVALID_INPUT",
+            "{field}: {response}"
+        );
         assert!(
             response["errors"][0]["message"]
                 .as_str()
                 .is_some_and(|m| m.contains("PublicWallet")),
             "{response}"
         );
-        assert!(response.get("data").is_none_or(Value::is_null), "{response}");
+        assert!(
+            response.get("data").is_none_or(Value::is_null),
+            "{response}"
+        );
         assert!(!response.to_string().contains("Bob"));
     }
 }

@@ -51,10 +51,17 @@ async fn runs_with_no_configuration_and_stops_on_sigterm() {
     assert!(token.len() >= 32, "{token}");
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&token_file).expect("token file").permissions().mode();
+        let mode = std::fs::metadata(&token_file)
+            .expect("token file")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "token file mode {mode:o}");
     }
-    let logged: Vec<String> = stdout_lines.iter().chain(stderr.try_iter().collect::<Vec<_>>().iter()).cloned().collect();
+    let logged: Vec<String> = stdout_lines
+        .iter()
+        .chain(stderr.try_iter().collect::<Vec<_>>().iter())
+        .cloned()
+        .collect();
     assert!(
         logged.iter().any(|l| l.contains("walletql.operator-token")),
         "the log names the token file: {logged:?}"

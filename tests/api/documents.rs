@@ -42,15 +42,20 @@ async fn a_fragment_chain_is_refused_before_it_expands(app: TestApp) {
     }
     assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
     // Other requests are served normally meanwhile and after.
-    let me = app.gql(Some(&client.token), "{ me { name } }", json!({})).await;
+    let me = app
+        .gql(Some(&client.token), "{ me { name } }", json!({}))
+        .await;
     assert_eq!(data(&me)["me"]["name"], "Ada");
     // A short chain is fine: sharing fragments is not an attack.
-    let short = app.gql(Some(&client.token), &fragment_chain(3), json!({})).await;
+    let short = app
+        .gql(Some(&client.token), &fragment_chain(3), json!({}))
+        .await;
     assert_eq!(data(&short)["me"]["name"], "Ada");
 }
 
 async fn a_fragment_that_spreads_itself_is_refused(app: TestApp) {
-    let query = "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A me { id } }";
+    let query =
+        "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A me { id } }";
     let refused = app.gql(Some(OPERATOR), query, json!({})).await;
     assert_eq!(error_code(&refused), "INVALID_INPUT", "{refused}");
 }
@@ -77,14 +82,20 @@ async fn the_standard_introspection_query_passes(app: TestApp) {
             "{name} has a description: {t}"
         );
         assert!(
-            t["specifiedByURL"].as_str().is_some_and(|u| u.starts_with("https://")),
+            t["specifiedByURL"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("https://")),
             "{name} has @specifiedBy: {t}"
         );
     }
     // Ordinary fields still have their depth limit (12 by default).
-    let mut deep = String::from("me { wallet { client { wallet { client { wallet { client { wallet { client { wallet { client { wallet { client { name");
+    let mut deep = String::from(
+        "me { wallet { client { wallet { client { wallet { client { wallet { client { wallet { client { wallet { client { name",
+    );
     deep.push_str(&" }".repeat(13));
-    let refused = app.gql(Some(OPERATOR), &format!("{{ {deep} }}"), json!({})).await;
+    let refused = app
+        .gql(Some(OPERATOR), &format!("{{ {deep} }}"), json!({}))
+        .await;
     assert_eq!(error_code(&refused), "QUERY_TOO_COMPLEX", "{refused}");
     // And introspection has one of its own.
     let mut of_type = String::from("name");
@@ -92,7 +103,11 @@ async fn the_standard_introspection_query_passes(app: TestApp) {
         of_type = format!("ofType {{ {of_type} }}");
     }
     let refused = app
-        .gql(None, &format!("{{ __type(name: \"Query\") {{ {of_type} }} }}"), json!({}))
+        .gql(
+            None,
+            &format!("{{ __type(name: \"Query\") {{ {of_type} }} }}"),
+            json!({}),
+        )
         .await;
     assert_eq!(error_code(&refused), "QUERY_TOO_COMPLEX", "{refused}");
 }
@@ -101,7 +116,11 @@ async fn oversized_pages_are_invalid_input_not_too_complex(app: TestApp) {
     for first in ["101", "500", "100000", "-1"] {
         let query = format!("{{ wallets(first: {first}) {{ nodes {{ id balance }} }} }}");
         let refused = app.gql(Some(OPERATOR), &query, json!({})).await;
-        assert_eq!(error_code(&refused), "INVALID_INPUT", "first: {first}: {refused}");
+        assert_eq!(
+            error_code(&refused),
+            "INVALID_INPUT",
+            "first: {first}: {refused}"
+        );
     }
     let query = "query($n: Int) { wallets(last: $n) { nodes { id } } }";
     let refused = app.gql(Some(OPERATOR), query, json!({ "n": 5000 })).await;
@@ -114,8 +133,8 @@ async fn get_requests_run_queries_and_never_mutations(app: TestApp) {
     let client = app.create_client("Ada").await;
     let http = reqwest::Client::new();
     let get = |query: &str, accept: Option<&str>| {
-        let url = reqwest::Url::parse_with_params(&app.url("/graphql"), [("query", query)])
-            .expect("url");
+        let url =
+            reqwest::Url::parse_with_params(&app.url("/graphql"), [("query", query)]).expect("url");
         let mut request = http.get(url).bearer_auth(&client.token);
         if let Some(accept) = accept {
             request = request.header("accept", accept);

@@ -158,7 +158,9 @@ async fn the_payer_cannot_see_the_payees_balance(app: TestApp) {
         "transfer { toWallet { balance } }",
         "operation { counterparty { balance } }",
     ] {
-        let refused = app.gql(Some(&alice.token), &transfer(selection), input("k1")).await;
+        let refused = app
+            .gql(Some(&alice.token), &transfer(selection), input("k1"))
+            .await;
         assert_eq!(error_code(&refused), "INVALID_INPUT", "{refused}");
         assert!(refused.get("data").is_none_or(Value::is_null), "{refused}");
         assert!(!refused.to_string().contains("778.00"));
@@ -179,7 +181,10 @@ async fn the_payer_cannot_see_the_payees_balance(app: TestApp) {
     let payload = &response["data"]["transfer"];
     assert_eq!(payload["transfer"]["amount"], "1.00");
     assert_eq!(payload["toWallet"]["id"], bob.wallet.as_str());
-    assert_eq!(payload["operation"]["counterparty"]["id"], bob.wallet.as_str());
+    assert_eq!(
+        payload["operation"]["counterparty"]["id"],
+        bob.wallet.as_str()
+    );
     assert_eq!(payload["fromWallet"]["balance"], "4.00");
     assert_eq!(app.balance(&bob.wallet).await, "778.00");
 }

@@ -115,7 +115,9 @@ async fn messages_are_bounded_like_request_bodies(app: TestApp) {
     let mut socket = bare_socket(addr).await;
     socket
         .send(Message::Text(
-            json!({ "type": "connection_init", "payload": {} }).to_string().into(),
+            json!({ "type": "connection_init", "payload": {} })
+                .to_string()
+                .into(),
         ))
         .await
         .expect("init");
@@ -151,7 +153,11 @@ async fn every_refusal_over_the_socket_has_a_code(app: TestApp) {
         for (id, query, variables) in cases {
             ws.subscribe(id, query, variables).await;
             let event = ws.next_event(id, Duration::from_secs(5)).await;
-            assert_eq!(refusal_code(&event), "INVALID_INPUT", "{protocol} {id}: {event:?}");
+            assert_eq!(
+                refusal_code(&event),
+                "INVALID_INPUT",
+                "{protocol} {id}: {event:?}"
+            );
         }
     }
     assert_eq!(app.sql_i64("SELECT count(*) FROM client").await, before);
@@ -161,7 +167,10 @@ async fn a_refused_connection_init_has_its_code_in_the_reason(app: TestApp) {
     let addr = serve_with(&app, WsLimits::default()).await;
     let refused = WsClient::connect(addr, TRANSPORT_WS, Some("wq_not-a-token")).await;
     assert!(
-        refused.as_ref().err().is_some_and(|e| e.contains("UNAUTHENTICATED")),
+        refused
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.contains("UNAUTHENTICATED")),
         "{refused:?}",
         refused = refused.err()
     );
