@@ -1,6 +1,7 @@
 //! The schema's one extension, wiring the request hooks to the concerns
-//! that need them: the document guard (`guard.rs`), error codes
-//! (`errors.rs`) and request metrics (`metrics.rs`).
+//! that need them: the document guard (`guard.rs`), null propagation
+//! (`nulls.rs`), error codes (`errors.rs`) and request metrics
+//! (`metrics.rs`).
 //!
 //! One extension rather than one per concern: async-graphql runs every
 //! extension's `resolve` hook around every field and list item, so each
@@ -11,16 +12,17 @@ use std::time::Instant;
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest,
-    NextSubscribe,
+    NextResolve, NextSubscribe, ResolveInfo,
 };
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{Response, ServerResult, Variables};
+use async_graphql::{Response, ServerResult, Value, Variables};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::errors::with_codes;
 use super::guard::{self, DocumentLimits, Transport};
 use super::metrics;
+use super::nulls::NullPropagation;
 
 pub struct RequestHooks(pub DocumentLimits);
 
@@ -30,6 +32,7 @@ impl ExtensionFactory for RequestHooks {
             limits: self.0,
             operations: Mutex::default(),
             chosen: Mutex::default(),
+            nulls: Arc::default(),
         })
     }
 }
@@ -41,6 +44,8 @@ struct Hooks {
     operations: Mutex<Vec<(Option<String>, OperationType)>>,
     /// The operation that ran: type and metrics label.
     chosen: Mutex<Option<(&'static str, String)>>,
+    /// Shared with the stream of a subscription's responses.
+    nulls: Arc<NullPropagation>,
 }
 
 impl Hooks {
@@ -58,7 +63,7 @@ impl Hooks {
 impl Extension for Hooks {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let started = Instant::now();
-        let response = with_codes(next.run(ctx).await);
+        let response = with_codes(self.nulls.finish(next.run(ctx).await));
         let (kind, name) = self
             .chosen
             .lock()
@@ -75,7 +80,22 @@ impl Extension for Hooks {
         stream: BoxStream<'s, Response>,
         next: NextSubscribe<'_>,
     ) -> BoxStream<'s, Response> {
-        next.run(ctx, stream).map(with_codes).boxed()
+        // Events resolve one after another: each takes its own failures.
+        let nulls = self.nulls.clone();
+        next.run(ctx, stream)
+            .map(move |response| with_codes(nulls.finish(response)))
+            .boxed()
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        let (path, return_type) = (info.path_node, info.return_type);
+        let result = next.run(ctx, info).await;
+        self.nulls.settle(path, return_type, result)
     }
 
     /// Replaces the built-in parse (which expands fragments): `next` is not

@@ -79,8 +79,14 @@ pub fn transport_refusal(transport: Option<&Transport>, ty: OperationType) -> Op
     Some(refusal(err, None))
 }
 
+/// The error with its code, located only when it has a place in the
+/// document (a whole-document refusal has none).
 fn refusal(err: AppError, pos: Option<Pos>) -> ServerError {
-    async_graphql::Error::from(err).into_server_error(pos.unwrap_or_default())
+    let mut error = async_graphql::Error::from(err).into_server_error(pos.unwrap_or_default());
+    if pos.is_none() {
+        error.locations.clear();
+    }
+    error
 }
 
 /// The measured size of a selection set, fragments expanded.

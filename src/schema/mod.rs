@@ -7,6 +7,7 @@ mod guard;
 mod loaders;
 mod metrics;
 mod mutation;
+mod nulls;
 mod pagination;
 mod query;
 mod scalars;

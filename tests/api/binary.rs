@@ -134,7 +134,13 @@ fn help_lists_every_setting() {
 
 /// Starts the binary in a fresh directory with `env` and waits until it
 /// listens (`Ok(address)`) or exits (`Err(what it printed)`).
-fn start_with(env: &[(&str, &str)]) -> (Result<String, String>, std::process::Child, std::path::PathBuf) {
+fn start_with(
+    env: &[(&str, &str)],
+) -> (
+    Result<String, String>,
+    std::process::Child,
+    std::path::PathBuf,
+) {
     let dir = std::env::temp_dir().join(format!("walletql-cfg-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut command = Command::new(env!("CARGO_BIN_EXE_walletql"));
@@ -185,7 +191,8 @@ async fn weak_operator_tokens_are_refused_and_files_accepted() {
         assert!(printed.contains("at least 32 characters"), "{printed}");
         assert!(!stop(child, dir).success());
     }
-    let secret = std::env::temp_dir().join(format!("walletql-secret-{}", uuid::Uuid::new_v4().simple()));
+    let secret =
+        std::env::temp_dir().join(format!("walletql-secret-{}", uuid::Uuid::new_v4().simple()));
     let token = "file-token-0123456789abcdefghijklmnopqrstuvwxyz";
     std::fs::write(&secret, format!("{token}\n")).expect("secret file");
     let path = secret.display().to_string();
@@ -202,7 +209,10 @@ async fn weak_operator_tokens_are_refused_and_files_accepted() {
         .await
         .expect("json");
     assert!(response.get("errors").is_none(), "{response}");
-    assert!(!dir.join("walletql.operator-token").exists(), "no token generated");
+    assert!(
+        !dir.join("walletql.operator-token").exists(),
+        "no token generated"
+    );
     stop(child, dir);
     let _ = std::fs::remove_file(secret);
 }

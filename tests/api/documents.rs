@@ -178,7 +178,60 @@ async fn get_requests_run_queries_and_never_mutations(app: TestApp) {
     assert!(page.text().await.expect("html").contains("GraphiQL"));
 }
 
+/// Field errors follow the spec: the failed field is null (not left out),
+/// and a non-null field that is null makes its parent null, up to the
+/// nearest nullable field or `data`.
+async fn errors_propagate_nulls_as_the_spec_says(app: TestApp) {
+    let client = app.create_client("Ada").await;
+    // A nullable root field fails: it is null, its sibling is there.
+    let anonymous = app
+        .gql(None, "{ a: __typename me { name } }", json!({}))
+        .await;
+    assert_eq!(
+        anonymous["data"],
+        json!({ "a": "Query", "me": null }),
+        "{anonymous}"
+    );
+    assert_eq!(anonymous["errors"][0]["path"], json!(["me"]));
+    assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
+    // A non-null root field fails: data is null.
+    let missing = app
+        .gql(
+            None,
+            "{ a: __typename wallet(id: \"0192f4d6-9c3e-7a51-8d2f-3b6c1e9a7f40\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(missing["data"], Value::Null, "{missing}");
+    // Deep down: Wallet.operations (non-null) fails on a bad cursor, so the
+    // wallet (non-null), then the client (non-null wallet) and `me`, the
+    // nearest nullable field, are null; the error keeps its full path.
+    let query =
+        "{ a: __typename me { name wallet { operations(after: \"bogus\") { nodes { id } } } } }";
+    let nested = app.gql(Some(&client.token), query, json!({})).await;
+    assert_eq!(
+        nested["data"],
+        json!({ "a": "Query", "me": null }),
+        "{nested}"
+    );
+    assert_eq!(
+        nested["errors"][0]["path"],
+        json!(["me", "wallet", "operations"])
+    );
+    assert_eq!(error_code(&nested), "INVALID_INPUT");
+    // Through lists of non-null items up to the non-null root: data is null.
+    app.create_client("Bob").await;
+    let query = "{ wallets { nodes { id operations(after: \"bogus\") { nodes { id } } } } }";
+    let listed = app.gql(Some(OPERATOR), query, json!({})).await;
+    assert_eq!(listed["data"], Value::Null, "{listed}");
+    let errors = listed["errors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(errors.len(), 2, "one error per failed field: {listed}");
+    assert_eq!(errors[0]["path"][0], "wallets");
+    assert_eq!(errors[0]["path"][3], "operations");
+}
+
 both_backends!(
+    errors_propagate_nulls_as_the_spec_says,
     a_fragment_chain_is_refused_before_it_expands,
     a_fragment_that_spreads_itself_is_refused,
     the_standard_introspection_query_passes,
