@@ -255,13 +255,7 @@ async fn cors_allows_any_origin_with_a_star(app: TestApp) {
         allowed.contains("x-request-id") && allowed.contains("authorization"),
         "{allowed}"
     );
-    let response = http
-        .post(format!("http://{addr}/graphql"))
-        .header("origin", "http://localhost:5173")
-        .json(&json!({ "query": "{ __typename }" }))
-        .send()
-        .await
-        .expect("post");
+    let response = crate::helpers::cross_origin_post(&addr.to_string()).await;
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
     assert!(
         response.headers()["access-control-expose-headers"]

@@ -78,17 +78,7 @@ async fn runs_with_no_configuration_and_stops_on_sigterm() {
         .await
         .expect("healthz");
     assert_eq!(health.status().as_u16(), 200);
-    let me: serde_json::Value = http
-        .post(format!("http://{addr}/graphql"))
-        .bearer_auth(&token)
-        .json(&json!({ "query": "{ wallets { nodes { id } } }" }))
-        .send()
-        .await
-        .expect("query")
-        .json()
-        .await
-        .expect("json");
-    assert!(me.get("errors").is_none(), "{me}");
+    assert_operator_works(&addr, &token).await;
     assert!(
         dir.join("walletql.db").exists(),
         "the embedded database file is created"
@@ -130,6 +120,21 @@ fn help_lists_every_setting() {
     ] {
         assert!(help.contains(setting), "--help does not mention {setting}");
     }
+}
+
+/// The operator token of the server at `addr` lists wallets.
+async fn assert_operator_works(addr: &str, token: &str) {
+    let response: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({ "query": "{ wallets { nodes { id } } }" }))
+        .send()
+        .await
+        .expect("query")
+        .json()
+        .await
+        .expect("json");
+    assert!(response.get("errors").is_none(), "{response}");
 }
 
 /// Starts the binary in a fresh directory with `env` and waits until it
@@ -198,17 +203,7 @@ async fn weak_operator_tokens_are_refused_and_files_accepted() {
     let path = secret.display().to_string();
     let (outcome, child, dir) = start_with(&[("OPERATOR_TOKEN_FILE", path.as_str())]);
     let addr = outcome.expect("starts with a token file");
-    let response: serde_json::Value = reqwest::Client::new()
-        .post(format!("http://{addr}/graphql"))
-        .bearer_auth(token)
-        .json(&json!({ "query": "{ wallets { nodes { id } } }" }))
-        .send()
-        .await
-        .expect("query")
-        .json()
-        .await
-        .expect("json");
-    assert!(response.get("errors").is_none(), "{response}");
+    assert_operator_works(&addr, token).await;
     assert!(
         !dir.join("walletql.operator-token").exists(),
         "no token generated"
@@ -224,13 +219,7 @@ async fn weak_operator_tokens_are_refused_and_files_accepted() {
 async fn cors_star_starts_and_bad_origins_are_refused() {
     let (outcome, child, dir) = start_with(&[("CORS_ALLOWED_ORIGINS", "*")]);
     let addr = outcome.expect("starts with CORS *");
-    let response = reqwest::Client::new()
-        .post(format!("http://{addr}/graphql"))
-        .header("origin", "http://localhost:5173")
-        .json(&json!({ "query": "{ __typename }" }))
-        .send()
-        .await
-        .expect("post");
+    let response = crate::helpers::cross_origin_post(&addr).await;
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
     stop(child, dir);
     let (outcome, child, dir) = start_with(&[("CORS_ALLOWED_ORIGINS", "localhost:5173")]);

@@ -185,6 +185,18 @@ pub async fn serve_store(store: Store, api: ApiLimits, ws: WsLimits) -> SocketAd
     addr
 }
 
+/// `{ __typename }` posted to the server at `addr` from a page on
+/// http://localhost:5173, as a browser would.
+pub async fn cross_origin_post(addr: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .header("origin", "http://localhost:5173")
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .expect("post")
+}
+
 /// A client created through the API, with its token.
 #[derive(Clone, Debug)]
 pub struct TestClient {
