@@ -213,9 +213,14 @@ pub async fn seed(config: &SeedConfig) -> anyhow::Result<SeedReport> {
 }
 
 /// A connection for bulk loading: foreign-key triggers off (the generator
-/// keeps references consistent), no waiting for WAL flushes.
+/// keeps references consistent), no waiting for WAL flushes, and no
+/// statement timeout (the service's 5 s would stop a COPY of millions of
+/// rows: seeding 10 million operations failed with it).
 async fn loading_connection(pool: &sqlx::PgPool) -> anyhow::Result<PoolConnection<Postgres>> {
     let mut conn = pool.acquire().await?;
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("SET session_replication_role = replica")
         .execute(&mut *conn)
         .await?;

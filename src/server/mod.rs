@@ -360,7 +360,10 @@ pub async fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
 /// `walletql verify`: audits the ledger, prints the report; `Ok(false)`
 /// when any invariant is violated. Connects without migrating or listening.
 pub async fn verify(config: &Config) -> anyhow::Result<bool> {
-    let db = sea_orm::Database::connect(config.database_url())
+    // Statements are not logged: the report is the output.
+    let mut options = sea_orm::ConnectOptions::new(config.database_url());
+    options.sqlx_logging(false);
+    let db = sea_orm::Database::connect(options)
         .await
         .context("connecting to the database")?;
     let audit = crate::store::audit::audit(&db)
