@@ -3,6 +3,8 @@
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 
+use sha2::{Digest, Sha256};
+
 use super::AppState;
 use crate::domain::auth::{Caller, hash_token};
 use crate::domain::error::{AppError, AppResult};
@@ -27,7 +29,18 @@ pub async fn authenticate_value(state: &AppState, value: Option<&str>) -> AppRes
     if state.operator.matches(token) {
         return Ok(Caller::Operator);
     }
-    match reads::caller_by_token_hash(state.store.db(), &hash_token(token)).await? {
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let found = match state.callers.get(&digest) {
+        Some(found) => Some(found),
+        None => {
+            let found = reads::caller_by_token_hash(state.store.db(), &hash_token(token)).await?;
+            if let Some(found) = found {
+                state.callers.insert(digest, found);
+            }
+            found
+        }
+    };
+    match found {
         Some((client_id, wallet_id)) => Ok(Caller::Client {
             client_id,
             wallet_id,

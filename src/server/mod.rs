@@ -2,6 +2,7 @@
 //! shutdown.
 
 mod auth;
+mod callers;
 mod graphql;
 mod listener;
 mod playground;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub ws_limits: WsLimits,
     pub api_limits: ApiLimits,
     pub rate_limiter: RateLimiter,
+    /// Client tokens already seen (saves a lookup per request).
+    callers: Arc<callers::CallerCache>,
     /// One permit per WebSocket connection past `connection_init`.
     ws_slots: Arc<Semaphore>,
 }
@@ -75,6 +78,7 @@ impl AppState {
             ws_limits,
             api_limits,
             rate_limiter,
+            callers: Arc::default(),
         }
     }
 }
