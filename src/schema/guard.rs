@@ -5,11 +5,11 @@
 //! a chain of fragments that each spread the previous one twice costs 2^n
 //! before any limit is reached (2^31 within its recursion limit of 32). This
 //! guard takes over parsing instead (the parse hook returns its document and
-//! does not call the built-in parse): it sizes each fragment once (memoised), so its own
-//! work is linear in the document, and refuses a document that nests more
-//! than [`MAX_NESTING`] selection sets or whose expansion has more
-//! selections than the complexity limit. Validation then walks at most that
-//! many. It also:
+//! does not call the built-in parse): it sizes each fragment once
+//! (memoised), so its own work is linear in the document, and refuses a
+//! document that nests more than [`MAX_NESTING`] selection sets or whose
+//! expansion has more selections than the complexity limit. Validation then
+//! walks at most that many. It also:
 //! - measures depth itself, counting introspection (`__schema`, `__type`) on
 //!   its own, larger limit: the standard introspection query that GraphiQL,
 //!   graphql-codegen and Apollo's tools send nests `ofType` eight levels deep,
