@@ -1,5 +1,7 @@
 //! Turns the `Authorization` header into a `Caller`.
 
+use std::net::IpAddr;
+
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 
@@ -12,17 +14,27 @@ use crate::store::reads;
 
 /// No header: anonymous. A header that is not a valid bearer token is refused
 /// outright rather than treated as anonymous, so a typo never silently
-/// downgrades a caller.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> AppResult<Caller> {
+/// downgrades a caller. `peer` is the caller's address (see below).
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> AppResult<Caller> {
     match headers.get(AUTHORIZATION) {
         None => Ok(Caller::Anonymous),
-        Some(value) => authenticate_value(state, value.to_str().ok()).await,
+        Some(value) => authenticate_value(state, value.to_str().ok(), peer).await,
     }
 }
 
 /// The caller named by an `Authorization` value (`Bearer <token>`); `None`
-/// stands for a value that is not even text.
-pub async fn authenticate_value(state: &AppState, value: Option<&str>) -> AppResult<Caller> {
+/// stands for a value that is not even text. An unknown token spends the
+/// address's guessing budget (see `ratelimit`), so guessing tokens cannot
+/// turn into unbounded database lookups.
+pub async fn authenticate_value(
+    state: &AppState,
+    value: Option<&str>,
+    peer: Option<IpAddr>,
+) -> AppResult<Caller> {
     let token = value
         .and_then(bearer_token)
         .ok_or(AppError::Unauthenticated)?;
@@ -33,9 +45,11 @@ pub async fn authenticate_value(state: &AppState, value: Option<&str>) -> AppRes
     let found = match state.callers.get(&digest) {
         Some(found) => Some(found),
         None => {
+            state.rate_limiter.lookup_allowed(peer)?;
             let found = reads::caller_by_token_hash(state.store.db(), &hash_token(token)).await?;
-            if let Some(found) = found {
-                state.callers.insert(digest, found);
+            match found {
+                Some(found) => state.callers.insert(digest, found),
+                None => state.rate_limiter.failed_lookup(peer)?,
             }
             found
         }

@@ -115,14 +115,12 @@ async fn execute(
     request: async_graphql::Request,
     media: Media,
 ) -> Response {
-    let caller = match authenticate(state, headers).await {
+    let address = peer.0.map(|addr| addr.ip());
+    let caller = match authenticate(state, headers, address).await {
         Ok(caller) => caller,
         Err(err) => return refused(err),
     };
-    if let Err(err) = state
-        .rate_limiter
-        .check(&caller, peer.0.map(|addr| addr.ip()))
-    {
+    if let Err(err) = state.rate_limiter.check(&caller, address) {
         return refused(err);
     }
     let span = tracing::info_span!(

@@ -2,13 +2,19 @@
 //! client token, one per peer address for anonymous calls. The operator is
 //! not limited: it is the service's own back office.
 //!
+//! Guessing tokens has a budget too: each unknown token spends the
+//! address's anonymous budget, and past it no token from that address is
+//! looked up until the budget allows again (known tokens are cached, so
+//! they are served meanwhile).
+//!
 //! A refused request is answered before anything runs (HTTP 429 with
 //! `Retry-After`, code `RATE_LIMITED`), so it changes nothing.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
@@ -29,6 +35,11 @@ enum Key {
 pub struct RateLimiter {
     clients: Option<Arc<DefaultKeyedRateLimiter<Key>>>,
     anonymous: Option<Arc<DefaultKeyedRateLimiter<Key>>>,
+    /// Unknown tokens per address (guessing), at the anonymous rate.
+    guesses: Option<Arc<DefaultKeyedRateLimiter<Key>>>,
+    /// Addresses that guessed past their budget, until when: no token of
+    /// theirs is looked up meanwhile.
+    blocked: Arc<Mutex<HashMap<IpAddr, Instant>>>,
     clock: DefaultClock,
 }
 
@@ -47,8 +58,52 @@ impl RateLimiter {
         RateLimiter {
             clients: limiter(limits.per_token),
             anonymous: limiter(limits.anonymous_per_address),
+            guesses: limiter(limits.anonymous_per_address),
+            blocked: Arc::default(),
             clock: DefaultClock::default(),
         }
+    }
+
+    fn limited(wait: Duration) -> AppError {
+        AppError::RateLimited {
+            retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+        }
+    }
+
+    /// Before a token is looked up in the database: refused while the
+    /// address is blocked for guessing.
+    pub fn lookup_allowed(&self, peer: Option<IpAddr>) -> AppResult<()> {
+        let Some(ip) = peer else {
+            return Ok(());
+        };
+        let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        match blocked.get(&ip) {
+            Some(until) if *until > Instant::now() => Err(Self::limited(
+                until.saturating_duration_since(Instant::now()),
+            )),
+            Some(_) => {
+                blocked.remove(&ip);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// After a lookup found no such token: spends the address's guessing
+    /// budget; past it the address is blocked until the budget allows again
+    /// (and this request is refused as rate-limited).
+    pub fn failed_lookup(&self, peer: Option<IpAddr>) -> AppResult<()> {
+        let (Some(ip), Some(guesses)) = (peer, &self.guesses) else {
+            return Ok(());
+        };
+        guesses.check_key(&Key::Peer(ip)).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            self.blocked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(ip, Instant::now() + wait);
+            Self::limited(wait)
+        })
     }
 
     /// Spends one request of the caller's budget, or says how long to wait.
@@ -64,46 +119,36 @@ impl RateLimiter {
         let Some(limiter) = limiter else {
             return Ok(());
         };
-        limiter.check_key(&key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(self.clock.now());
-            AppError::RateLimited {
-                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-            }
-        })
+        limiter
+            .check_key(&key)
+            .map_err(|not_until| Self::limited(not_until.wait_time_from(self.clock.now())))
     }
 
-    /// Forgets budgets that are full again, so idle keys do not pile up.
+    /// Forgets budgets that are full again and blocks that ended, so idle
+    /// keys do not pile up.
     fn prune(&self) {
-        for limiter in [&self.clients, &self.anonymous].into_iter().flatten() {
+        for limiter in [&self.clients, &self.anonymous, &self.guesses]
+            .into_iter()
+            .flatten()
+        {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+        let now = Instant::now();
+        self.blocked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, until| *until > now);
     }
 
-    /// Prunes every minute for as long as the limiter is in use.
+    /// Prunes every minute for as long as the server runs.
     pub fn spawn_pruning(&self) {
-        let weak = (
-            self.clients.as_ref().map(Arc::downgrade),
-            self.anonymous.as_ref().map(Arc::downgrade),
-        );
-        if weak.0.is_none() && weak.1.is_none() {
-            return;
-        }
+        let limiter = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                let clients = weak.0.as_ref().and_then(std::sync::Weak::upgrade);
-                let anonymous = weak.1.as_ref().and_then(std::sync::Weak::upgrade);
-                if clients.is_none() && anonymous.is_none() {
-                    return;
-                }
-                RateLimiter {
-                    clients,
-                    anonymous,
-                    clock: DefaultClock::default(),
-                }
-                .prune();
+                limiter.prune();
             }
         });
     }

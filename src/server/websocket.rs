@@ -211,7 +211,7 @@ async fn connection_init(
         .or_else(|| payload.get("authorization"));
     let caller = match value {
         None | Some(serde_json::Value::Null) => Ok(crate::domain::auth::Caller::Anonymous),
-        Some(value) => authenticate_value(&state, value.as_str()).await,
+        Some(value) => authenticate_value(&state, value.as_str(), address.map(|a| a.ip())).await,
     }
     .map_err(refuse)?;
     state

@@ -49,8 +49,13 @@ async fn rate_limits_answer_429_with_retry_after_and_change_nothing(app: TestApp
         },
     )
     .await;
+    // Both tokens known before the flood below.
+    for client in [&alice, &bob] {
+        let me = post(addr, Some(&client.token), "{ me { name } }", json!({})).await;
+        assert_eq!(me.status().as_u16(), 200);
+    }
 
-    // Anonymous: createClient from one address, a burst of two then refused.
+    // Anonymous: createClient from one address, refused past its budget.
     let clients_before = app.sql_i64("SELECT count(*) FROM client").await;
     let create = r#"mutation { createClient(input: {name: "Flood"}) { token } }"#;
     let mut refused = None;
@@ -62,7 +67,7 @@ async fn rate_limits_answer_429_with_retry_after_and_change_nothing(app: TestApp
         }
         assert_eq!(response.status().as_u16(), 200);
     }
-    let refused = refused.expect("the anonymous limit refuses a burst of createClient");
+    let refused = refused.expect("the anonymous limit refuses a flood of createClient");
     let retry_after: u64 = refused.headers()["retry-after"]
         .to_str()
         .ok()
@@ -127,6 +132,49 @@ async fn rate_limits_answer_429_with_retry_after_and_change_nothing(app: TestApp
         "{refusal:?}"
     );
     app.assert_ledger_consistent().await;
+}
+
+/// Guessing tokens is rate-limited: each unknown token spends the address's
+/// anonymous budget, and past it no token from there is looked up until the
+/// budget allows again; a known token is served from the cache meanwhile.
+async fn token_guessing_is_rate_limited(app: TestApp) {
+    let ada = app.create_client("Ada").await;
+    let addr = serve_limited(
+        &app,
+        RateLimits {
+            per_token: 0,
+            anonymous_per_address: 1,
+        },
+    )
+    .await;
+    let me = "{ me { name } }";
+    // Ada's token is found, and cached.
+    assert_eq!(
+        post(addr, Some(&ada.token), me, json!({}))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    let mut statuses = Vec::new();
+    let before = app.store.statements_run();
+    for i in 0..6 {
+        let guess = format!("wq_guess-{i}");
+        statuses.push(
+            post(addr, Some(&guess), me, json!({}))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    let lookups = app.store.statements_run() - before;
+    // A burst of two guesses, then the one that tips the budget over, then
+    // refusals that cost no lookup at all.
+    assert_eq!(statuses, [401, 401, 429, 429, 429, 429]);
+    assert_eq!(lookups, 3, "a blocked address's guesses are not looked up");
+    // Ada, cached, is still served.
+    let response = post(addr, Some(&ada.token), me, json!({})).await;
+    assert_eq!(response.status().as_u16(), 200);
 }
 
 async fn operation_names_cannot_grow_the_metrics_without_bound(app: TestApp) {
@@ -398,6 +446,7 @@ async fn the_database_refuses_rows_the_service_never_writes(app: TestApp) {
 
 both_backends!(
     rate_limits_answer_429_with_retry_after_and_change_nothing,
+    token_guessing_is_rate_limited,
     operation_names_cannot_grow_the_metrics_without_bound,
     metrics_can_require_a_token,
     slow_headers_and_idle_connections_are_closed,
