@@ -90,12 +90,20 @@ pub fn generate_token() -> AppResult<String> {
     Ok(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 
+/// A token's SHA-256: computed once per request, then used for the operator
+/// comparison, the cache and the stored form.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The stored form of a token digest: lower-case hex.
+pub fn digest_hex(digest: &[u8; 32]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The stored form of a token: SHA-256, lower-case hex.
 pub fn hash_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    digest_hex(&token_digest(token))
 }
 
 /// The operator's token, kept only as a digest.
@@ -107,15 +115,18 @@ pub struct OperatorToken {
 impl OperatorToken {
     pub fn new(token: &str) -> OperatorToken {
         OperatorToken {
-            digest: Sha256::digest(token.as_bytes()).into(),
+            digest: token_digest(token),
         }
+    }
+
+    pub fn matches(&self, presented: &str) -> bool {
+        self.matches_digest(&token_digest(presented))
     }
 
     /// Compares digests in constant time, so response timing tells nothing
     /// about how much of a guess was right.
-    pub fn matches(&self, presented: &str) -> bool {
-        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        self.digest.ct_eq(&presented).into()
+    pub fn matches_digest(&self, presented: &[u8; 32]) -> bool {
+        self.digest.ct_eq(presented).into()
     }
 }
 

@@ -1,6 +1,6 @@
 //! From `AppError` to GraphQL errors with `extensions.code`.
 
-use async_graphql::{Error, ErrorExtensions, Response, Value};
+use async_graphql::{Error, ErrorExtensions, Pos, Response, ServerError, Value};
 
 use crate::domain::error::AppError;
 
@@ -22,6 +22,16 @@ impl From<AppError> for Error {
             }
         })
     }
+}
+
+/// A refusal outside a resolver, with its code, located only when it has a
+/// place in the document (a whole-request refusal has none).
+pub fn server_error(err: AppError, pos: Option<Pos>) -> ServerError {
+    let mut error = Error::from(err).into_server_error(pos.unwrap_or_default());
+    if pos.is_none() {
+        error.locations.clear();
+    }
+    error
 }
 
 /// Gives every error without a code one: those come from async-graphql's own

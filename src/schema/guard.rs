@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{Name, Pos, ServerError, ServerResult, Value, Variables};
 
+use super::errors::server_error;
 use crate::domain::error::AppError;
 
 /// How a request reached the schema, when that limits what it may run: set
@@ -76,17 +77,7 @@ pub fn transport_refusal(transport: Option<&Transport>, ty: OperationType) -> Op
         (Some(Transport::HttpGet), OperationType::Mutation) => AppError::MethodNotAllowed,
         _ => return None,
     };
-    Some(refusal(err, None))
-}
-
-/// The error with its code, located only when it has a place in the
-/// document (a whole-document refusal has none).
-fn refusal(err: AppError, pos: Option<Pos>) -> ServerError {
-    let mut error = async_graphql::Error::from(err).into_server_error(pos.unwrap_or_default());
-    if pos.is_none() {
-        error.locations.clear();
-    }
-    error
+    Some(server_error(err, None))
 }
 
 /// The measured size of a selection set, fragments expanded.
@@ -150,7 +141,7 @@ fn check(
     }
     // Fragments no operation uses are only checked, never expanded, by
     // validation: their own size is bounded by the body limit.
-    let too_complex = |what: String| refusal(AppError::QueryTooComplex(what), None);
+    let too_complex = |what: String| server_error(AppError::QueryTooComplex(what), None);
     if total.height > MAX_NESTING {
         return Err(too_complex(format!(
             "the query nests selections and fragments more than {MAX_NESTING} deep"
@@ -184,7 +175,7 @@ impl<'a> Measure<'a> {
         match self.sizes.get(name) {
             Some(Some(size)) => return Ok(*size),
             Some(None) => {
-                return Err(refusal(
+                return Err(server_error(
                     AppError::invalid(format!("fragment `{name}` spreads itself")),
                     pos,
                 ));
@@ -272,7 +263,7 @@ impl<'a> Measure<'a> {
             if let Some(n) = number
                 && !(0..=self.limits.max_page_size as i64).contains(&n)
             {
-                return Err(refusal(
+                return Err(server_error(
                     AppError::invalid(format!(
                         "`{name}` must be between 0 and {}",
                         self.limits.max_page_size

@@ -16,6 +16,7 @@ mod types;
 
 use async_graphql::Schema;
 
+pub use errors::server_error;
 pub use extension::RequestHooks;
 pub use guard::{DocumentLimits, Transport};
 pub use loaders::{DbLoader, new_loader};

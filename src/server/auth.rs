@@ -5,10 +5,8 @@ use std::net::IpAddr;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 
-use sha2::{Digest, Sha256};
-
 use super::AppState;
-use crate::domain::auth::{Caller, hash_token};
+use crate::domain::auth::{Caller, digest_hex, token_digest};
 use crate::domain::error::{AppError, AppResult};
 use crate::store::reads;
 
@@ -38,15 +36,15 @@ pub async fn authenticate_value(
     let token = value
         .and_then(bearer_token)
         .ok_or(AppError::Unauthenticated)?;
-    if state.operator.matches(token) {
+    let digest = token_digest(token);
+    if state.operator.matches_digest(&digest) {
         return Ok(Caller::Operator);
     }
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let found = match state.callers.get(&digest) {
         Some(found) => Some(found),
         None => {
             state.rate_limiter.lookup_allowed(peer)?;
-            let found = reads::caller_by_token_hash(state.store.db(), &hash_token(token)).await?;
+            let found = reads::caller_by_token_hash(state.store.db(), &digest_hex(&digest)).await?;
             match found {
                 Some(found) => state.callers.insert(digest, found),
                 None => state.rate_limiter.failed_lookup(peer)?,

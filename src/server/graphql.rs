@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use async_graphql::ParseRequestError;
-use async_graphql::{ErrorExtensions, Response as GqlResponse, ServerError};
+use async_graphql::{Response as GqlResponse, ServerError};
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
@@ -16,7 +16,7 @@ use super::AppState;
 use super::auth::authenticate;
 use super::listener::Peer;
 use crate::domain::error::AppError;
-use crate::schema::{Transport, new_loader};
+use crate::schema::{Transport, new_loader, server_error};
 
 /// The media type of the GraphQL-over-HTTP spec.
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
@@ -206,27 +206,16 @@ pub fn refused(err: AppError) -> Response {
         AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let code = err.code();
-    let mut error = ServerError::new(err.to_string(), None);
-    error.extensions = async_graphql::Error::new("")
-        .extend_with(|_, ext| ext.set("code", code))
-        .extensions;
-    match &err {
-        AppError::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
-        AppError::ServiceUnavailable(cause) => {
-            tracing::warn!(error = %cause, "database unavailable")
-        }
-        _ => {}
+    // Internal causes are logged by the conversion; an outage is worth a
+    // warning of its own.
+    if let AppError::ServiceUnavailable(cause) = &err {
+        tracing::warn!(error = %cause, "database unavailable");
     }
     let retry_after = match &err {
         AppError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
         _ => None,
     };
-    if let Some(secs) = retry_after
-        && let Some(extensions) = error.extensions.as_mut()
-    {
-        extensions.set("retryAfter", secs);
-    }
+    let error = server_error(err, None);
     let mut response = (
         status,
         GraphQLResponse::from(GqlResponse::from_errors(vec![error])),

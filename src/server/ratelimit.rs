@@ -2,10 +2,11 @@
 //! client token, one per peer address for anonymous calls. The operator is
 //! not limited: it is the service's own back office.
 //!
-//! Guessing tokens has a budget too: each unknown token spends the
-//! address's anonymous budget, and past it no token from that address is
-//! looked up until the budget allows again (known tokens are cached, so
-//! they are served meanwhile).
+//! Guessing tokens has a budget too, per address at the anonymous rate:
+//! each unknown token spends it, and past it no token from that address is
+//! looked up until it allows again (known tokens are cached, so they are
+//! served meanwhile). Governor cannot test a budget without spending it,
+//! hence the `blocked` map beside it.
 //!
 //! A refused request is answered before anything runs (HTTP 429 with
 //! `Retry-After`, code `RATE_LIMITED`), so it changes nothing.
