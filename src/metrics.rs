@@ -7,6 +7,9 @@
 //!   `graphql_request_duration_seconds{type}` (histogram);
 //! - `ledger_requests_total{operation, result}`: deposits and transfers by
 //!   outcome (`OK` or the error code);
+//! - `ledger_batch_size` (histogram): entries committed per transaction by
+//!   the posting engine; `db_notification_queue_usage` (PostgreSQL: the
+//!   share of the NOTIFY queue in use; at 1 every write fails);
 //! - `db_pool_connections{state}` (`idle`, `in_use`), `db_pool_max_connections`,
 //!   `db_write_waiters` (requests waiting to begin a write transaction);
 //! - `live_subscriptions` (active), `live_events_delivered_total`,
@@ -14,7 +17,7 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::store::Store;
 
@@ -28,6 +31,13 @@ fn handle() -> Option<&'static PrometheusHandle> {
                 .set_buckets(&[
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 ])
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("ledger_batch_size".into()),
+                    &[
+                        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                    ],
+                )
                 .ok()?;
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -92,6 +102,11 @@ pub fn graphql_request(kind: &'static str, operation: &str, seconds: f64) {
 pub fn ledger_request(operation: &'static str, result: &'static str) {
     metrics::counter!("ledger_requests_total", "operation" => operation, "result" => result)
         .increment(1);
+}
+
+/// Entries committed together in one transaction.
+pub fn ledger_batch(entries: usize) {
+    metrics::histogram!("ledger_batch_size").record(entries as f64);
 }
 
 pub fn subscription_started() {

@@ -93,7 +93,10 @@ async fn seed_then_load_keeps_the_ledger_exact() {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let state = AppState::new(store.clone(), OPERATOR);
+    let ledger = walletql::ledger::Ledger::start(store.clone(), Default::default())
+        .await
+        .expect("ledger");
+    let state = AppState::new(ledger, OPERATOR);
     tokio::spawn(serve(listener, state, std::future::pending()));
 
     let load = run(&LoadConfig {

@@ -78,6 +78,11 @@ impl Hub {
         }
     }
 
+    /// Whether anyone here listens to this wallet's operations.
+    pub fn wants(&self, wallet: Uuid) -> bool {
+        self.inner.all.receiver_count() > 0 || self.wallets().contains_key(&wallet)
+    }
+
     /// Tells every subscriber that events may have been missed.
     pub fn resync(&self) {
         for sender in self.wallets().values() {

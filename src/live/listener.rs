@@ -2,24 +2,28 @@
 
 use std::time::Duration;
 
-use entity::operation;
 use sea_orm::sqlx::postgres::PgListener;
 
 use super::CHANNEL;
 use super::hub::{Hub, WeakHub};
+use super::notice;
+use crate::store::{Store, reads};
 
 /// Starts listening before returning (so nothing committed after start-up
 /// is missed), then keeps listening in the background until the hub is gone.
 /// When the connection drops, notifications sent meanwhile are lost: after
 /// reconnecting, the hub tells every subscriber to resync from the ledger.
+/// A notification names wallets and sequence ranges; the rows of watched
+/// wallets are read from the ledger, one query per notification, and none
+/// when nobody in this process watches them.
 /// The returned guard stops the task when dropped.
 pub async fn spawn_postgres_listener(
-    url: &str,
+    store: Store,
     hub: &Hub,
 ) -> Result<ListenerTask, sea_orm::sqlx::Error> {
-    let listener = listen(url).await?;
-    let url = url.to_owned();
-    let task = tokio::spawn(run(url, listener, hub.downgrade()));
+    let url = store.url().to_owned();
+    let listener = listen(&url).await?;
+    let task = tokio::spawn(run(url, store, listener, hub.downgrade()));
     Ok(ListenerTask(task.abort_handle()))
 }
 
@@ -40,14 +44,30 @@ async fn listen(url: &str) -> Result<PgListener, sea_orm::sqlx::Error> {
     Ok(listener)
 }
 
-async fn run(url: String, mut listener: PgListener, hub: WeakHub) {
+async fn run(url: String, store: Store, mut listener: PgListener, hub: WeakHub) {
     loop {
         match listener.try_recv().await {
             Ok(Some(notification)) => {
                 let Some(hub) = hub.upgrade() else { return };
-                match serde_json::from_str::<Vec<operation::Model>>(notification.payload()) {
+                let Some(ranges) = notice::decode(notification.payload()) else {
+                    tracing::warn!("ignoring a malformed notification");
+                    continue;
+                };
+                let wanted: Vec<_> = ranges
+                    .into_iter()
+                    .filter(|r| hub.wants(r.wallet_id))
+                    .map(|r| (r.wallet_id, r.from, r.to))
+                    .collect();
+                if wanted.is_empty() {
+                    continue;
+                }
+                match reads::operations_in_ranges(store.db(), &wanted).await {
                     Ok(operations) => hub.dispatch(operations),
-                    Err(err) => tracing::warn!(error = %err, "ignoring a malformed notification"),
+                    Err(err) => {
+                        // Subscribers fill the gap from the ledger themselves.
+                        tracing::warn!(error = %err, "cannot read announced operations; resyncing");
+                        hub.resync();
+                    }
                 }
             }
             Ok(None) | Err(_) => {

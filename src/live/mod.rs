@@ -11,6 +11,7 @@
 mod feed;
 mod hub;
 mod listener;
+pub mod notice;
 
 pub use feed::{FeedError, all_wallets_feed, wallet_feed};
 pub use hub::{Hub, HubMessage};

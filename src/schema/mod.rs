@@ -25,7 +25,7 @@ pub use query::QueryRoot;
 pub use subscription::{SubscriptionRoot, SubscriptionSlots};
 
 use crate::config::ApiLimits;
-use crate::store::Store;
+use crate::ledger::Ledger;
 
 pub type WalletSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
@@ -38,7 +38,7 @@ pub struct MaxPageSize(pub usize);
 
 /// Builds the schema. Each request must carry its `Caller` and a fresh
 /// `DataLoader<DbLoader>` as request data (see `server::graphql`).
-pub fn build(store: Store, limits: &ApiLimits) -> WalletSchema {
+pub fn build(ledger: Ledger, limits: &ApiLimits) -> WalletSchema {
     // Depth is measured by the guard (introspection on its own terms), which
     // also bounds fragment expansion before async-graphql's validation.
     let guard = DocumentLimits {
@@ -48,7 +48,8 @@ pub fn build(store: Store, limits: &ApiLimits) -> WalletSchema {
         max_page_size: limits.max_page_size,
     };
     let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .data(store)
+        .data(ledger.store().clone())
+        .data(ledger)
         .data(MaxPageSize(limits.max_page_size))
         .limit_complexity(limits.max_complexity)
         .extension(RequestHooks(guard));

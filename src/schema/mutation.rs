@@ -1,10 +1,10 @@
 use async_graphql::{Context, InputObject, Object, Result};
 
 use super::scalars::{Dec, Id};
-use super::types::{CreateClientPayload, DepositPayload, TransferPayload, caller, store};
+use super::types::{CreateClientPayload, DepositPayload, TransferPayload, caller, ledger};
 use crate::domain::error::AppError;
 use crate::domain::money::Money;
-use crate::ledger::{self, DepositRequest, TransferRequest};
+use crate::ledger::{DepositRequest, TransferRequest};
 
 pub struct MutationRoot;
 
@@ -44,8 +44,9 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: CreateClientInput,
     ) -> Result<CreateClientPayload> {
-        let store = store(ctx)?;
-        let created = ledger::create_client(store, &input.name, input.email.as_deref()).await?;
+        let created = ledger(ctx)?
+            .create_client(&input.name, input.email.as_deref())
+            .await?;
         Ok(CreateClientPayload {
             client: created.client,
             wallet: created.wallet,
@@ -55,14 +56,13 @@ impl MutationRoot {
 
     /// Puts money into a wallet (operator only).
     async fn deposit(&self, ctx: &Context<'_>, input: DepositInput) -> Result<DepositPayload> {
-        let store = store(ctx)?;
         let request = DepositRequest {
             wallet_id: input.wallet_id.0,
             amount: Money::amount(input.amount.0).map_err(AppError::from)?,
             description: input.description,
             idempotency_key: input.idempotency_key,
         };
-        let outcome = ledger::deposit(store, caller(ctx)?, request).await;
+        let outcome = ledger(ctx)?.deposit(caller(ctx)?, request).await;
         crate::metrics::ledger_request(
             "deposit",
             outcome.as_ref().map_or_else(AppError::code, |_| "OK"),
@@ -76,7 +76,6 @@ impl MutationRoot {
 
     /// Moves money from the caller's wallet to another wallet, atomically.
     async fn transfer(&self, ctx: &Context<'_>, input: TransferInput) -> Result<TransferPayload> {
-        let store = store(ctx)?;
         let request = TransferRequest {
             from_wallet_id: input.from_wallet_id.0,
             to_wallet_id: input.to_wallet_id.0,
@@ -84,7 +83,7 @@ impl MutationRoot {
             description: input.description,
             idempotency_key: input.idempotency_key,
         };
-        let outcome = ledger::transfer(store, caller(ctx)?, request).await;
+        let outcome = ledger(ctx)?.transfer(caller(ctx)?, request).await;
         crate::metrics::ledger_request(
             "transfer",
             outcome.as_ref().map_or_else(AppError::code, |_| "OK"),

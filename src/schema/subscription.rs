@@ -5,7 +5,7 @@ use async_graphql::{Context, Result, Subscription};
 use futures_util::{Stream, StreamExt};
 
 use super::scalars::Id;
-use super::types::{Operation, caller, readable_wallet, store};
+use super::types::{Operation, caller, ledger, readable_wallet, store};
 use crate::domain::cursor::OperationCursor;
 use crate::domain::error::{AppError, AppResult};
 use crate::live::{self, FeedError};
@@ -32,6 +32,7 @@ impl SubscriptionRoot {
             None => None,
         };
         let store = store(ctx)?.clone();
+        let hub = ledger(ctx)?.hub();
         let feed = match wallet_id.map(|id| id.0) {
             None => {
                 caller.require_operator()?;
@@ -41,7 +42,7 @@ impl SubscriptionRoot {
                     )
                     .into());
                 }
-                live::all_wallets_feed(store.hub().subscribe(None)).boxed()
+                live::all_wallets_feed(hub.subscribe(None)).boxed()
             }
             Some(wallet_id) => {
                 let after = after
@@ -50,7 +51,7 @@ impl SubscriptionRoot {
                     .transpose()?;
                 // Subscribe first, then read the wallet: whatever commits in
                 // between arrives live and is told apart by its sequence.
-                let subscription = store.hub().subscribe(Some(wallet_id));
+                let subscription = hub.subscribe(Some(wallet_id));
                 let wallet = readable_wallet(ctx, wallet_id).await?.0;
                 let (start, catch_up) = match after {
                     Some(seq) if seq > wallet.last_seq => {

@@ -33,6 +33,11 @@ pub fn store<'a>(ctx: &Context<'a>) -> AppResult<&'a Store> {
         .map_err(|_| AppError::Internal(anyhow::anyhow!("schema has no store")))
 }
 
+pub fn ledger<'a>(ctx: &Context<'a>) -> AppResult<&'a crate::ledger::Ledger> {
+    ctx.data::<crate::ledger::Ledger>()
+        .map_err(|_| AppError::Internal(anyhow::anyhow!("schema has no ledger")))
+}
+
 /// The configured largest page (the default when the schema has none).
 pub fn max_page_size(ctx: &Context<'_>) -> usize {
     ctx.data_opt::<super::MaxPageSize>().map_or(100, |m| m.0)

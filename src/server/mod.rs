@@ -31,6 +31,7 @@ pub use ratelimit::RateLimiter;
 
 use crate::config::{ApiLimits, Config, WsLimits};
 use crate::domain::auth::{OperatorToken, generate_token};
+use crate::ledger::{Ledger, LedgerOptions};
 use crate::schema::{self, WalletSchema};
 use crate::store::{Store, StoreOptions};
 
@@ -38,6 +39,7 @@ use crate::store::{Store, StoreOptions};
 #[derive(Clone)]
 pub struct AppState {
     pub schema: WalletSchema,
+    pub ledger: Ledger,
     pub store: Store,
     pub operator: Arc<OperatorToken>,
     pub ws_limits: WsLimits,
@@ -50,29 +52,26 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Store, operator_token: &str) -> AppState {
+    pub fn new(ledger: Ledger, operator_token: &str) -> AppState {
         AppState::with_limits(
-            store,
+            ledger,
             operator_token,
             WsLimits::default(),
             ApiLimits::default(),
         )
     }
 
-    pub fn with_ws_limits(store: Store, operator_token: &str, ws_limits: WsLimits) -> AppState {
-        AppState::with_limits(store, operator_token, ws_limits, ApiLimits::default())
-    }
-
     pub fn with_limits(
-        store: Store,
+        ledger: Ledger,
         operator_token: &str,
         ws_limits: WsLimits,
         api_limits: ApiLimits,
     ) -> AppState {
         let rate_limiter = RateLimiter::new(&api_limits.rate_limits);
         AppState {
-            schema: schema::build(store.clone(), &api_limits),
-            store,
+            schema: schema::build(ledger.clone(), &api_limits),
+            store: ledger.store().clone(),
+            ledger,
             operator: Arc::new(OperatorToken::new(operator_token)),
             ws_slots: Arc::new(Semaphore::new(ws_limits.max_connections)),
             ws_limits,
@@ -219,6 +218,9 @@ async fn metrics_endpoint(
         }
     }
     crate::metrics::record_pool(&state.store);
+    if let Some(usage) = state.store.notification_queue_usage().await {
+        metrics::gauge!("db_notification_queue_usage").set(usage);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -247,13 +249,21 @@ async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) ->
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let options = StoreOptions {
         max_connections: config.db_max_connections,
-        event_buffer: config.subscription_buffer,
         statement_timeout: std::time::Duration::from_millis(config.statement_timeout_ms),
         acquire_timeout: std::time::Duration::from_millis(config.db_acquire_timeout_ms),
     };
     let store = Store::connect_with(config.database_url(), options)
         .await
         .context("connecting to the database")?;
+    let ledger = Ledger::start(
+        store.clone(),
+        LedgerOptions {
+            event_buffer: config.subscription_buffer,
+            ..LedgerOptions::default()
+        },
+    )
+    .await
+    .context("starting the ledger")?;
     check_cors_origins(&config.cors_allowed_origins)?;
     let operator_token = match config.operator_token()? {
         Some(token) => token,
@@ -270,7 +280,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         listener.local_addr()?
     );
     let state = AppState::with_limits(
-        store.clone(),
+        ledger,
         &operator_token,
         config.ws_limits(),
         config.api_limits(),

@@ -87,6 +87,22 @@ const CHECKS: &[(&str, &str)] = &[
             OR o.kind = 'DEPOSIT'",
     ),
     (
+        "each balance-after follows from the row before",
+        "SELECT COUNT(*) FROM (
+            SELECT balance_after, kind, amount,
+                   LAG(balance_after, 1, 0) OVER (PARTITION BY wallet_id ORDER BY seq) AS before
+            FROM operation) x
+         WHERE balance_after <> before + CASE WHEN kind = 'TRANSFER_OUT' THEN -amount ELSE amount END",
+    ),
+    (
+        "time never goes back within a wallet",
+        "SELECT COUNT(*) FROM (
+            SELECT created_at,
+                   LAG(created_at) OVER (PARTITION BY wallet_id ORDER BY seq) AS previous
+            FROM operation) x
+         WHERE created_at < previous",
+    ),
+    (
         "no transfer leg without its transfer",
         "SELECT COUNT(*) FROM operation o WHERE o.kind <> 'DEPOSIT'
          AND NOT EXISTS (SELECT 1 FROM transfer t WHERE t.id = o.transfer_id)",

@@ -1,33 +1,32 @@
 //! Persistence: connecting to the database, migrating it, and the few places
-//! where a backend needs its own handling. All SQL lives under `store/`;
-//! the `ledger` module owns transactions and calls in here.
+//! where a backend needs its own handling. All SQL lives under `store/`:
+//! reads, the posting engine's batch writes, clients, the audit.
 
 pub mod audit;
 mod backend;
+pub mod clients;
+pub mod postings;
 pub mod reads;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use entity::{operation, transfer};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, EntityTrait, TransactionTrait,
+    DbErr, TransactionTrait,
 };
-
-use crate::live::{self, Hub, ListenerTask};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-pub use backend::{
-    DbFailure, app_error, is_retryable, lock_payee_first_if_lower, unique_violation_on,
-};
+pub use backend::{DbFailure, app_error, is_retryable, unique_violation_on};
 
 /// The database handle shared by every request.
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Where it connects: PostgreSQL's LISTEN needs a connection of its own.
+    url: Arc<str>,
     /// SQLite allows one writer at a time; queueing writers here, in process,
     /// is fairer and faster than letting them spin on `SQLITE_BUSY`.
     writer: Option<Arc<Mutex<()>>>,
@@ -35,17 +34,12 @@ pub struct Store {
     retries: Arc<AtomicU64>,
     /// Requests waiting to begin a write transaction.
     write_waiters: Arc<AtomicU64>,
-    hub: Hub,
-    /// PostgreSQL's LISTEN task, stopped when the last clone of the store goes.
-    _listener: Option<Arc<ListenerTask>>,
 }
 
 /// How to connect.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     pub max_connections: u32,
-    /// Events a live subscriber may fall behind by (see `live::Hub`).
-    pub event_buffer: usize,
     /// How long one statement may run (PostgreSQL's statement_timeout).
     pub statement_timeout: Duration,
     /// How long a request waits for a pooled connection.
@@ -56,7 +50,6 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             max_connections: 10,
-            event_buffer: live::DEFAULT_BUFFER,
             statement_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(2),
         }
@@ -67,56 +60,11 @@ impl Default for StoreOptions {
 pub struct WriteTx {
     pub tx: DatabaseTransaction,
     _writer: Option<OwnedMutexGuard<()>>,
-    hub: Hub,
-    /// Operations to hand to the in-process hub once committed (SQLite).
-    pending: Vec<operation::Model>,
 }
 
 impl WriteTx {
-    /// Writes a transfer (if any) and its ledger rows, and announces the
-    /// rows to live subscribers, effective only if this transaction commits.
-    ///
-    /// On PostgreSQL that is one statement ending in a NOTIFY, which the
-    /// server delivers at commit, in commit order, to every instance.
-    /// Elsewhere the rows are inserted, then wait for `commit` to reach the
-    /// in-process hub.
-    pub async fn record(
-        &mut self,
-        transfer: Option<&transfer::Model>,
-        operations: &[operation::Model],
-    ) -> Result<(), DbErr> {
-        if self.tx.get_database_backend() == DbBackend::Postgres {
-            let payload =
-                serde_json::to_string(operations).map_err(|e| DbErr::Custom(e.to_string()))?;
-            self.tx
-                .execute_raw(backend::ledger_insert_postgres(
-                    transfer, operations, payload,
-                ))
-                .await?;
-            return Ok(());
-        }
-        if let Some(t) = transfer {
-            transfer::Entity::insert(transfer::ActiveModel::from(t.clone()))
-                .exec_without_returning(&self.tx)
-                .await?;
-        }
-        operation::Entity::insert_many(
-            operations.iter().cloned().map(operation::ActiveModel::from),
-        )
-        .exec_without_returning(&self.tx)
-        .await?;
-        self.pending.extend_from_slice(operations);
-        Ok(())
-    }
-
-    /// Commits, hands announced rows to the hub (still holding the writer
-    /// slot, so they arrive in commit order), then releases the slot.
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.tx.commit().await?;
-        if !self.pending.is_empty() {
-            self.hub.dispatch(self.pending);
-        }
-        Ok(())
+        self.tx.commit().await
     }
 
     /// Rolls back now rather than on drop, so the connection and the writer
@@ -140,8 +88,7 @@ impl Store {
         .await
     }
 
-    /// Connects with all options; on PostgreSQL, also starts this process's
-    /// LISTEN connection for live operations.
+    /// Connects with all options.
     pub async fn connect_with(url: &str, opts: StoreOptions) -> Result<Store, DbErr> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
@@ -172,21 +119,9 @@ impl Store {
             _ => None,
         };
         Migrator::up(&db, None).await?;
-        let hub = Hub::new(opts.event_buffer);
-        let listener = match db.get_database_backend() {
-            DbBackend::Postgres => Some(Arc::new(
-                live::spawn_postgres_listener(url, &hub)
-                    .await
-                    .map_err(|e| {
-                        DbErr::Custom(format!("cannot LISTEN for live operations: {e}"))
-                    })?,
-            )),
-            _ => None,
-        };
         Ok(Store {
-            hub,
-            _listener: listener,
             db,
+            url: url.into(),
             writer,
             statements,
             retries: Arc::new(AtomicU64::new(0)),
@@ -226,9 +161,8 @@ impl Store {
         self.write_waiters.load(Ordering::Relaxed)
     }
 
-    /// Where live subscribers get committed operations.
-    pub fn hub(&self) -> &Hub {
-        &self.hub
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -241,8 +175,8 @@ impl Store {
         self.statements.load(Ordering::Relaxed)
     }
 
-    /// Transactions run again after a transient conflict (see
-    /// `ledger::with_retries`); with wallets locked in order this stays zero
+    /// Batches run again after a transient conflict (see the ledger's
+    /// committer); with wallets locked in order this stays zero
     /// on PostgreSQL, which the tests check.
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
@@ -265,9 +199,24 @@ impl Store {
         Ok(WriteTx {
             tx,
             _writer: writer,
-            hub: self.hub.clone(),
-            pending: Vec::new(),
         })
+    }
+
+    /// PostgreSQL: the share of the NOTIFY queue in use (0 to 1). A listener
+    /// that stops reading fills it, and then every write fails: worth an alert.
+    pub async fn notification_queue_usage(&self) -> Option<f64> {
+        if self.backend() != DbBackend::Postgres {
+            return None;
+        }
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT pg_notification_queue_usage()",
+            ))
+            .await
+            .ok()??;
+        row.try_get_by_index::<f64>(0).ok()
     }
 
     pub async fn ping(&self) -> Result<(), DbErr> {

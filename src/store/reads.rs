@@ -228,3 +228,27 @@ pub async fn operations_after<C: ConnectionTrait>(
         .all(conn)
         .await
 }
+
+/// The operations of each `(wallet, from, to)` sequence range, inclusive, by
+/// time: the order they were settled in (see `ledger::settle`), which
+/// within a wallet is the sequence's. How a listener reads a batch it was
+/// notified of.
+pub async fn operations_in_ranges<C: ConnectionTrait>(
+    conn: &C,
+    ranges: &[(Uuid, i64, i64)],
+) -> Result<Vec<operation::Model>, DbErr> {
+    let mut any = sea_orm::Condition::any();
+    for &(wallet, from, to) in ranges {
+        any = any.add(
+            sea_orm::Condition::all()
+                .add(operation::Column::WalletId.eq(wallet))
+                .add(operation::Column::Seq.between(from, to)),
+        );
+    }
+    operation::Entity::find()
+        .filter(any)
+        .order_by_asc(operation::Column::CreatedAt)
+        .order_by_asc(operation::Column::Id)
+        .all(conn)
+        .await
+}

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use walletql::config::{ApiLimits, RateLimits, WsLimits};
 
 use crate::both_backends;
-use crate::helpers::{OPERATOR, TestApp, data, error_code, serve_store};
+use crate::helpers::{OPERATOR, TestApp, data, error_code, serve_ledger};
 use crate::ws::{TRANSPORT_WS, WsClient};
 
 async fn serve_limited(app: &TestApp, rate_limits: RateLimits) -> SocketAddr {
@@ -19,7 +19,7 @@ async fn serve_limited(app: &TestApp, rate_limits: RateLimits) -> SocketAddr {
         rate_limits,
         ..ApiLimits::default()
     };
-    serve_store(app.store.clone(), api, WsLimits::default()).await
+    serve_ledger(app.ledger.clone(), api, WsLimits::default()).await
 }
 
 async fn post(
@@ -204,7 +204,7 @@ async fn metrics_can_require_a_token(app: TestApp) {
         metrics_token: Some("metrics-secret".to_owned()),
         ..ApiLimits::default()
     };
-    let addr = serve_store(app.store.clone(), api, WsLimits::default()).await;
+    let addr = serve_ledger(app.ledger.clone(), api, WsLimits::default()).await;
     let http = reqwest::Client::new();
     let url = format!("http://{addr}/metrics");
     let anonymous = http.get(&url).send().await.expect("metrics");
@@ -235,7 +235,7 @@ async fn metrics_can_require_a_token(app: TestApp) {
         metrics_on_main: false,
         ..ApiLimits::default()
     };
-    let addr = serve_store(app.store.clone(), api, WsLimits::default()).await;
+    let addr = serve_ledger(app.ledger.clone(), api, WsLimits::default()).await;
     let hidden = http
         .get(format!("http://{addr}/metrics"))
         .send()
@@ -249,7 +249,7 @@ async fn slow_headers_and_idle_connections_are_closed(app: TestApp) {
         header_timeout: Duration::from_millis(500),
         ..ApiLimits::default()
     };
-    let addr = serve_store(app.store.clone(), api, WsLimits::default()).await;
+    let addr = serve_ledger(app.ledger.clone(), api, WsLimits::default()).await;
     // Slowloris: headers that never end.
     let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
     slow.write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\n")
@@ -281,7 +281,7 @@ async fn cors_allows_any_origin_with_a_star(app: TestApp) {
         cors_allowed_origins: vec!["*".to_owned()],
         ..ApiLimits::default()
     };
-    let addr = serve_store(app.store.clone(), api, WsLimits::default()).await;
+    let addr = serve_ledger(app.ledger.clone(), api, WsLimits::default()).await;
     let http = reqwest::Client::new();
     let preflight = http
         .request(reqwest::Method::OPTIONS, format!("http://{addr}/graphql"))

@@ -15,6 +15,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Sta
 use serde_json::{Value, json};
 use uuid::Uuid;
 use walletql::config::{ApiLimits, RateLimits, WsLimits};
+use walletql::ledger::{Ledger, LedgerOptions};
 use walletql::server::{AppState, serve};
 use walletql::store::{Store, StoreOptions};
 
@@ -29,6 +30,7 @@ pub const TEST_SOCKET_SEND_BUFFER: usize = 16 * 1024;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migration/src/m20261127_000001_ledger.rs"),
     include_str!("../../migration/src/m20261129_000001_constraints.rs"),
+    include_str!("../../migration/src/m20261130_000001_batch_writes.rs"),
 ];
 
 fn admin_url() -> String {
@@ -173,10 +175,19 @@ fn database_url(name: &str) -> String {
     format!("{base}/{name}")
 }
 
-/// Serves `store` with the given limits on a port of its own (another server
-/// beside a `TestApp`'s, on the same database).
+/// Serves `store` with the given limits on a port of its own, with a ledger
+/// of its own (as another server process would).
 pub async fn serve_store(store: Store, api: ApiLimits, ws: WsLimits) -> SocketAddr {
-    let state = AppState::with_limits(store, OPERATOR, ws, api);
+    let ledger = Ledger::start(store, LedgerOptions::default())
+        .await
+        .expect("start a ledger");
+    serve_ledger(ledger, api, ws).await
+}
+
+/// Serves `ledger` with the given limits on a port of its own (another
+/// server beside a `TestApp`'s, in the same process).
+pub async fn serve_ledger(ledger: Ledger, api: ApiLimits, ws: WsLimits) -> SocketAddr {
+    let state = AppState::with_limits(ledger, OPERATOR, ws, api);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -210,6 +221,7 @@ pub struct TestApp {
     /// pointed elsewhere.
     pub addr: SocketAddr,
     pub store: Store,
+    pub ledger: Ledger,
     pub db_url: String,
     http: reqwest::Client,
     server: tokio::task::JoinHandle<()>,
@@ -240,12 +252,20 @@ impl TestApp {
         walletql::metrics::init();
         let options = StoreOptions {
             max_connections: 8,
-            event_buffer: TEST_EVENT_BUFFER,
             ..StoreOptions::default()
         };
         let store = Store::connect_with(url, options)
             .await
             .expect("connect test database");
+        let ledger = Ledger::start(
+            store.clone(),
+            LedgerOptions {
+                event_buffer: TEST_EVENT_BUFFER,
+                ..LedgerOptions::default()
+            },
+        )
+        .await
+        .expect("start the ledger");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -260,13 +280,14 @@ impl TestApp {
             rate_limits: RateLimits::OFF,
             ..ApiLimits::default()
         };
-        let state = AppState::with_limits(store.clone(), OPERATOR, limits, api_limits);
+        let state = AppState::with_limits(ledger.clone(), OPERATOR, limits, api_limits);
         let server = tokio::spawn(async move {
             let _ = serve(listener, state, std::future::pending()).await;
         });
         TestApp {
             addr,
             store,
+            ledger,
             db_url: url.to_owned(),
             http: reqwest::Client::new(),
             server,

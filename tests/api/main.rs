@@ -13,6 +13,7 @@ mod dataloader;
 mod deposits;
 mod documents;
 mod errors;
+mod group_commit;
 mod idempotency;
 mod limits;
 mod observability;

@@ -89,7 +89,7 @@ fn world() -> &'static World {
             data(&app.deposit(&alice.wallet, "100").await);
             (app, alice, bob)
         });
-        let schema = walletql::schema::build(app.store.clone(), &ApiLimits::default());
+        let schema = walletql::schema::build(app.ledger.clone(), &ApiLimits::default());
         World {
             runtime,
             app,

@@ -549,7 +549,7 @@ pub async fn serve_with(app: &TestApp, limits: walletql::config::WsLimits) -> So
         rate_limits: walletql::config::RateLimits::OFF,
         ..Default::default()
     };
-    crate::helpers::serve_store(app.store.clone(), api, limits).await
+    crate::helpers::serve_ledger(app.ledger.clone(), api, limits).await
 }
 
 /// Past the connection cap, `connection_init` is refused (with the code in

@@ -94,6 +94,31 @@ async fn money_that_came_from_nowhere(app: TestApp) {
     assert!(!conserved, "total of balances no longer equals deposits");
 }
 
+async fn a_balance_after_that_does_not_follow(app: TestApp) {
+    ledger(&app).await;
+    // Alice's deposit row says 90 instead of 100; her last row still says 70.
+    let (failed, _) = violations_after(
+        &app,
+        "UPDATE operation SET balance_after = balance_after - 10 WHERE kind = 'DEPOSIT'",
+    )
+    .await;
+    assert_eq!(
+        failed,
+        ["each balance-after follows from the row before"],
+        "only the chain is broken"
+    );
+}
+
+async fn time_that_goes_back(app: TestApp) {
+    ledger(&app).await;
+    let (failed, _) = violations_after(
+        &app,
+        "UPDATE operation SET created_at = '2001-01-01 00:00:00+00:00' WHERE kind = 'TRANSFER_OUT'",
+    )
+    .await;
+    assert_eq!(failed, ["time never goes back within a wallet"]);
+}
+
 async fn verify_command_reports_and_fails(app: TestApp) {
     ledger(&app).await;
     let run = || {
@@ -126,6 +151,8 @@ async fn verify_command_reports_and_fails(app: TestApp) {
 }
 
 both_backends!(
+    a_balance_after_that_does_not_follow,
+    time_that_goes_back,
     a_balance_that_disagrees_with_its_ledger,
     a_transfer_missing_a_leg,
     a_leg_that_does_not_match_its_transfer,

@@ -1,11 +1,12 @@
+//! Creating a client and its wallet.
+
 use chrono::Utc;
 use entity::{client, wallet};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use uuid::Uuid;
 
-use crate::domain::auth::{generate_token, hash_token};
+use crate::domain::auth::hash_token;
 use crate::domain::error::{AppError, AppResult};
-use crate::domain::validate;
 use crate::store::{Store, unique_violation_on};
 
 /// A client, its empty wallet, and the client's API token (shown only now).
@@ -15,11 +16,14 @@ pub struct NewClient {
     pub token: String,
 }
 
-/// Creates a client with an empty USD wallet in one transaction.
-pub async fn create_client(store: &Store, name: &str, email: Option<&str>) -> AppResult<NewClient> {
-    let name = validate::name(name)?;
-    let email = email.map(validate::email).transpose()?;
-    let token = generate_token()?;
+/// Creates a client (name and email already checked) with an empty USD
+/// wallet in one transaction; `token` is stored as its hash.
+pub async fn create_client(
+    store: &Store,
+    name: String,
+    email: Option<String>,
+    token: String,
+) -> AppResult<NewClient> {
     let now = Utc::now();
     let client_id = Uuid::now_v7();
 

@@ -1,0 +1,208 @@
+//! Group commit: concurrent entries share transactions.
+//!
+//! Requests queue their entries; a few lanes take turns at the queue. A lane
+//! takes everything queued (up to `max_batch`), commits it as one
+//! transaction, answers each request, and comes back. While it commits, the
+//! next lane gathers what arrives meanwhile, so a busy server fills batches
+//! by itself and an idle one commits a lone request at once: nobody waits on
+//! a timer. SQLite has one lane (one writer), so one fsync covers a batch.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::Utc;
+use sea_orm::{DbBackend, DbErr};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use uuid::Uuid;
+
+use super::entry::Entry;
+use super::settle::{Outcome, Settlement, settle};
+use crate::domain::error::AppError;
+use crate::live::{CHANNEL, Hub, notice};
+use crate::store::postings::{self, BatchWrite, KeyClaim, WalletUpdate};
+use crate::store::{DbFailure, Store, app_error, is_retryable};
+
+/// How many times a batch that lost a race (deadlock, serialization
+/// failure, busy database) is run again before its requests see an error.
+/// Wallets are locked in id order, so this should never be needed.
+const ATTEMPTS: usize = 5;
+
+/// Entries a request has queued, and where its answer goes.
+pub struct Job {
+    pub entry: Entry,
+    pub reply: oneshot::Sender<Outcome>,
+}
+
+/// Starts `lanes` lanes taking batches from `queue`. They stop when every
+/// sender of the queue is gone.
+pub fn start(store: &Store, hub: &Hub, queue: mpsc::Receiver<Job>, lanes: usize, max_batch: usize) {
+    let queue = Arc::new(Mutex::new(queue));
+    for _ in 0..lanes.max(1) {
+        tokio::spawn(lane(
+            store.clone(),
+            hub.clone(),
+            queue.clone(),
+            max_batch.max(1),
+        ));
+    }
+}
+
+async fn lane(store: Store, hub: Hub, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
+    let mut carried: Vec<Job> = Vec::new();
+    loop {
+        let mut jobs = std::mem::take(&mut carried);
+        if jobs.is_empty() {
+            let mut queue = queue.lock().await;
+            match queue.recv().await {
+                Some(job) => jobs.push(job),
+                None => return,
+            }
+            gather(&mut queue, &mut jobs, max_batch);
+        } else if let Ok(mut queue) = queue.try_lock() {
+            // With work carried over, never wait for a lane idling at the
+            // queue: add what is there, if the queue is free, and go.
+            gather(&mut queue, &mut jobs, max_batch);
+        }
+        // A key used twice in one batch: the first use settles here, the
+        // others in the next batch, where they find it taken (or free, if
+        // the first was refused).
+        let mut keys = HashSet::new();
+        let (now, later): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|job| {
+            job.entry
+                .claim
+                .as_ref()
+                .is_none_or(|c| keys.insert((c.scope.clone(), c.key.clone())))
+        });
+        carried = later;
+        crate::metrics::ledger_batch(now.len());
+        let outcomes = commit(&store, &hub, &now).await;
+        for (job, outcome) in now.into_iter().zip(outcomes) {
+            // The request may have gone (timed out); what committed stays.
+            let _ = job.reply.send(outcome);
+        }
+    }
+}
+
+/// Adds whatever is queued right now, up to `max_batch` jobs in all.
+fn gather(queue: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max_batch: usize) {
+    while jobs.len() < max_batch {
+        match queue.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Commits one batch, running it again after a transient conflict; every
+/// job gets its own outcome, or all get the error that stopped the batch.
+async fn commit(store: &Store, hub: &Hub, jobs: &[Job]) -> Vec<Outcome> {
+    let entries: Vec<&Entry> = jobs.iter().map(|job| &job.entry).collect();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt(store, hub, &entries).await {
+            Ok(settlement) => return settlement.outcomes,
+            Err(err) if tries < ATTEMPTS && is_retryable(&DbFailure::from(&err)) => {
+                store.record_retry();
+                tracing::debug!(tries, error = %err, "retrying a conflicting batch");
+            }
+            Err(err) => {
+                tracing::error!(error = %err, entries = jobs.len(), "a batch failed");
+                return jobs
+                    .iter()
+                    .map(|_| Outcome::Refused(app_error(&err)))
+                    .collect();
+            }
+        }
+    }
+}
+
+async fn attempt(store: &Store, hub: &Hub, entries: &[&Entry]) -> Result<Settlement, DbErr> {
+    let write = store.begin_write().await?;
+    let claims: Vec<(usize, KeyClaim)> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, entry)| {
+            let claim = entry.claim.as_ref()?;
+            let (transfer_id, operation_id) = entry.target();
+            Some((
+                i,
+                KeyClaim {
+                    scope: &claim.scope,
+                    key: &claim.key,
+                    fingerprint: &claim.fingerprint,
+                    transfer_id,
+                    operation_id,
+                },
+            ))
+        })
+        .collect();
+    let key_claims: Vec<KeyClaim> = claims.iter().map(|(_, c)| c.clone()).collect();
+    let claimed = postings::claim_keys(&write.tx, &key_claims).await?;
+    let mut replay = vec![false; entries.len()];
+    for ((i, _), ours) in claims.iter().zip(claimed) {
+        replay[*i] = !ours;
+    }
+    let wallet_ids: Vec<Uuid> = entries
+        .iter()
+        .zip(&replay)
+        .filter(|(_, replay)| !**replay)
+        .flat_map(|(entry, _)| entry.legs.iter().map(|leg| leg.wallet_id))
+        .collect();
+    let locked = postings::lock_wallets(&write.tx, &wallet_ids).await?;
+    let wallets: HashMap<Uuid, _> = locked.into_iter().map(|w| (w.id, w)).collect();
+    let settlement = settle(entries, &replay, wallets, Utc::now());
+
+    if settlement.operations.is_empty() && settlement.released.is_empty() {
+        write.rollback().await?;
+        return Ok(settlement);
+    }
+    let released: Vec<(&str, &str)> = settlement
+        .released
+        .iter()
+        .filter_map(|&i| entries.get(i)?.claim.as_ref())
+        .map(|c| (c.scope.as_str(), c.key.as_str()))
+        .collect();
+    let updates: Vec<WalletUpdate> = settlement
+        .wallets
+        .iter()
+        .map(|c| WalletUpdate {
+            id: c.wallet.id,
+            balance: c.wallet.balance,
+            last_seq: c.wallet.last_seq,
+            updated_at: c.wallet.updated_at,
+            previous_seq: c.previous_seq,
+        })
+        .collect();
+    let postgres = store.backend() == DbBackend::Postgres;
+    // PostgreSQL delivers the notices at commit, in commit order, to every
+    // instance; elsewhere the rows go to the hub after commit (below).
+    let notices = if postgres {
+        notice::encode(&settlement.operations)
+    } else {
+        Vec::new()
+    };
+    postings::write_batch(
+        &write.tx,
+        &BatchWrite {
+            released: &released,
+            wallets: &updates,
+            transfers: &settlement.transfers,
+            operations: &settlement.operations,
+            channel: CHANNEL,
+            notices: &notices,
+        },
+    )
+    .await?;
+    write.commit().await?;
+    if !postgres && !settlement.operations.is_empty() {
+        // One lane writes on SQLite, so the hub gets batches in commit order.
+        hub.dispatch(settlement.operations.iter().cloned());
+    }
+    Ok(settlement)
+}
+
+/// Why a request got no answer from the committer.
+pub fn lost() -> AppError {
+    AppError::Internal(anyhow::anyhow!("the committer stopped before answering"))
+}
