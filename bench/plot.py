@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-COLORS = {"walletql": "#1f77b4", "raw SQL (pgbench)": "#d62728"}
+COLORS = {"walletql": "#1f77b4", "minimal raw transfer": "#d62728", "old per-transfer statements": "#7f7f7f"}
 
 
 def chart(x0, y0, w, h, title, ylabel, series, fmt):
@@ -53,15 +53,36 @@ def main():
     parts.append("</svg>")
     (results / "throughput-p99.svg").write_text("\n".join(parts))
 
-    print("| connections | walletql tps | raw SQL tps | ratio | walletql p99 ms | raw SQL p99 ms | p99 ratio |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| connections | walletql tps | minimal raw tps | ratio | walletql p99 ms | minimal raw p99 ms | p99 ratio | old statements tps | CPU s per 1,000 transfers: walletql / PostgreSQL (minimal: PostgreSQL) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     by = {(r["system"], r["connections"]): r for r in runs}
     for c in sorted({r["connections"] for r in runs}):
-        w_, s_ = by.get(("walletql", c)), by.get(("raw SQL (pgbench)", c))
+        w_, s_ = by.get(("walletql", c)), by.get(("minimal raw transfer", c))
+        o_ = by.get(("old per-transfer statements", c), {"tps": 0})
         if not w_ or not s_:
             continue
+        def per_k(r, key):
+            n = r.get("transactions", 0)
+            return 1000 * r.get(key, 0) / n if n else 0
         print(f"| {c} | {w_['tps']:.0f} | {s_['tps']:.0f} | {w_['tps'] / s_['tps']:.2f} | "
-              f"{w_['p99_ms']:.1f} | {s_['p99_ms']:.1f} | {w_['p99_ms'] / s_['p99_ms']:.2f} |")
+              f"{w_['p99_ms']:.1f} | {s_['p99_ms']:.1f} | {w_['p99_ms'] / s_['p99_ms']:.2f} | {o_['tps']:.0f} | "
+              f"{per_k(w_, 'walletql_cpu_s'):.2f} / {per_k(w_, 'postgres_cpu_s'):.2f} ({per_k(s_, 'postgres_cpu_s'):.2f}) |")
+    hot = summary.get("hot", {})
+    if hot:
+        w_, s_ = hot["walletql"], hot["minimal raw transfer"]
+        print()
+        print(f"hot wallets (64 connections): walletql {w_['tps']:.0f} tps p99 {w_['p99_ms']:.1f} ms; "
+              f"minimal raw {s_['tps']:.0f} tps p99 {s_['p99_ms']:.1f} ms; ratio {w_['tps'] / s_['tps']:.2f}; "
+              f"old statements {hot['old per-transfer statements']['tps']:.0f} tps")
+    for r in summary.get("reads", []):
+        w_, s_ = r["walletql"], r["raw SELECT"]
+        print(f"reads at {r['connections']}: walletql {w_['tps']:.0f}/s p50 {w_['p50_ms']:.2f} ms p99 {w_['p99_ms']:.2f} ms; "
+              f"raw SELECT {s_['tps']:.0f}/s; ratio {w_['tps'] / s_['tps']:.2f}")
+    for c, w_ in summary.get("sqlite", {}).items():
+        print(f"SQLite at {c}: {w_['tps']:.0f} transfers/s, p99 {w_['p99_ms']:.1f} ms, errors {w_['errors']}")
+    for r in runs:
+        if "peak_rss_mb" in r:
+            print(f"peak RSS at {r['connections']} connections: {r['peak_rss_mb']:.1f} MB")
 
 
 if __name__ == "__main__":

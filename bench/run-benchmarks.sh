@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# The whole benchmark in one go: seed a database, start walletql, then for
-# each concurrency run loadgen against walletql and pgbench with the same
-# transfer statements (the raw-SQL ceiling), back to back on this machine.
+# The whole benchmark in one go, from nothing: seed a database, start
+# walletql, then for each concurrency run loadgen against walletql and, back
+# to back, pgbench with the minimal raw-SQL transfer (the headline reference)
+# and with walletql's former per-transfer statements (the old ceiling); then
+# hot wallets, reads against a raw primary-key SELECT, the default mix,
+# history paging, the audit, and the embedded SQLite backend.
 # Results land in bench/results/ (JSON, logs, summary.json, the SVG chart).
 #
 #   bench/run-benchmarks.sh                  # 10M operations, 20 s per run
 #   OPS=1000000 DURATION=5 bench/run-benchmarks.sh
 #   RESEED=0 bench/run-benchmarks.sh         # reuse the seeded database
+#   PROFILE=1 bench/run-benchmarks.sh        # also perf-record the server at 8 connections
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OPS=${OPS:-10000000}
 CLIENTS=${CLIENTS:-10000}
 DURATION=${DURATION:-20}
-LEVELS=${LEVELS:-"1 8 32 64"}
+LEVELS=${LEVELS:-"1 8 64"}
 DB=${DB:-walletql_bench}
 POOL=${POOL:-8}
 PGBASE=${PGBASE:-postgres://postgres@127.0.0.1:5432}
@@ -21,10 +25,11 @@ URL="$PGBASE/$DB"
 PORT=${PORT:-18090}
 OP=bench-operator-token-0123456789abcdef  # at least 32 characters
 OUT=${OUT:-bench/results}
+SQLITE_DB=${SQLITE_DB:-/tmp/walletql-bench.db}
 export PGHOST=127.0.0.1 PGUSER=postgres
 
 mkdir -p "$OUT"
-rm -f "$OUT"/pgbench-c*.log* "$OUT"/*.json "$OUT"/*.txt
+rm -f "$OUT"/pgbench-*.log* "$OUT"/*.json "$OUT"/*.txt
 cargo build --release -p walletql -p walletql-bench
 BIN=target/release
 
@@ -34,15 +39,19 @@ if [ "${RESEED:-1}" = 1 ]; then
   /usr/bin/time -f "seed: %e s, max RSS %M KB" "$BIN/seed" --database-url "$URL" \
     --clients "$CLIENTS" --operations "$OPS" 2>&1 | tee "$OUT/seed.txt"
 fi
+psql -q -d "$DB" -f bench/pgbench/minimal-setup.sql
 
-# Rate limits off: the hot-wallet run sends ~180 transfers/s per payer token,
-# past the default per-token limit (100/s), and measures the ledger, not it.
-DATABASE_URL="$URL" OPERATOR_TOKEN=$OP LISTEN_ADDR=127.0.0.1:$PORT DB_MAX_CONNECTIONS=$POOL \
-  RATE_LIMIT_PER_TOKEN=0 RATE_LIMIT_ANONYMOUS=0 \
-  RUST_LOG=warn "$BIN/walletql" > "$OUT/server.log" 2>&1 &
-SERVER=$!
+# Starts walletql on $1 with the defaults (rate limits off: one hot payer
+# sends more than the per-token limit, and the run measures the ledger).
+start_server() {
+  DATABASE_URL="$1" OPERATOR_TOKEN=$OP LISTEN_ADDR=127.0.0.1:$PORT DB_MAX_CONNECTIONS=$POOL \
+    RATE_LIMIT_PER_TOKEN=0 RATE_LIMIT_ANONYMOUS=0 \
+    RUST_LOG=warn "$BIN/walletql" > "$OUT/server-$2.log" 2>&1 &
+  SERVER=$!
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+}
+start_server "$URL" postgres
 trap 'kill $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 
 # The highest resident memory of the server while a command runs.
 peak_rss() {
@@ -55,23 +64,62 @@ peak_rss() {
   kill $sampler 2>/dev/null || true
 }
 
-loadgen() { "$BIN/loadgen" --url "http://127.0.0.1:$PORT" --clients "$CLIENTS" --operator-token $OP "$@"; }
-pgbench_run() { # connections, hot wallets, hot share %, label
-  pgbench -n -M prepared -c "$1" -j 2 -T "$DURATION" -f bench/pgbench/transfer.sql \
-    -D clients="$CLIENTS" -D hot="$2" -D hot_share_pct="$3" \
-    -l --log-prefix="$OUT/pgbench-$4" "$DB" > "$OUT/pgbench-$4.txt" 2>&1
+# CPU seconds (user + system) used so far by walletql and by all of PostgreSQL.
+cpu_seconds() {
+  python3 - "$SERVER" <<'PY'
+import os, sys
+hz = os.sysconf("SC_CLK_TCK")
+def ticks(pid):
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+    except OSError:
+        return 0
+pg = 0
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        try:
+            if open(f"/proc/{pid}/comm").read().strip() == "postgres":
+                pg += ticks(pid)
+        except OSError:
+            pass
+print(ticks(sys.argv[1]) / hz, pg / hz)
+PY
 }
 
+loadgen() { "$BIN/loadgen" --url "http://127.0.0.1:$PORT" --clients "$CLIENTS" --operator-token $OP "$@"; }
+pgbench_run() { # script, connections, label, extra -D settings...
+  local script=$1 c=$2 label=$3; shift 3
+  pgbench -n -M prepared -c "$c" -j 2 -T "$DURATION" -f "bench/pgbench/$script" "$@" \
+    -l --log-prefix="$OUT/pgbench-$label" "$DB" > "$OUT/pgbench-$label.txt" 2>&1
+  grep -E "^tps" "$OUT/pgbench-$label.txt" | sed "s/^/$label: /"
+}
+minimal() { pgbench_run minimal-transfer.sql "$1" "minimal-$2" -D wallets=10000 -D hot="${3:-2}" -D hot_share_pct="${4:-0}"; }
+ceiling() { pgbench_run transfer.sql "$1" "ceiling-$2" -D clients="$CLIENTS" -D hot="${3:-2}" -D hot_share_pct="${4:-0}"; }
+
 for c in $LEVELS; do
-  echo "== $c connections"
+  echo "== transfers, $c connections"
+  before=$(cpu_seconds)
+  if [ "${PROFILE:-0}" = 1 ] && [ "$c" = 8 ]; then
+    perf record -F 999 -g -o "$OUT/perf-c8.data" -p $SERVER -- sleep "$DURATION" >/dev/null 2>&1 &
+  fi
   peak_rss "$OUT/rss-c$c.txt" loadgen -c "$c" -d "$DURATION" --mix transfer=100 --json "$OUT/walletql-c$c.json" | tee "$OUT/walletql-c$c.txt"
-  pgbench_run "$c" 2 0 "c$c"
-  grep -E "^tps|latency average" "$OUT/pgbench-c$c.txt"
+  echo "$before $(cpu_seconds)" > "$OUT/cpu-walletql-c$c.txt"
+  wait
+  before=$(cpu_seconds); minimal "$c" "c$c"; echo "$before $(cpu_seconds)" > "$OUT/cpu-minimal-c$c.txt"
+  ceiling "$c" "c$c"
 done
 
 echo "== hot wallets: 90% of transfers among 10 wallets, 64 connections"
 loadgen -c 64 -d "$DURATION" --mix transfer=100 --hot-wallets 10 --hot-share 0.9 --json "$OUT/walletql-hot.json" | tee "$OUT/walletql-hot.txt"
-pgbench_run 64 10 90 hot
+minimal 64 hot 10 90
+ceiling 64 hot 10 90
+
+echo "== reads: me { id wallet { balance } } against a raw primary-key SELECT"
+for c in 1 8 64; do
+  loadgen -c "$c" -d "$DURATION" --mix me=100 --json "$OUT/walletql-reads-c$c.json" | tee "$OUT/walletql-reads-c$c.txt"
+  pgbench_run read-balance.sql "$c" "reads-c$c" -D clients="$CLIENTS"
+done
 
 echo "== the default mix (transfers, deposits, wallet reads, history pages), 64 connections"
 loadgen -c 64 -d "$DURATION" --json "$OUT/walletql-mix.json" | tee "$OUT/walletql-mix.txt"
@@ -79,10 +127,23 @@ loadgen -c 64 -d "$DURATION" --json "$OUT/walletql-mix.json" | tee "$OUT/walletq
 echo "== history paging on the whale wallet (wallet 0)"
 loadgen --probe-history 0 --depth 100000 --samples 200 | tee "$OUT/history.txt"
 
+echo "== batch sizes and NOTIFY queue (/metrics)"
+curl -sf "http://127.0.0.1:$PORT/metrics" | grep -E "^ledger_batch_size|^db_notification_queue_usage" | tee "$OUT/metrics.txt"
+
 echo "== ledger audit"
 loadgen -c 1 -d 1 --mix wallet=1 --database-url "$URL" | tee "$OUT/audit.txt"
-
 kill $SERVER; wait $SERVER 2>/dev/null || true
+
+echo "== embedded SQLite"
+rm -f "$SQLITE_DB" "$SQLITE_DB"-*
+"$BIN/seed" --database-url "sqlite://$SQLITE_DB?mode=rwc" --clients "$CLIENTS" --operations "$CLIENTS" >/dev/null
+start_server "sqlite://$SQLITE_DB?mode=rwc" sqlite
+for c in 8 64; do
+  loadgen -c "$c" -d "$DURATION" --mix transfer=100 --json "$OUT/walletql-sqlite-c$c.json" | tee "$OUT/walletql-sqlite-c$c.txt"
+done
+curl -sf "http://127.0.0.1:$PORT/metrics" | grep -E "^ledger_batch_size" > "$OUT/metrics-sqlite.txt"
+kill $SERVER; wait $SERVER 2>/dev/null || true
+
 python3 - "$OUT" <<'PY'
 import glob, json, os, sys
 out = sys.argv[1]
@@ -101,32 +162,43 @@ def pgbench(label):
     text = open(f"{out}/pgbench-{label}.txt").read()
     tps = next(float(l.split()[2]) for l in text.splitlines() if l.startswith("tps"))
     return {"tps": tps, "p50_ms": pct(lat, .5) / 1000, "p99_ms": pct(lat, .99) / 1000, "transactions": len(lat)}
-def walletql(label):
+def walletql(label, kind="transfer"):
     r = json.load(open(f"{out}/walletql-{label}.json"))
-    t = r["by_kind"]["transfer"]
+    t = r["by_kind"][kind]
     return {"tps": t["per_second"], "p50_ms": t["p50_us"] / 1000, "p99_ms": t["p99_us"] / 1000,
             "errors": r["errors"], "transactions": t["count"]}
+def cpu(label):
+    try:
+        a, b, c, d = map(float, open(f"{out}/cpu-{label}.txt").read().split())
+        return {"walletql_cpu_s": c - a, "postgres_cpu_s": d - b}
+    except (OSError, ValueError):
+        return {}
 runs = []
 for f in sorted(glob.glob(f"{out}/walletql-c*.json")):
     c = int(os.path.basename(f).split("-c")[1].split(".")[0])
-    runs.append({"system": "walletql", "connections": c, **walletql(f"c{c}")})
-    runs.append({"system": "raw SQL (pgbench)", "connections": c, **pgbench(f"c{c}")})
+    runs.append({"system": "walletql", "connections": c, **walletql(f"c{c}"), **cpu(f"walletql-c{c}")})
+    runs.append({"system": "minimal raw transfer", "connections": c, **pgbench(f"minimal-c{c}"), **cpu(f"minimal-c{c}")})
+    runs.append({"system": "old per-transfer statements", "connections": c, **pgbench(f"ceiling-c{c}")})
     try:
-        runs[-2]["peak_rss_mb"] = int(open(f"{out}/rss-c{c}.txt").read()) / 1024
+        runs[-3]["peak_rss_mb"] = int(open(f"{out}/rss-c{c}.txt").read()) / 1024
     except (OSError, ValueError):
         pass
-summary = {"runs": runs, "hot": {"walletql": walletql("hot"), "raw SQL (pgbench)": pgbench("hot")}}
+reads = []
+for c in (1, 8, 64):
+    try:
+        reads.append({"connections": c, "walletql": walletql(f"reads-c{c}", "me"), "raw SELECT": pgbench(f"reads-c{c}")})
+    except (OSError, KeyError, StopIteration):
+        pass
+sqlite = {}
+for c in (8, 64):
+    try:
+        sqlite[c] = walletql(f"sqlite-c{c}")
+    except (OSError, KeyError):
+        pass
+summary = {"runs": runs, "reads": reads, "sqlite": sqlite,
+           "hot": {"walletql": walletql("hot"), "minimal raw transfer": pgbench("minimal-hot"),
+                   "old per-transfer statements": pgbench("ceiling-hot")}}
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
 PY
-rm -f "$OUT"/pgbench-*.log*  "$OUT"/pgbench-c*.[0-9]* "$OUT"/pgbench-hot.[0-9]*
+rm -f "$OUT"/pgbench-*.[0-9]* "$OUT"/pgbench-*.log*
 python3 bench/plot.py "$OUT" | tee "$OUT/table.md"
-python3 - "$OUT" <<'PY'
-import json, sys
-s = json.load(open(f"{sys.argv[1]}/summary.json"))
-for r in s["runs"]:
-    if "peak_rss_mb" in r:
-        print(f"peak RSS at {r['connections']} connections: {r['peak_rss_mb']:.1f} MB")
-h = s["hot"]
-print(f"hot wallets: walletql {h['walletql']['tps']:.0f} tps p99 {h['walletql']['p99_ms']:.1f} ms; "
-      f"raw SQL {h['raw SQL (pgbench)']['tps']:.0f} tps p99 {h['raw SQL (pgbench)']['p99_ms']:.1f} ms")
-PY

@@ -135,6 +135,15 @@ pub struct Config {
     )]
     pub max_subscriptions_per_connection: usize,
 
+    /// Batches the posting engine commits at once on PostgreSQL: while one
+    /// waits for its commit, the next gathers and runs (SQLite has one).
+    #[arg(long, env = "LEDGER_LANES", default_value_t = crate::ledger::DEFAULT_LANES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64), global = true)]
+    pub ledger_lanes: usize,
+
+    /// Most entries (deposits, transfers) committed in one transaction.
+    #[arg(long, env = "LEDGER_MAX_BATCH", default_value_t = crate::ledger::DEFAULT_MAX_BATCH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096), global = true)]
+    pub ledger_max_batch: usize,
+
     /// Events a subscriber may fall behind by before it is told
     /// (SUBSCRIPTION_LAGGED) and dropped; it resumes with its last cursor.
     #[arg(

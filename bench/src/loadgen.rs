@@ -20,6 +20,8 @@ pub struct Mix {
     pub transfer: u32,
     pub deposit: u32,
     pub wallet: u32,
+    /// `me { id wallet { balance } }`: the caller's own balance.
+    pub me: u32,
     pub history: u32,
 }
 
@@ -30,6 +32,7 @@ impl Mix {
             transfer: 0,
             deposit: 0,
             wallet: 0,
+            me: 0,
             history: 0,
         };
         for part in text.split(',').filter(|p| !p.trim().is_empty()) {
@@ -42,6 +45,7 @@ impl Mix {
                 "transfer" => mix.transfer = weight,
                 "deposit" => mix.deposit = weight,
                 "wallet" => mix.wallet = weight,
+                "me" => mix.me = weight,
                 "history" => mix.history = weight,
                 other => anyhow::bail!("unknown request kind {other:?}"),
             }
@@ -51,7 +55,7 @@ impl Mix {
     }
 
     fn total(&self) -> u32 {
-        self.transfer + self.deposit + self.wallet + self.history
+        self.transfer + self.deposit + self.wallet + self.me + self.history
     }
 
     fn pick(&self, rng: &mut fastrand::Rng) -> Kind {
@@ -60,6 +64,7 @@ impl Mix {
             (Kind::Transfer, self.transfer),
             (Kind::Deposit, self.deposit),
             (Kind::Wallet, self.wallet),
+            (Kind::Me, self.me),
             (Kind::History, self.history),
         ] {
             if roll < weight {
@@ -76,6 +81,7 @@ enum Kind {
     Transfer,
     Deposit,
     Wallet,
+    Me,
     History,
 }
 
@@ -85,6 +91,7 @@ impl Kind {
             Kind::Transfer => "transfer",
             Kind::Deposit => "deposit",
             Kind::Wallet => "wallet",
+            Kind::Me => "me",
             Kind::History => "history",
         }
     }
@@ -189,6 +196,7 @@ struct Worker {
 
 const TRANSFER: &str = "mutation($i: TransferInput!) { transfer(input: $i) { transfer { id } } }";
 const DEPOSIT: &str = "mutation($i: DepositInput!) { deposit(input: $i) { operation { id } } }";
+const ME: &str = "{ me { id wallet { balance } } }";
 const WALLET: &str = "query($w: UUID!) { wallet(id: $w) { balance operationCount } }";
 const HISTORY: &str = "query($w: UUID!) { operations(walletId: $w, first: 20) { nodes { sequence kind amount balanceAfter createdAt } pageInfo { hasNextPage endCursor } } }";
 
@@ -343,6 +351,10 @@ fn request(kind: Kind, config: &LoadConfig, rng: &mut fastrand::Rng) -> (String,
                 config.operator_token.clone(),
                 json!({ "query": DEPOSIT, "variables": { "i": input } }),
             )
+        }
+        Kind::Me => {
+            let (who, _) = pick(rng);
+            (token(who), json!({ "query": ME }))
         }
         Kind::Wallet => {
             let (who, _) = pick(rng);

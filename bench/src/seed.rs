@@ -52,6 +52,9 @@ pub async fn seed(config: &SeedConfig) -> anyhow::Result<SeedReport> {
     let store = Store::connect(&config.database_url, 4)
         .await
         .context("connecting")?;
+    if store.backend() == sea_orm::DbBackend::Sqlite {
+        return seed_sqlite(&store, config.clients, started).await;
+    }
     let pool = store.db().get_postgres_connection_pool().clone();
     let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM wallet")
         .fetch_one(&pool)
@@ -208,6 +211,68 @@ pub async fn seed(config: &SeedConfig) -> anyhow::Result<SeedReport> {
         deposits,
         transfers: transfer_count,
         operations: written,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The embedded database gets the same clients and wallets, each with its
+/// one deposit and no history (enough for throughput runs), in one
+/// transaction.
+async fn seed_sqlite(store: &Store, clients: u64, started: Instant) -> anyhow::Result<SeedReport> {
+    use entity::operation::OperationKind;
+    use entity::{client, operation, wallet};
+    use sea_orm::{EntityTrait, TransactionTrait};
+    let at = Utc::now();
+    let tx = store.db().begin().await?;
+    let ids: Vec<u64> = (0..clients).collect();
+    for chunk in ids.chunks(500) {
+        client::Entity::insert_many(chunk.iter().map(|&n| {
+            client::ActiveModel::from(client::Model {
+                id: client_id(n),
+                name: format!("client {n}"),
+                email: None,
+                token_hash: hash_token(&token(n)),
+                created_at: at,
+            })
+        }))
+        .exec_without_returning(&tx)
+        .await?;
+        wallet::Entity::insert_many(chunk.iter().map(|&n| {
+            wallet::ActiveModel::from(wallet::Model {
+                id: wallet_id(n),
+                client_id: client_id(n),
+                currency: "USD".into(),
+                balance: INITIAL_DEPOSIT,
+                last_seq: 1,
+                created_at: at,
+                updated_at: at,
+            })
+        }))
+        .exec_without_returning(&tx)
+        .await?;
+        operation::Entity::insert_many(chunk.iter().map(|&n| {
+            operation::ActiveModel::from(operation::Model {
+                id: Uuid::now_v7(),
+                wallet_id: wallet_id(n),
+                seq: 1,
+                kind: OperationKind::Deposit,
+                amount: INITIAL_DEPOSIT,
+                balance_after: INITIAL_DEPOSIT,
+                transfer_id: None,
+                counterparty_wallet_id: None,
+                description: None,
+                created_at: at,
+            })
+        }))
+        .exec_without_returning(&tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(SeedReport {
+        clients,
+        deposits: clients,
+        transfers: 0,
+        operations: clients,
         elapsed: started.elapsed(),
     })
 }

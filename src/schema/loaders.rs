@@ -1,27 +1,88 @@
-//! DataLoaders: every lookup a resolver makes by key goes through here, so a
+//! Loaders: every lookup a resolver makes by key goes through here, so a
 //! page of 100 wallets with their clients costs one statement per kind of
-//! thing, not one per wallet.
+//! thing, not one per wallet. The queries are async-graphql `Loader`s; the
+//! batching is ours (see `batch`), without the `DataLoader`'s timer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use std::hash::Hash;
+
+use async_graphql::dataloader::Loader;
 use entity::{client, operation, transfer, wallet};
 use sea_orm::DbErr;
 use uuid::Uuid;
 
+use super::batch::{Batcher, Cancelled};
 use crate::domain::error::AppError;
 use crate::store::Store;
 use crate::store::reads::{self, OperationFilter, PageQuery};
 
-/// One loader for every key type; a fresh one per request, so nothing is
-/// cached between requests.
+/// The queries behind the loaders, one per key type.
 pub struct DbLoader {
     store: Store,
 }
 
-pub fn new_loader(store: Store) -> DataLoader<DbLoader> {
-    DataLoader::new(DbLoader { store }, tokio::spawn)
+/// A request's loaders: one batch at a time per key type. A fresh one per
+/// request, so nothing is cached between requests.
+pub struct RequestLoader {
+    db: DbLoader,
+    wallets: Batcher<WalletId, wallet::Model, LoadError>,
+    wallets_of_clients: Batcher<WalletOfClient, wallet::Model, LoadError>,
+    clients: Batcher<ClientId, client::Model, LoadError>,
+    transfers: Batcher<TransferId, transfer::Model, LoadError>,
+    pages: Batcher<OperationPage, Vec<operation::Model>, LoadError>,
+}
+
+pub fn new_loader(store: Store) -> RequestLoader {
+    RequestLoader {
+        db: DbLoader { store },
+        wallets: Batcher::default(),
+        wallets_of_clients: Batcher::default(),
+        clients: Batcher::default(),
+        transfers: Batcher::default(),
+        pages: Batcher::default(),
+    }
+}
+
+/// Which batcher serves a key type.
+pub trait Keyed<K> {
+    type Value;
+    fn batcher(&self) -> &Batcher<K, Self::Value, LoadError>;
+}
+
+macro_rules! keyed {
+    ($key:ty, $value:ty, $field:ident) => {
+        impl Keyed<$key> for RequestLoader {
+            type Value = $value;
+            fn batcher(&self) -> &Batcher<$key, $value, LoadError> {
+                &self.$field
+            }
+        }
+    };
+}
+
+keyed!(WalletId, wallet::Model, wallets);
+keyed!(WalletOfClient, wallet::Model, wallets_of_clients);
+keyed!(ClientId, client::Model, clients);
+keyed!(TransferId, transfer::Model, transfers);
+keyed!(OperationPage, Vec<operation::Model>, pages);
+
+impl RequestLoader {
+    /// The value for `key`, batched with the request's other lookups of
+    /// the same kind.
+    pub async fn load_one<K, V>(&self, key: K) -> Result<Option<V>, LoadError>
+    where
+        Self: Keyed<K, Value = V>,
+        DbLoader: Loader<K, Value = V, Error = LoadError>,
+        K: Clone + Eq + Hash + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let db = &self.db;
+        self.batcher()
+            .load_one(key, |keys| async move { db.load(&keys).await })
+            .await
+    }
 }
 
 /// A loader's error, cloneable because one failed batch answers many keys.
@@ -31,6 +92,14 @@ pub struct LoadError(Arc<DbErr>);
 impl From<DbErr> for LoadError {
     fn from(err: DbErr) -> Self {
         LoadError(Arc::new(err))
+    }
+}
+
+impl From<Cancelled> for LoadError {
+    fn from(_: Cancelled) -> Self {
+        LoadError(Arc::new(DbErr::Custom(
+            "the lookup was cancelled with its request".into(),
+        )))
     }
 }
 

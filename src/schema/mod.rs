@@ -1,6 +1,7 @@
 //! The GraphQL schema: thin resolvers that check who is asking, convert
-//! input, and call the ledger (writes) or the store (reads, via DataLoaders).
+//! input, and call the ledger (writes) or the store (reads, via batching loaders).
 
+mod batch;
 mod errors;
 mod extension;
 mod guard;
@@ -19,7 +20,7 @@ use async_graphql::Schema;
 pub use errors::server_error;
 pub use extension::RequestHooks;
 pub use guard::{DocumentLimits, Transport};
-pub use loaders::{DbLoader, new_loader};
+pub use loaders::{RequestLoader, new_loader};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 pub use subscription::{SubscriptionRoot, SubscriptionSlots};
@@ -37,7 +38,7 @@ pub const DEFAULT_PAGE_SIZE: usize = 20;
 pub struct MaxPageSize(pub usize);
 
 /// Builds the schema. Each request must carry its `Caller` and a fresh
-/// `DataLoader<DbLoader>` as request data (see `server::graphql`).
+/// `RequestLoader` as request data (see `server::graphql`).
 pub fn build(ledger: Ledger, limits: &ApiLimits) -> WalletSchema {
     // Depth is measured by the guard (introspection on its own terms), which
     // also bounds fragment expansion before async-graphql's validation.

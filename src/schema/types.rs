@@ -1,5 +1,5 @@
 //! GraphQL object types. Each wraps a stored row; anything it links to is
-//! fetched through the request's DataLoader.
+//! fetched through the request's loaders.
 //!
 //! The types say what a caller can see: a `Wallet` (balance, owner, history)
 //! is only ever built for a caller who may read it, and a link to another
@@ -8,12 +8,13 @@
 //! see is refused at validation, before anything runs or moves.
 
 use async_graphql::connection::Connection;
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, Result, SimpleObject};
 use entity::{client, operation, transfer, wallet};
 use uuid::Uuid;
 
-use super::loaders::{ClientId, DbLoader, OperationPage, TransferId, WalletId, WalletOfClient};
+use super::loaders::{
+    ClientId, OperationPage, RequestLoader, TransferId, WalletId, WalletOfClient,
+};
 use super::pagination::PageArgs;
 use super::scalars::{Dec, Id, Timestamp};
 use crate::domain::auth::Caller;
@@ -43,8 +44,8 @@ pub fn max_page_size(ctx: &Context<'_>) -> usize {
     ctx.data_opt::<super::MaxPageSize>().map_or(100, |m| m.0)
 }
 
-pub fn loader<'a>(ctx: &Context<'a>) -> AppResult<&'a DataLoader<DbLoader>> {
-    ctx.data::<DataLoader<DbLoader>>()
+pub fn loader<'a>(ctx: &Context<'a>) -> AppResult<&'a RequestLoader> {
+    ctx.data::<RequestLoader>()
         .map_err(|_| AppError::Internal(anyhow::anyhow!("request has no loader")))
 }
 

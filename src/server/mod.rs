@@ -259,7 +259,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store.clone(),
         LedgerOptions {
             event_buffer: config.subscription_buffer,
-            ..LedgerOptions::default()
+            lanes: config.ledger_lanes,
+            max_batch: config.ledger_max_batch,
         },
     )
     .await
