@@ -141,8 +141,8 @@ impl Loader<WalletId> for DbLoader {
 
     async fn load(&self, keys: &[WalletId]) -> Result<HashMap<WalletId, wallet::Model>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = reads::wallets_by_ids(self.store.db(), &ids).await?;
-        Ok(by_key(rows, |w| WalletId(w.id)))
+        let rows = self.store.wallets_by_ids(ids).await?;
+        Ok(rows.into_iter().map(|(id, w)| (WalletId(id), w)).collect())
     }
 }
 
@@ -155,8 +155,11 @@ impl Loader<WalletOfClient> for DbLoader {
         keys: &[WalletOfClient],
     ) -> Result<HashMap<WalletOfClient, wallet::Model>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = reads::wallets_by_client_ids(self.store.db(), &ids).await?;
-        Ok(by_key(rows, |w| WalletOfClient(w.client_id)))
+        let rows = self.store.wallets_by_client_ids(ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, w)| (WalletOfClient(id), w))
+            .collect())
     }
 }
 
@@ -166,8 +169,8 @@ impl Loader<ClientId> for DbLoader {
 
     async fn load(&self, keys: &[ClientId]) -> Result<HashMap<ClientId, client::Model>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = reads::clients_by_ids(self.store.db(), &ids).await?;
-        Ok(by_key(rows, |c| ClientId(c.id)))
+        let rows = self.store.clients_by_ids(ids).await?;
+        Ok(rows.into_iter().map(|(id, c)| (ClientId(id), c)).collect())
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod audit;
 mod backend;
 pub mod clients;
+mod coalesce;
 pub mod postings;
 pub mod reads;
 
@@ -12,12 +13,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use entity::{client, wallet};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
     DbErr, TransactionTrait,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
+use uuid::Uuid;
+
+use self::coalesce::Coalescer;
 
 pub use backend::{DbFailure, app_error, is_retryable, unique_violation_on};
 
@@ -34,6 +39,11 @@ pub struct Store {
     retries: Arc<AtomicU64>,
     /// Requests waiting to begin a write transaction.
     write_waiters: Arc<AtomicU64>,
+    /// Wallets by id and by client id, and clients, each read together for
+    /// concurrent requests.
+    wallets: Coalescer<Uuid, wallet::Model>,
+    wallets_of_clients: Coalescer<Uuid, wallet::Model>,
+    clients: Coalescer<Uuid, client::Model>,
 }
 
 /// How to connect.
@@ -119,7 +129,22 @@ impl Store {
             _ => None,
         };
         Migrator::up(&db, None).await?;
+        let wallets = Coalescer::start(&db, |db, ids: Vec<Uuid>| async move {
+            let rows = reads::wallets_by_ids(&db, &ids).await?;
+            Ok(rows.into_iter().map(|w| (w.id, w)).collect())
+        });
+        let wallets_of_clients = Coalescer::start(&db, |db, ids: Vec<Uuid>| async move {
+            let rows = reads::wallets_by_client_ids(&db, &ids).await?;
+            Ok(rows.into_iter().map(|w| (w.client_id, w)).collect())
+        });
+        let clients = Coalescer::start(&db, |db, ids: Vec<Uuid>| async move {
+            let rows = reads::clients_by_ids(&db, &ids).await?;
+            Ok(rows.into_iter().map(|c| (c.id, c)).collect())
+        });
         Ok(Store {
+            wallets,
+            wallets_of_clients,
+            clients,
             db,
             url: url.into(),
             writer,
@@ -127,6 +152,30 @@ impl Store {
             retries: Arc::new(AtomicU64::new(0)),
             write_waiters: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Wallets by id, read together with other requests' (see `coalesce`).
+    pub async fn wallets_by_ids(
+        &self,
+        ids: Vec<Uuid>,
+    ) -> Result<std::collections::HashMap<Uuid, wallet::Model>, DbErr> {
+        self.wallets.read(ids).await
+    }
+
+    /// Wallets by their client's id, read together with other requests'.
+    pub async fn wallets_by_client_ids(
+        &self,
+        ids: Vec<Uuid>,
+    ) -> Result<std::collections::HashMap<Uuid, wallet::Model>, DbErr> {
+        self.wallets_of_clients.read(ids).await
+    }
+
+    /// Clients by id, read together with other requests'.
+    pub async fn clients_by_ids(
+        &self,
+        ids: Vec<Uuid>,
+    ) -> Result<std::collections::HashMap<Uuid, client::Model>, DbErr> {
+        self.clients.read(ids).await
     }
 
     pub fn db(&self) -> &DatabaseConnection {
