@@ -19,7 +19,8 @@ CLIENTS=${CLIENTS:-10000}
 DURATION=${DURATION:-20}
 LEVELS=${LEVELS:-"1 8 64"}
 DB=${DB:-walletql_bench}
-POOL=${POOL:-8}
+# The server runs on its defaults; POOL=n sets DB_MAX_CONNECTIONS to try another pool size.
+POOL=${POOL:-}
 PGBASE=${PGBASE:-postgres://postgres@127.0.0.1:5432}
 URL="$PGBASE/$DB"
 PORT=${PORT:-18090}
@@ -44,11 +45,12 @@ psql -q -d "$DB" -f bench/pgbench/minimal-setup.sql
 # Starts walletql on $1 with the defaults (rate limits off: one hot payer
 # sends more than the per-token limit, and the run measures the ledger).
 start_server() {
-  DATABASE_URL="$1" OPERATOR_TOKEN=$OP LISTEN_ADDR=127.0.0.1:$PORT DB_MAX_CONNECTIONS=$POOL \
+  env DATABASE_URL="$1" OPERATOR_TOKEN=$OP LISTEN_ADDR=127.0.0.1:$PORT ${POOL:+DB_MAX_CONNECTIONS=$POOL} \
     RATE_LIMIT_PER_TOKEN=0 RATE_LIMIT_ANONYMOUS=0 \
     RUST_LOG=warn "$BIN/walletql" > "$OUT/server-$2.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+  curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null || { echo "walletql did not start:"; cat "$OUT/server-$2.log"; exit 1; }
 }
 start_server "$URL" postgres
 trap 'kill $SERVER 2>/dev/null || true' EXIT
@@ -100,12 +102,14 @@ ceiling() { pgbench_run transfer.sql "$1" "ceiling-$2" -D clients="$CLIENTS" -D 
 for c in $LEVELS; do
   echo "== transfers, $c connections"
   before=$(cpu_seconds)
+  PERF=
   if [ "${PROFILE:-0}" = 1 ] && [ "$c" = 8 ]; then
     perf record -F 999 -g -o "$OUT/perf-c8.data" -p $SERVER -- sleep "$DURATION" >/dev/null 2>&1 &
+    PERF=$!
   fi
   peak_rss "$OUT/rss-c$c.txt" loadgen -c "$c" -d "$DURATION" --mix transfer=100 --json "$OUT/walletql-c$c.json" | tee "$OUT/walletql-c$c.txt"
   echo "$before $(cpu_seconds)" > "$OUT/cpu-walletql-c$c.txt"
-  wait
+  [ -z "$PERF" ] || wait "$PERF"
   before=$(cpu_seconds); minimal "$c" "c$c"; echo "$before $(cpu_seconds)" > "$OUT/cpu-minimal-c$c.txt"
   ceiling "$c" "c$c"
 done
@@ -131,7 +135,7 @@ echo "== batch sizes and NOTIFY queue (/metrics)"
 curl -sf "http://127.0.0.1:$PORT/metrics" | grep -E "^ledger_batch_size|^db_notification_queue_usage" | tee "$OUT/metrics.txt"
 
 echo "== ledger audit"
-loadgen -c 1 -d 1 --mix wallet=1 --database-url "$URL" | tee "$OUT/audit.txt"
+loadgen -c 1 -d 1 --mix wallet=1 --database-url "$URL" | tee "$OUT/audit.txt" || echo "AUDIT FAILED" | tee -a "$OUT/audit.txt"
 kill $SERVER; wait $SERVER 2>/dev/null || true
 
 echo "== embedded SQLite"

@@ -146,6 +146,7 @@ pub struct Config {
 
     /// Events a subscriber may fall behind by before it is told
     /// (SUBSCRIPTION_LAGGED) and dropped; it resumes with its last cursor.
+    /// At least LEDGER_MAX_BATCH is used.
     #[arg(
         long,
         env = "SUBSCRIPTION_BUFFER",

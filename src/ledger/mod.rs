@@ -77,7 +77,10 @@ impl Ledger {
     /// Starts the committer's lanes and, on PostgreSQL, this process's
     /// LISTEN connection for live operations.
     pub async fn start(store: Store, options: LedgerOptions) -> Result<Ledger, DbErr> {
-        let hub = Hub::new(options.event_buffer);
+        // One batch can hold up to `max_batch` operations of one wallet, and
+        // reaches the hub at once: a subscriber that had read everything
+        // must not lag on a single batch.
+        let hub = Hub::new(options.event_buffer.max(options.max_batch));
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
         let (lanes, listener) = match store.backend() {
             DbBackend::Postgres => {

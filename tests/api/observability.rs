@@ -49,8 +49,18 @@ async fn metrics_move_after_a_transfer(app: TestApp) {
         "db_pool_connections{state=\"idle\"}",
         "db_pool_max_connections",
         "db_write_waiters",
+        "ledger_batch_size_bucket{le=\"1\"}",
     ] {
         assert!(after.contains(series), "{series} missing from:\n{after}");
+    }
+    // Two transfers committed: the batch histogram counted at least two
+    // entries more (other tests in this process add theirs too).
+    let entries = "ledger_batch_size_sum";
+    assert!(sample(&after, entries) - sample(&before, entries) >= 2.0);
+    if app.is_postgres() {
+        assert!(after.contains("\ndb_notification_queue_usage "), "{after}");
+        let usage = sample(&after, "db_notification_queue_usage");
+        assert!((0.0..1.0).contains(&usage), "{usage}");
     }
 }
 
