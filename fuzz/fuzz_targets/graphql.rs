@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use walletql::config::ApiLimits;
 use walletql::domain::auth::Caller;
+use walletql::ledger::Ledger;
 use walletql::schema::{WalletSchema, new_loader};
 use walletql::store::Store;
 
@@ -24,7 +25,10 @@ fn service() -> &'static Service {
         let path = std::env::temp_dir().join(format!("walletql-fuzz-{}.db", std::process::id()));
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let store = runtime.block_on(Store::connect(&url, 2)).expect("store");
-        let schema = walletql::schema::build(store.clone(), &ApiLimits::default());
+        let ledger = runtime
+            .block_on(Ledger::start(store.clone(), Default::default()))
+            .expect("ledger");
+        let schema = walletql::schema::build(ledger, &ApiLimits::default());
         Service {
             runtime,
             store,
