@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_ledger;
 mod m20261129_000001_constraints;
 mod m20261130_000001_batch_writes;
+mod m20261130_000002_history_indexes;
 
 /// Largest balance a wallet may hold, in cents (one trillion dollars).
 ///
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_ledger::Migration),
             Box::new(m20261129_000001_constraints::Migration),
             Box::new(m20261130_000001_batch_writes::Migration),
+            Box::new(m20261130_000002_history_indexes::Migration),
         ]
     }
 }

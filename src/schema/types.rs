@@ -22,7 +22,7 @@ use crate::domain::cursor::OperationCursor;
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::money::Money;
 use crate::store::Store;
-use crate::store::reads::OperationFilter;
+use crate::store::reads::{self, OperationFilter};
 
 pub fn caller<'a>(ctx: &Context<'a>) -> AppResult<&'a Caller> {
     ctx.data::<Caller>()
@@ -129,6 +129,17 @@ impl Wallet {
     /// Current balance, always with two decimals.
     async fn balance(&self) -> Result<Dec> {
         Ok(money(self.0.balance)?)
+    }
+
+    /// The posted balance from all the wallet's operations strictly before
+    /// `at` (0.00 before the first), so that `balanceAt(to) -
+    /// balanceAt(from)` is the net of `operations(filter: {from, to})`. One
+    /// index probe, however deep the history.
+    async fn balance_at(&self, ctx: &Context<'_>, at: Timestamp) -> Result<Dec> {
+        let cents = reads::balance_before(store(ctx)?.db(), self.0.id, at.0)
+            .await
+            .map_err(AppError::from)?;
+        Ok(money(cents)?)
     }
 
     /// Number of operations in the wallet's history (the newest one's sequence).

@@ -252,3 +252,27 @@ pub async fn operations_in_ranges<C: ConnectionTrait>(
         .all(conn)
         .await
 }
+
+/// A wallet's balance from its operations strictly before `at`: the
+/// balance-after of its newest row before then (0 before the first). One
+/// probe of `(wallet_id, created_at, seq)`, however deep the history; time
+/// never goes back along a wallet's sequence, so the newest by time is the
+/// newest by sequence.
+pub async fn balance_before<C: ConnectionTrait>(
+    conn: &C,
+    wallet_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<i64, DbErr> {
+    let row = operation::Entity::find()
+        .select_only()
+        .column(operation::Column::BalanceAfter)
+        .filter(operation::Column::WalletId.eq(wallet_id))
+        .filter(operation::Column::CreatedAt.lt(at))
+        .order_by_desc(operation::Column::CreatedAt)
+        .order_by_desc(operation::Column::Seq)
+        .limit(1)
+        .into_tuple::<i64>()
+        .one(conn)
+        .await?;
+    Ok(row.unwrap_or(0))
+}

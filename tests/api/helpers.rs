@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migration/src/m20261127_000001_ledger.rs"),
     include_str!("../../migration/src/m20261129_000001_constraints.rs"),
     include_str!("../../migration/src/m20261130_000001_batch_writes.rs"),
+    include_str!("../../migration/src/m20261130_000002_history_indexes.rs"),
 ];
 
 fn admin_url() -> String {

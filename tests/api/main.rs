@@ -14,6 +14,7 @@ mod deposits;
 mod documents;
 mod errors;
 mod group_commit;
+mod history;
 mod idempotency;
 mod limits;
 mod observability;
