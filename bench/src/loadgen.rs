@@ -423,6 +423,22 @@ pub async fn probe_history(
     }
     .encode();
     let page = "query($w: UUID!, $first: Int, $last: Int, $after: String) { operations(walletId: $w, first: $first, last: $last, after: $after) { nodes { sequence kind amount balanceAfter createdAt } pageInfo { hasNextPage endCursor } } }";
+    // The wallet's oldest operation's time: windows "deep in the past".
+    let oldest = call(
+        deep_wallet,
+        json!({ "query": page, "variables": { "w": wallet_id(deep_wallet), "last": 1 } }),
+    )
+    .await?;
+    let oldest_at: chrono::DateTime<chrono::Utc> =
+        oldest["data"]["operations"]["nodes"][0]["createdAt"]
+            .as_str()
+            .context("the oldest operation's createdAt")?
+            .parse()?;
+    let day_later = (oldest_at + chrono::Duration::days(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let oldest_at = oldest_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let filtered = "query($w: UUID!, $f: OperationFilterInput) { operations(walletId: $w, first: 20, filter: $f) { nodes { sequence kind amount balanceAfter createdAt } pageInfo { hasNextPage endCursor } } }";
+    let balance_at = "query($w: UUID!, $at: DateTime!) { wallet(id: $w) { balanceAt(at: $at) } }";
     let probes: Vec<(String, u64, Value)> = vec![
         (
             format!("history first page ({count} ops)"),
@@ -440,6 +456,26 @@ pub async fn probe_history(
             json!({ "query": page, "variables": { "w": wallet_id(deep_wallet), "last": 20 } }),
         ),
         (
+            "history, kinds matching one row".to_owned(),
+            deep_wallet,
+            json!({ "query": filtered, "variables": { "w": wallet_id(deep_wallet), "f": { "kinds": ["DEPOSIT"] } } }),
+        ),
+        (
+            "history, empty window (future)".to_owned(),
+            deep_wallet,
+            json!({ "query": filtered, "variables": { "w": wallet_id(deep_wallet), "f": { "from": "2999-01-01T00:00:00Z" } } }),
+        ),
+        (
+            "history, first day's window".to_owned(),
+            deep_wallet,
+            json!({ "query": filtered, "variables": { "w": wallet_id(deep_wallet), "f": { "from": oldest_at, "to": day_later } } }),
+        ),
+        (
+            "balanceAt a day after the first".to_owned(),
+            deep_wallet,
+            json!({ "query": balance_at, "variables": { "w": wallet_id(deep_wallet), "at": day_later } }),
+        ),
+        (
             format!("wallet read ({count} ops)"),
             deep_wallet,
             json!({ "query": WALLET, "variables": { "w": wallet_id(deep_wallet) } }),
@@ -452,6 +488,11 @@ pub async fn probe_history(
     ];
     let mut results = Vec::new();
     for (name, who, body) in probes {
+        // A server without this query (an older version) skips the probe.
+        if let Err(err) = call(who, body.clone()).await {
+            eprintln!("{name}: skipped ({err})");
+            continue;
+        }
         let mut histogram = new_histogram()?;
         let started = Instant::now();
         for _ in 0..samples {

@@ -3,6 +3,8 @@
 //! - `operation_wallet_time_idx` on `(wallet_id, created_at, seq)`: the
 //!   balance at a point in time is one probe (the newest row of the wallet
 //!   before that time), however deep the history;
+//! - `operation_wallet_kind_idx` on `(wallet_id, kind, seq)`: a history
+//!   filtered by kind walks only the rows of those kinds;
 //! - `operation_transfer_idx` becomes partial (`WHERE transfer_id IS NOT
 //!   NULL`): deposits have no transfer, and their NULLs filled the right edge
 //!   of the index for nothing.
@@ -26,6 +28,11 @@ impl MigrationTrait for Migration {
              ON operation (wallet_id, created_at, seq)",
         )
         .await?;
+        db.execute_unprepared(
+            "CREATE INDEX IF NOT EXISTS operation_wallet_kind_idx \
+             ON operation (wallet_id, kind, seq)",
+        )
+        .await?;
         // One batch of statements, so that both run on the same connection
         // (SQLite's pool could otherwise create on one that has not seen the
         // drop).
@@ -41,6 +48,8 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         db.execute_unprepared("DROP INDEX IF EXISTS operation_wallet_time_idx")
+            .await?;
+        db.execute_unprepared("DROP INDEX IF EXISTS operation_wallet_kind_idx")
             .await?;
         db.execute_unprepared(
             "DROP INDEX IF EXISTS operation_transfer_idx; \

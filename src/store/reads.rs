@@ -7,10 +7,13 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use entity::operation::{self, OperationKind};
 use entity::{client, transfer, wallet};
-use sea_orm::sea_query::{Alias, Asterisk, Query, SelectStatement, UnionType};
+use sea_orm::sea_query::{
+    Alias, Asterisk, Expr, ExprTrait, Func, Order, Query, QueryStatementBuilder, SelectStatement,
+    UnionType,
+};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, Select,
+    ActiveEnum, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Select,
 };
 use uuid::Uuid;
 
@@ -136,31 +139,48 @@ pub async fn wallet_page<C: ConnectionTrait>(
 }
 
 /// One page of history for each of several wallets, in a single statement:
-/// a `UNION ALL` of per-wallet keyset queries, each of which walks the
-/// `(wallet_id, seq)` index from its cursor. Each wallet's rows come back
-/// newest first, as the API orders history, and may include the extra row of
-/// `page.fetch`.
+/// a `UNION ALL` of keyset queries, each of which walks an index from its
+/// cursor. Each wallet's rows come back newest first, as the API orders
+/// history, and may include the extra row of `page.fetch`.
+///
+/// Filters keep the walk on an index however deep the history:
+/// - a time window becomes sequence bounds (time never goes back along a
+///   wallet's sequence), each found by one probe of `(wallet_id,
+///   created_at, seq)`;
+/// - kinds get one part per kind, each walking `(wallet_id, kind, seq)` with
+///   its own limit; the parts are merged here.
 pub async fn operation_pages<C: ConnectionTrait>(
     conn: &C,
     wallet_ids: &[Uuid],
     page: &PageQuery<i64>,
     filter: &OperationFilter,
 ) -> Result<HashMap<Uuid, Vec<operation::Model>>, DbErr> {
+    let kinds: Vec<Option<OperationKind>> = match &filter.kinds {
+        Some(kinds) => {
+            let mut kinds = kinds.clone();
+            kinds.sort_by_key(|k| k.to_value());
+            kinds.dedup();
+            kinds.into_iter().map(Some).collect()
+        }
+        None => vec![None],
+    };
     let mut union: Option<SelectStatement> = None;
     for wallet_id in wallet_ids {
-        // SQLite accepts ORDER BY and LIMIT in a compound query's parts only
-        // inside a subquery.
-        let part = Query::select()
-            .column(Asterisk)
-            .from_subquery(
-                operation_page(*wallet_id, page, filter).into_query(),
-                Alias::new("page"),
-            )
-            .to_owned();
-        match union.as_mut() {
-            None => union = Some(part),
-            Some(union) => {
-                union.union(UnionType::All, part);
+        for kind in &kinds {
+            // SQLite accepts ORDER BY and LIMIT in a compound query's parts
+            // only inside a subquery.
+            let part = Query::select()
+                .column(Asterisk)
+                .from_subquery(
+                    operation_page(*wallet_id, page, filter, *kind).into_query(),
+                    Alias::new("page"),
+                )
+                .to_owned();
+            match union.as_mut() {
+                None => union = Some(part),
+                Some(union) => {
+                    union.union(UnionType::All, part);
+                }
             }
         }
     }
@@ -176,7 +196,14 @@ pub async fn operation_pages<C: ConnectionTrait>(
     for row in rows {
         pages.entry(row.wallet_id).or_default().push(row);
     }
+    let fetch = usize::try_from(page.fetch).unwrap_or(usize::MAX);
     for rows in pages.values_mut() {
+        // Several kinds: keep the page's `fetch` rows nearest the cursor.
+        match page.direction {
+            Direction::Forward => rows.sort_unstable_by_key(|row| std::cmp::Reverse(row.seq)),
+            Direction::Backward => rows.sort_unstable_by_key(|row| row.seq),
+        }
+        rows.truncate(fetch);
         rows.sort_unstable_by_key(|row| std::cmp::Reverse(row.seq));
     }
     Ok(pages)
@@ -186,9 +213,11 @@ fn operation_page(
     wallet_id: Uuid,
     page: &PageQuery<i64>,
     filter: &OperationFilter,
+    kind: Option<OperationKind>,
 ) -> Select<operation::Entity> {
     let query = operation::Entity::find()
         .filter(operation::Column::WalletId.eq(wallet_id))
+        .apply_if(kind, |q, kind| q.filter(operation::Column::Kind.eq(kind)))
         // Newest first: "after" a cursor means older, "before" means newer.
         .apply_if(page.after, |q, after| {
             q.filter(operation::Column::Seq.lt(after))
@@ -196,20 +225,37 @@ fn operation_page(
         .apply_if(page.before, |q, before| {
             q.filter(operation::Column::Seq.gt(before))
         })
-        .apply_if(filter.kinds.clone(), |q, kinds| {
-            q.filter(operation::Column::Kind.is_in(kinds))
-        })
         .apply_if(filter.from, |q, from| {
-            q.filter(operation::Column::CreatedAt.gte(from))
+            q.filter(Expr::col(operation::Column::Seq).gte(first_seq_from(wallet_id, from)))
         })
         .apply_if(filter.to, |q, to| {
-            q.filter(operation::Column::CreatedAt.lt(to))
+            q.filter(Expr::col(operation::Column::Seq).lt(first_seq_from(wallet_id, to)))
         })
         .limit(page.fetch);
     match page.direction {
         Direction::Forward => query.order_by_desc(operation::Column::Seq),
         Direction::Backward => query.order_by_asc(operation::Column::Seq),
     }
+}
+
+/// The sequence number of a wallet's first operation at or after `at`, or
+/// past the end when there is none: one probe of `(wallet_id, created_at,
+/// seq)`. Rows at or after `at` are exactly those from this number on.
+fn first_seq_from(wallet_id: Uuid, at: DateTime<Utc>) -> Expr {
+    let first = Query::select()
+        .column(operation::Column::Seq)
+        .from(operation::Entity)
+        .and_where(Expr::col(operation::Column::WalletId).eq(wallet_id))
+        .and_where(Expr::col(operation::Column::CreatedAt).gte(at))
+        .order_by(operation::Column::CreatedAt, Order::Asc)
+        .order_by(operation::Column::Seq, Order::Asc)
+        .limit(1)
+        .to_owned();
+    Func::coalesce([
+        Expr::SubQuery(None, Box::new(first.into_sub_query_statement())),
+        Expr::val(i64::MAX),
+    ])
+    .into()
 }
 
 /// A wallet's operations after `seq`, oldest first: how a subscriber

@@ -5,7 +5,7 @@ use crate::helpers::{OPERATOR, TestApp, TestClient, data, error_code, text};
 
 const HISTORY: &str = "query($w: UUID!, $first: Int, $after: String, $last: Int, $before: String, $filter: OperationFilterInput) {
     operations(walletId: $w, first: $first, after: $after, last: $last, before: $before, filter: $filter) {
-        edges { cursor node { sequence kind amount cursor } }
+        edges { cursor node { sequence kind amount cursor createdAt } }
         nodes { sequence }
         pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }";
 
@@ -180,6 +180,44 @@ async fn history_filters_by_kind_and_time(app: TestApp) {
     )
     .await;
     assert_eq!(sequences(&past).len(), 25);
+
+    // Several kinds, paged both ways: one walk per kind, merged.
+    let both = json!({ "kinds": ["TRANSFER_OUT", "DEPOSIT"] });
+    let first = page(&app, &alice, json!({ "first": 4, "filter": both })).await;
+    assert_eq!(sequences(&first), vec![25, 24, 23, 22]);
+    let second = page(
+        &app,
+        &alice,
+        json!({ "first": 4, "after": first["pageInfo"]["endCursor"], "filter": both }),
+    )
+    .await;
+    assert_eq!(sequences(&second), vec![21, 20, 19, 18]);
+    let back = page(
+        &app,
+        &alice,
+        json!({ "last": 3, "before": second["pageInfo"]["endCursor"], "filter": both }),
+    )
+    .await;
+    assert_eq!(sequences(&back), vec![21, 20, 19]);
+
+    // A time window is [from, to) on createdAt, with or without kinds.
+    let all = page(&app, &alice, json!({ "first": 100 })).await;
+    let time = |seq: i64| -> Value {
+        all["edges"]
+            .as_array()
+            .and_then(|edges| edges.iter().find(|e| e["node"]["sequence"] == seq))
+            .map(|e| e["node"]["createdAt"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let window = json!({ "from": time(5), "to": time(8) });
+    let inside = page(&app, &alice, json!({ "first": 100, "filter": window })).await;
+    assert_eq!(sequences(&inside), vec![7, 6, 5]);
+    let late = json!({ "from": time(19), "to": time(23), "kinds": ["TRANSFER_OUT"] });
+    let mixed = page(&app, &alice, json!({ "first": 100, "filter": late })).await;
+    assert_eq!(sequences(&mixed), vec![22, 21]);
+    let empty = json!({ "from": time(8), "to": time(8) });
+    let none = page(&app, &alice, json!({ "first": 100, "filter": empty })).await;
+    assert_eq!(sequences(&none), Vec::<i64>::new());
 }
 
 async fn bad_page_arguments_are_invalid_input(app: TestApp) {
