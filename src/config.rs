@@ -144,6 +144,11 @@ pub struct Config {
     #[arg(long, env = "LEDGER_MAX_BATCH", default_value_t = crate::ledger::DEFAULT_MAX_BATCH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096), global = true)]
     pub ledger_max_batch: usize,
 
+    /// Days an idempotency key is kept; older keys are pruned in the
+    /// background and may be used again.
+    #[arg(long, env = "IDEMPOTENCY_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650), global = true)]
+    pub idempotency_retention_days: u32,
+
     /// Events a subscriber may fall behind by before it is told
     /// (SUBSCRIPTION_LAGGED) and dropped; it resumes with its last cursor.
     /// At least LEDGER_MAX_BATCH is used.

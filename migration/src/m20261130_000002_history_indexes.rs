@@ -5,6 +5,8 @@
 //!   before that time), however deep the history;
 //! - `operation_wallet_kind_idx` on `(wallet_id, kind, seq)`: a history
 //!   filtered by kind walks only the rows of those kinds;
+//! - `idempotency_key_created_idx` on `created_at`: keys past their
+//!   retention are pruned oldest first without scanning the table;
 //! - `operation_transfer_idx` becomes partial (`WHERE transfer_id IS NOT
 //!   NULL`): deposits have no transfer, and their NULLs filled the right edge
 //!   of the index for nothing.
@@ -33,6 +35,11 @@ impl MigrationTrait for Migration {
              ON operation (wallet_id, kind, seq)",
         )
         .await?;
+        db.execute_unprepared(
+            "CREATE INDEX IF NOT EXISTS idempotency_key_created_idx \
+             ON idempotency_key (created_at)",
+        )
+        .await?;
         // One batch of statements, so that both run on the same connection
         // (SQLite's pool could otherwise create on one that has not seen the
         // drop).
@@ -50,6 +57,8 @@ impl MigrationTrait for Migration {
         db.execute_unprepared("DROP INDEX IF EXISTS operation_wallet_time_idx")
             .await?;
         db.execute_unprepared("DROP INDEX IF EXISTS operation_wallet_kind_idx")
+            .await?;
+        db.execute_unprepared("DROP INDEX IF EXISTS idempotency_key_created_idx")
             .await?;
         db.execute_unprepared(
             "DROP INDEX IF EXISTS operation_transfer_idx; \

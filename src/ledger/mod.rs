@@ -38,6 +38,9 @@ pub struct LedgerOptions {
     pub lanes: usize,
     /// Most entries in one batch.
     pub max_batch: usize,
+    /// How long an idempotency key is kept; older ones are pruned and may
+    /// be used again.
+    pub key_retention: std::time::Duration,
 }
 
 impl Default for LedgerOptions {
@@ -46,6 +49,7 @@ impl Default for LedgerOptions {
             event_buffer: live::DEFAULT_BUFFER,
             lanes: DEFAULT_LANES,
             max_batch: DEFAULT_MAX_BATCH,
+            key_retention: DEFAULT_KEY_RETENTION,
         }
     }
 }
@@ -56,6 +60,15 @@ pub const DEFAULT_LANES: usize = 2;
 /// Entries per batch at most: large enough to amortise a commit, small
 /// enough that a batch's locks are held for a few milliseconds only.
 pub const DEFAULT_MAX_BATCH: usize = 256;
+/// Idempotency keys are kept a week by default.
+pub const DEFAULT_KEY_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 60 * 60);
+/// Keys deleted per pruning statement: a short transaction that never
+/// holds writers up for long.
+const PRUNE_BATCH: u64 = 1_000;
+/// How often the pruner looks for expired keys.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Entries queued at most before a request waits for room.
 const QUEUE_DEPTH: usize = 8_192;
 
@@ -71,6 +84,15 @@ struct Inner {
     queue: mpsc::Sender<Job>,
     /// PostgreSQL's LISTEN task, stopped with the ledger.
     _listener: Option<ListenerTask>,
+    key_retention: std::time::Duration,
+    /// The idempotency key pruner, stopped with the ledger.
+    pruner: tokio::task::AbortHandle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.pruner.abort();
+    }
 }
 
 impl Ledger {
@@ -94,12 +116,15 @@ impl Ledger {
             _ => (1, None),
         };
         committer::start(&store, &hub, receiver, lanes, options.max_batch);
+        let pruner = tokio::spawn(prune_forever(store.clone(), options.key_retention));
         Ok(Ledger {
             inner: Arc::new(Inner {
                 store,
                 hub,
                 queue,
                 _listener: listener,
+                key_retention: options.key_retention,
+                pruner: pruner.abort_handle(),
             }),
         })
     }
@@ -140,6 +165,13 @@ impl Ledger {
     ) -> AppResult<TransferOutcome> {
         let entry = entry::transfer(caller, request)?;
         self.post(entry).await?.into_transfer()
+    }
+
+    /// Deletes every idempotency key older than the retention, a batch at a
+    /// time; returns how many went. The background pruner calls this every
+    /// minute; a key pruned may be used again.
+    pub async fn prune_idempotency_keys(&self) -> AppResult<u64> {
+        prune(self.store(), self.inner.key_retention).await
     }
 
     /// Queues an entry and waits for its outcome; a used idempotency key is
@@ -191,5 +223,37 @@ impl Ledger {
             operations,
             wallets,
         })
+    }
+}
+
+async fn prune(store: &Store, retention: std::time::Duration) -> AppResult<u64> {
+    let retention = chrono::TimeDelta::from_std(retention)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("key retention: {e}")))?;
+    let before = chrono::Utc::now() - retention;
+    let mut pruned = 0;
+    loop {
+        // Each batch is its own short write transaction (SQLite: in turn
+        // with the committer, through the writer slot).
+        let write = store.begin_write().await?;
+        let deleted = postings::prune_keys(&write.tx, before, PRUNE_BATCH).await?;
+        write.commit().await?;
+        pruned += deleted;
+        if deleted < PRUNE_BATCH {
+            return Ok(pruned);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn prune_forever(store: Store, retention: std::time::Duration) {
+    let mut every = tokio::time::interval(PRUNE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match prune(&store, retention).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned expired idempotency keys"),
+            Err(err) => tracing::warn!(error = %err, "pruning idempotency keys failed; will retry"),
+        }
     }
 }

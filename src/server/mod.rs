@@ -261,6 +261,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             event_buffer: config.subscription_buffer,
             lanes: config.ledger_lanes,
             max_batch: config.ledger_max_batch,
+            key_retention: std::time::Duration::from_secs(
+                u64::from(config.idempotency_retention_days) * 24 * 60 * 60,
+            ),
         },
     )
     .await

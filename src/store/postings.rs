@@ -284,6 +284,32 @@ async fn write_plain<C: ConnectionTrait>(conn: &C, batch: &BatchWrite<'_>) -> Re
     Ok(updated)
 }
 
+/// Deletes up to `limit` idempotency keys created before `before`, oldest
+/// first, in one short statement; returns how many went. Called in a loop
+/// by the ledger's pruner, so that no single transaction holds many rows.
+pub async fn prune_keys<C: ConnectionTrait>(
+    conn: &C,
+    before: DateTime<Utc>,
+    limit: u64,
+) -> Result<u64, DbErr> {
+    let sql = if conn.get_database_backend() == DbBackend::Postgres {
+        "DELETE FROM idempotency_key WHERE ctid = ANY(ARRAY( \
+         SELECT ctid FROM idempotency_key WHERE created_at < $1 ORDER BY created_at LIMIT $2))"
+    } else {
+        "DELETE FROM idempotency_key WHERE rowid IN ( \
+         SELECT rowid FROM idempotency_key WHERE created_at < $1 ORDER BY created_at LIMIT $2)"
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let result = conn
+        .execute_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            sql,
+            [before.into(), limit.into()],
+        ))
+        .await?;
+    Ok(result.rows_affected())
+}
+
 /// A used idempotency key's record.
 pub async fn key_record<C: ConnectionTrait>(
     conn: &C,

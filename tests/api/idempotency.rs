@@ -119,7 +119,50 @@ async fn racing_retries_move_money_once(app: TestApp) {
     app.assert_ledger_consistent().await;
 }
 
+/// A key past its retention is pruned (and only such a key): the same key
+/// may then carry a new request. A fresh key still replays.
+async fn keys_past_their_retention_are_pruned_and_free_again(app: TestApp) {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let alice = app.create_client("Alice").await;
+    let bob = app.create_client("Bob").await;
+    data(&app.deposit(&alice.wallet, "10.00").await);
+    data(
+        &app.transfer_with(&alice, &bob.wallet, "1.00", Some("old"))
+            .await,
+    );
+    data(
+        &app.transfer_with(&alice, &bob.wallet, "1.00", Some("fresh"))
+            .await,
+    );
+    // "old" was used eight days ago.
+    entity::idempotency_key::Entity::update_many()
+        .col_expr(
+            entity::idempotency_key::Column::CreatedAt,
+            Expr::value(chrono::Utc::now() - chrono::TimeDelta::days(8)),
+        )
+        .filter(entity::idempotency_key::Column::Key.eq("old"))
+        .exec(app.store.db())
+        .await
+        .expect("backdate");
+    assert_eq!(app.ledger.prune_idempotency_keys().await.ok(), Some(1));
+    assert_eq!(app.ledger.prune_idempotency_keys().await.ok(), Some(0));
+    // Another amount under "old" is a new transfer now; under "fresh" it is
+    // still refused.
+    data(
+        &app.transfer_with(&alice, &bob.wallet, "2.00", Some("old"))
+            .await,
+    );
+    let reused = app
+        .transfer_with(&alice, &bob.wallet, "2.00", Some("fresh"))
+        .await;
+    assert_eq!(error_code(&reused), "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(app.balance(&alice.wallet).await, "6.00");
+    app.assert_ledger_consistent().await;
+}
+
 both_backends!(
+    keys_past_their_retention_are_pruned_and_free_again,
     a_retried_deposit_moves_money_once,
     a_retried_transfer_returns_the_first_result,
     keys_are_scoped_per_client,
