@@ -215,7 +215,12 @@ pub fn leg_row(
         balance_after: wallet.balance,
         transfer_id: entry.transfer.as_ref().map(|t| t.id),
         counterparty_wallet_id: leg.counterparty,
-        description: entry.description.clone(),
+        // Stored once: on the transfer when there is one (the legs read it
+        // from there), else on the row itself.
+        description: match entry.transfer {
+            Some(_) => None,
+            None => entry.description.clone(),
+        },
         created_at: at,
     }
 }

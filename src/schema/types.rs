@@ -310,8 +310,17 @@ impl Operation {
         Ok(money(self.0.balance_after)?)
     }
 
-    async fn description(&self) -> Option<&str> {
-        self.0.description.as_deref()
+    /// The request's description. A transfer's is stored once, on the
+    /// transfer, and read from there for both legs.
+    async fn description(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        let Some(transfer_id) = self.0.transfer_id.filter(|_| self.0.description.is_none()) else {
+            return Ok(self.0.description.clone());
+        };
+        let transfer = loader(ctx)?
+            .load_one(TransferId(transfer_id))
+            .await
+            .map_err(AppError::from)?;
+        Ok(transfer.and_then(|t| t.description))
     }
 
     async fn created_at(&self) -> Timestamp {

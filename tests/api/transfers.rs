@@ -189,7 +189,53 @@ async fn the_payer_cannot_see_the_payees_balance(app: TestApp) {
     assert_eq!(app.balance(&bob.wallet).await, "778.00");
 }
 
+/// A transfer's description is stored once, on the transfer, and both
+/// ledger rows show it; a deposit keeps its own.
+async fn a_description_is_stored_once_and_shown_on_both_legs(app: TestApp) {
+    let alice = app.create_client("Alice").await;
+    let bob = app.create_client("Bob").await;
+    let deposit =
+        "mutation($input: DepositInput!) { deposit(input: $input) { operation { description } } }";
+    let input = json!({ "input": { "walletId": alice.wallet, "amount": "10.00", "description": "salary" } });
+    let deposited = data(&app.gql(Some(OPERATOR), deposit, input).await)["deposit"].clone();
+    assert_eq!(deposited["operation"]["description"], "salary");
+    let pay = "mutation($input: TransferInput!) { transfer(input: $input) {
+        transfer { description } operation { description } } }";
+    let input = json!({ "input": { "fromWalletId": alice.wallet, "toWalletId": bob.wallet, "amount": "4.00", "description": "lunch" } });
+    let paid = data(&app.gql(Some(&alice.token), pay, input).await)["transfer"].clone();
+    assert_eq!(paid["transfer"]["description"], "lunch");
+    assert_eq!(paid["operation"]["description"], "lunch");
+    let history = "query($w: UUID!) { wallet(id: $w) { operations(first: 10) { nodes { kind description } } } }";
+    for (wallet, expected) in [
+        (
+            &alice.wallet,
+            json!([
+                { "kind": "TRANSFER_OUT", "description": "lunch" },
+                { "kind": "DEPOSIT", "description": "salary" },
+            ]),
+        ),
+        (
+            &bob.wallet,
+            json!([{ "kind": "TRANSFER_IN", "description": "lunch" }]),
+        ),
+    ] {
+        let nodes = data(
+            &app.gql(Some(OPERATOR), history, json!({ "w": wallet }))
+                .await,
+        )["wallet"]["operations"]["nodes"]
+            .clone();
+        assert_eq!(nodes, expected);
+    }
+    assert_eq!(
+        app.sql_i64("SELECT COUNT(*) FROM operation WHERE description IS NOT NULL")
+            .await,
+        1,
+        "only the deposit's row holds its description"
+    );
+}
+
 both_backends!(
+    a_description_is_stored_once_and_shown_on_both_legs,
     transfer_moves_money_and_writes_both_ledger_rows,
     transfer_of_the_whole_balance_leaves_zero,
     refused_transfers_change_nothing,
