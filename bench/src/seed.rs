@@ -111,6 +111,8 @@ pub async fn seed(config: &SeedConfig) -> anyhow::Result<SeedReport> {
     let mut transfers_buffer = String::with_capacity(CHUNK_BYTES + 1024);
     let mut balance = vec![0i64; clients as usize];
     let mut seq = vec![0i64; clients as usize];
+    // Each wallet's newest operation's time: its `updated_at`.
+    let mut last_at = vec![String::new(); clients as usize];
     let mut rng = fastrand::Rng::with_seed(config.rng_seed);
     let step =
         (now - start).num_microseconds().unwrap_or(1).max(1) / config.operations.max(1) as i64;
@@ -124,6 +126,7 @@ pub async fn seed(config: &SeedConfig) -> anyhow::Result<SeedReport> {
             let w = (deposits % clients) as usize;
             balance[w] += INITIAL_DEPOSIT;
             seq[w] += 1;
+            last_at[w].clone_from(&at);
             ops_buffer.push_str(&format!(
                 "{}\t{}\t{}\tDEPOSIT\t{INITIAL_DEPOSIT}\t{}\t\\N\t\\N\t\\N\t{at}\n",
                 Uuid::now_v7(),
@@ -156,6 +159,7 @@ pub async fn seed(config: &SeedConfig) -> anyhow::Result<SeedReport> {
                 [(from, "TRANSFER_OUT", to), (to, "TRANSFER_IN", from)]
             {
                 seq[wallet] += 1;
+                last_at[wallet].clone_from(&at);
                 ops_buffer.push_str(&format!(
                     "{}\t{}\t{}\t{kind}\t{amount}\t{}\t{transfer_id}\t{}\t\\N\t{at}\n",
                     Uuid::now_v7(),
@@ -188,15 +192,18 @@ pub async fn seed(config: &SeedConfig) -> anyhow::Result<SeedReport> {
     let mut copy = ops_conn
         .copy_in_raw("COPY wallet (id, client_id, currency, balance, last_seq, created_at, updated_at) FROM STDIN")
         .await?;
-    let updated = timestamp(now);
+    let created = timestamp(start);
     for n in 0..clients {
+        let updated = match last_at[n as usize].as_str() {
+            "" => created.as_str(),
+            at => at,
+        };
         buffer.push_str(&format!(
-            "{}\t{}\tUSD\t{}\t{}\t{}\t{updated}\n",
+            "{}\t{}\tUSD\t{}\t{}\t{created}\t{updated}\n",
             wallet_id(n),
             client_id(n),
             balance[n as usize],
             seq[n as usize],
-            timestamp(start)
         ));
         if buffer.len() >= CHUNK_BYTES {
             copy.send(std::mem::take(&mut buffer).into_bytes()).await?;

@@ -103,6 +103,11 @@ const CHECKS: &[(&str, &str)] = &[
          WHERE created_at < previous",
     ),
     (
+        "each wallet's last change is its newest operation's time",
+        "SELECT COUNT(*) FROM wallet w JOIN operation o ON o.wallet_id = w.id AND o.seq = w.last_seq
+         WHERE o.created_at <> w.updated_at",
+    ),
+    (
         "no transfer leg without its transfer",
         "SELECT COUNT(*) FROM operation o WHERE o.kind <> 'DEPOSIT'
          AND NOT EXISTS (SELECT 1 FROM transfer t WHERE t.id = o.transfer_id)",

@@ -113,10 +113,23 @@ async fn time_that_goes_back(app: TestApp) {
     ledger(&app).await;
     let (failed, _) = violations_after(
         &app,
-        "UPDATE operation SET created_at = '2001-01-01 00:00:00+00:00' WHERE kind = 'TRANSFER_OUT'",
+        "UPDATE operation SET created_at = '2999-01-01 00:00:00+00:00' WHERE kind = 'DEPOSIT'",
     )
     .await;
     assert_eq!(failed, ["time never goes back within a wallet"]);
+}
+
+async fn a_wallet_changed_at_another_time(app: TestApp) {
+    ledger(&app).await;
+    let (failed, _) = violations_after(
+        &app,
+        "UPDATE wallet SET updated_at = '2001-01-01 00:00:00+00:00'",
+    )
+    .await;
+    assert_eq!(
+        failed,
+        ["each wallet's last change is its newest operation's time"]
+    );
 }
 
 async fn verify_command_reports_and_fails(app: TestApp) {
@@ -153,6 +166,7 @@ async fn verify_command_reports_and_fails(app: TestApp) {
 both_backends!(
     a_balance_after_that_does_not_follow,
     time_that_goes_back,
+    a_wallet_changed_at_another_time,
     a_balance_that_disagrees_with_its_ledger,
     a_transfer_missing_a_leg,
     a_leg_that_does_not_match_its_transfer,
