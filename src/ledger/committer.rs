@@ -119,7 +119,8 @@ async fn commit(store: &Store, hub: &Hub, jobs: &[Job]) -> Vec<Outcome> {
 
 async fn attempt(store: &Store, hub: &Hub, entries: &[&Entry]) -> Result<Settlement, DbErr> {
     let write = store.begin_write().await?;
-    let claims: Vec<(usize, KeyClaim)> = entries
+    // Each claim with the index of its entry.
+    let (claiming, claims): (Vec<usize>, Vec<KeyClaim>) = entries
         .iter()
         .enumerate()
         .filter_map(|(i, entry)| {
@@ -136,12 +137,11 @@ async fn attempt(store: &Store, hub: &Hub, entries: &[&Entry]) -> Result<Settlem
                 },
             ))
         })
-        .collect();
-    let key_claims: Vec<KeyClaim> = claims.iter().map(|(_, c)| c.clone()).collect();
-    let claimed = postings::claim_keys(&write.tx, &key_claims).await?;
+        .unzip();
+    let claimed = postings::claim_keys(&write.tx, &claims).await?;
     let mut replay = vec![false; entries.len()];
-    for ((i, _), ours) in claims.iter().zip(claimed) {
-        replay[*i] = !ours;
+    for (i, ours) in claiming.into_iter().zip(claimed) {
+        replay[i] = !ours;
     }
     let wallet_ids: Vec<Uuid> = entries
         .iter()

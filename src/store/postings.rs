@@ -5,9 +5,9 @@
 //! order, then (once the ledger has settled the entries in memory) writes
 //! everything in one statement: released claims, wallet balances, transfer
 //! and ledger rows, and the NOTIFY. On PostgreSQL the rows travel as JSON
-//! documents expanded by `json_to_recordset`, so each statement has one SQL
-//! text for every batch size (prepared once per connection) and a fixed
-//! number of parameters; SQLite, in process, runs plain statements.
+//! documents expanded by `json_to_recordset`, so a statement's text does not
+//! depend on the batch's size (a few variants, each prepared once per
+//! connection); SQLite, in process, runs plain statements.
 
 use chrono::{DateTime, Utc};
 use entity::operation::{self, OperationKind};
@@ -21,7 +21,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 /// An idempotency key to claim, and what it will stand for.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct KeyClaim<'a> {
     pub scope: &'a str,
     pub key: &'a str,
@@ -77,16 +77,16 @@ pub async fn claim_keys<C: ConnectionTrait>(
                 [json(claims)?.into()],
             ))
             .await?;
-        let mut won = Vec::with_capacity(rows.len());
+        let mut won = std::collections::HashSet::with_capacity(rows.len());
         for row in rows {
-            won.push((
+            won.insert((
                 row.try_get_by_index::<String>(0)?,
                 row.try_get_by_index::<String>(1)?,
             ));
         }
         return Ok(claims
             .iter()
-            .map(|c| won.iter().any(|(s, k)| s == c.scope && k == c.key))
+            .map(|c| won.contains(&(c.scope.to_owned(), c.key.to_owned())))
             .collect());
     }
     let now = Utc::now();
