@@ -144,6 +144,11 @@ pub struct Config {
     #[arg(long, env = "LEDGER_MAX_BATCH", default_value_t = crate::ledger::DEFAULT_MAX_BATCH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096), global = true)]
     pub ledger_max_batch: usize,
 
+    /// Pending (authorised, not yet captured or voided) transfers a payer
+    /// may have at once; beyond it, TOO_MANY_HOLDS.
+    #[arg(long, env = "MAX_OPEN_HOLDS_PER_WALLET", default_value_t = crate::ledger::DEFAULT_MAX_OPEN_HOLDS, value_parser = clap::value_parser!(i32).range(1..=1_000_000), global = true)]
+    pub max_open_holds_per_wallet: i32,
+
     /// Days an idempotency key is kept; older keys are pruned in the
     /// background and may be used again.
     #[arg(long, env = "IDEMPOTENCY_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650), global = true)]
@@ -221,6 +226,11 @@ pub struct Config {
     /// Largest request body (and WebSocket message), in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 65536, global = true)]
     pub max_body_bytes: usize,
+
+    /// Largest body of an authenticated request whose document is one
+    /// `transferBatch` (up to 1,000 transfers), in bytes.
+    #[arg(long, env = "MAX_BATCH_BODY_BYTES", default_value_t = 524288, global = true)]
+    pub max_batch_body_bytes: usize,
 
     /// Seconds a request may take before it is answered with TIMEOUT.
     #[arg(
@@ -347,6 +357,7 @@ pub struct ApiLimits {
     pub max_complexity: usize,
     pub max_page_size: usize,
     pub max_body_bytes: usize,
+    pub max_batch_body_bytes: usize,
     pub request_timeout: std::time::Duration,
     pub header_timeout: std::time::Duration,
     pub rate_limits: RateLimits,
@@ -367,6 +378,7 @@ impl Default for ApiLimits {
             max_complexity: 5000,
             max_page_size: 100,
             max_body_bytes: 64 * 1024,
+            max_batch_body_bytes: 512 * 1024,
             request_timeout: std::time::Duration::from_secs(30),
             header_timeout: std::time::Duration::from_secs(10),
             rate_limits: RateLimits::default(),
@@ -388,6 +400,7 @@ impl Config {
             max_complexity: self.max_query_complexity,
             max_page_size: self.max_page_size,
             max_body_bytes: self.max_body_bytes,
+            max_batch_body_bytes: self.max_batch_body_bytes.max(self.max_body_bytes),
             request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
             header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
             rate_limits: RateLimits {

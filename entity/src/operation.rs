@@ -14,6 +14,15 @@ pub enum OperationKind {
     TransferOut,
     #[sea_orm(string_value = "TRANSFER_IN")]
     TransferIn,
+    #[sea_orm(string_value = "WITHDRAWAL")]
+    Withdrawal,
+    /// Funds set aside for an authorised transfer: `balance` unchanged,
+    /// the available balance lowered.
+    #[sea_orm(string_value = "HOLD")]
+    Hold,
+    /// A hold given back (whole) on capture, void or expiry.
+    #[sea_orm(string_value = "HOLD_RELEASE")]
+    HoldRelease,
 }
 
 /// One row of the append-only ledger: never updated, never deleted.
@@ -29,6 +38,9 @@ pub struct Model {
     pub kind: OperationKind,
     pub amount: i64,
     pub balance_after: i64,
+    /// `balance - held` after this row; rows from before holds have none
+    /// (it was `balance_after`): see `available_after()`.
+    pub available_after: Option<i64>,
     pub transfer_id: Option<Uuid>,
     pub counterparty_wallet_id: Option<Uuid>,
     pub description: Option<String>,
@@ -37,5 +49,12 @@ pub struct Model {
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
+
+impl Model {
+    /// The wallet's available balance right after this row.
+    pub fn available_after(&self) -> i64 {
+        self.available_after.unwrap_or(self.balance_after)
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

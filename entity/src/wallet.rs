@@ -2,7 +2,8 @@ use sea_orm::entity::prelude::*;
 
 /// A client's wallet. `balance` is in cents; `last_seq` is the sequence number
 /// of the wallet's newest operation (0 before any), advanced by the same UPDATE
-/// that changes the balance.
+/// that changes the balance. `held` is the sum of the wallet's open holds as
+/// payer (`open_holds` of them): `balance - held` is what it may spend.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "wallet")]
 pub struct Model {
@@ -12,6 +13,8 @@ pub struct Model {
     pub client_id: Uuid,
     pub currency: String,
     pub balance: i64,
+    pub held: i64,
+    pub open_holds: i32,
     pub last_seq: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

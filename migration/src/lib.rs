@@ -9,6 +9,8 @@ mod m20261127_000001_ledger;
 mod m20261129_000001_constraints;
 mod m20261130_000001_batch_writes;
 mod m20261130_000002_history_indexes;
+mod m20261130_000003_ledger_verbs;
+mod rules;
 
 /// Largest balance a wallet may hold, in cents (one trillion dollars).
 ///
@@ -26,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_constraints::Migration),
             Box::new(m20261130_000001_batch_writes::Migration),
             Box::new(m20261130_000002_history_indexes::Migration),
+            Box::new(m20261130_000003_ledger_verbs::Migration),
         ]
     }
 }

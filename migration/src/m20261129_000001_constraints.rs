@@ -20,20 +20,10 @@
 use sea_orm_migration::{prelude::*, sea_orm::DbBackend};
 
 use crate::MAX_BALANCE_CENTS;
+use crate::rules::Rule;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
-
-/// One rule: the table it guards, its constraint name, a column it reads,
-/// and its condition with each column name prefixed by the argument (`""`
-/// in a CHECK, `"NEW."` in a trigger). Like a CHECK, a rule is broken only
-/// when its condition is false, not when it is NULL.
-struct Rule {
-    table: &'static str,
-    name: &'static str,
-    column: &'static str,
-    condition: fn(&str) -> String,
-}
 
 fn rules() -> [Rule; 5] {
     [
@@ -126,13 +116,7 @@ impl MigrationTrait for Migration {
             let conn = txn.get_connection();
             conn.execute_unprepared(DROP_EMAIL_INDEX).await?;
             for rule in rules() {
-                for suffix in ["insert", "update"] {
-                    conn.execute_unprepared(&format!(
-                        "DROP TRIGGER IF EXISTS {}_{suffix}",
-                        rule.name
-                    ))
-                    .await?;
-                }
+                crate::rules::drop_sqlite(conn, rule.name).await?;
             }
             txn.commit().await
         } else {
@@ -182,26 +166,7 @@ async fn up_sqlite(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     let txn = manager.begin().await?;
     let conn = txn.get_connection();
     for rule in rules() {
-        let condition = (rule.condition)("NEW.");
-        for (event, suffix) in [("INSERT", "insert"), ("UPDATE", "update")] {
-            conn.execute_unprepared(&format!(
-                "CREATE TRIGGER IF NOT EXISTS {name}_{suffix} BEFORE {event} ON {table} \
-                 FOR EACH ROW WHEN NOT ({condition}) \
-                 BEGIN SELECT RAISE(ABORT, 'CHECK constraint failed: {name}'); END",
-                name = rule.name,
-                table = rule.table,
-            ))
-            .await?;
-        }
-        // The rows already there: rewriting only those that break the rule
-        // fires its trigger, which refuses the migration with its name.
-        conn.execute_unprepared(&format!(
-            "UPDATE {table} SET {column} = {column} WHERE NOT ({condition})",
-            table = rule.table,
-            column = rule.column,
-            condition = (rule.condition)(""),
-        ))
-        .await?;
+        crate::rules::add_sqlite(conn, &rule).await?;
     }
     conn.execute_unprepared(EMAIL_INDEX).await?;
     txn.commit().await

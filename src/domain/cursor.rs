@@ -66,6 +66,24 @@ impl WalletCursor {
     }
 }
 
+/// A position in a list of pending transfers (by deadline, then id).
+pub struct TransferCursor;
+
+impl TransferCursor {
+    pub fn encode(expires_at: chrono::DateTime<chrono::Utc>, id: Uuid) -> String {
+        URL_SAFE_NO_PAD.encode(format!("t1:{}:{id}", expires_at.timestamp_micros()))
+    }
+
+    pub fn decode(cursor: &str) -> AppResult<(chrono::DateTime<chrono::Utc>, Uuid)> {
+        let text = decode_text(cursor)?;
+        let rest = text.strip_prefix("t1:").ok_or_else(invalid_cursor)?;
+        let (micros, id) = rest.split_once(':').ok_or_else(invalid_cursor)?;
+        let micros: i64 = micros.parse().map_err(|_| invalid_cursor())?;
+        let at = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(invalid_cursor)?;
+        Ok((at, Uuid::parse_str(id).map_err(|_| invalid_cursor())?))
+    }
+}
+
 fn decode_text(cursor: &str) -> AppResult<String> {
     if cursor.len() > 200 {
         return Err(invalid_cursor());

@@ -18,6 +18,14 @@ pub enum AppError {
     IdempotencyKeyReused,
     #[error("the receiving wallet would exceed its maximum balance")]
     BalanceLimitExceeded,
+    #[error("the transfer is not pending (it is {0}): it can no longer be captured or voided")]
+    TransferNotPending(&'static str),
+    #[error("only a posted payment can be refunded")]
+    TransferNotRefundable,
+    #[error("the refund would exceed what is left to refund of the transfer")]
+    RefundExceedsTransfer,
+    #[error("this wallet has too many pending transfers (at most {0})")]
+    TooManyHolds(i32),
     #[error("a client with this email already exists")]
     EmailTaken,
     #[error("authentication required: send `Authorization: Bearer <token>`")]
@@ -62,6 +70,10 @@ impl AppError {
             AppError::SameWallet => "SAME_WALLET",
             AppError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             AppError::BalanceLimitExceeded => "BALANCE_LIMIT_EXCEEDED",
+            AppError::TransferNotPending(_) => "TRANSFER_NOT_PENDING",
+            AppError::TransferNotRefundable => "TRANSFER_NOT_REFUNDABLE",
+            AppError::RefundExceedsTransfer => "REFUND_EXCEEDS_TRANSFER",
+            AppError::TooManyHolds(_) => "TOO_MANY_HOLDS",
             AppError::EmailTaken => "EMAIL_TAKEN",
             AppError::Unauthenticated => "UNAUTHENTICATED",
             AppError::Forbidden => "FORBIDDEN",

@@ -109,3 +109,34 @@ mod tests {
         assert!(idempotency_key("order-42").is_ok());
     }
 }
+
+/// How long a hold lasts when its request names no deadline.
+pub const DEFAULT_HOLD: chrono::TimeDelta = chrono::TimeDelta::days(7);
+/// The furthest deadline a hold may have.
+pub const MAX_HOLD: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
+/// A hold's deadline: in the future, at most `MAX_HOLD` ahead of `now`;
+/// `DEFAULT_HOLD` ahead when none is given.
+pub fn expires_at(
+    raw: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<chrono::DateTime<chrono::Utc>> {
+    let Some(at) = raw else {
+        return Ok(now + DEFAULT_HOLD);
+    };
+    if at <= now {
+        return Err(AppError::invalid("expiresAt must be in the future"));
+    }
+    if at > now + MAX_HOLD {
+        return Err(AppError::invalid("expiresAt must be at most 30 days ahead"));
+    }
+    Ok(at)
+}
+
+/// Items of one `transferBatch` at most.
+pub const MAX_BATCH_ITEMS: usize = 1_000;
+
+/// How often overdue holds are looked for and expired: a hold is EXPIRED
+/// within about this long after its deadline (and refused to capture or
+/// void from the deadline on, swept or not).
+pub const HOLD_SWEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);

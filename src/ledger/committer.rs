@@ -7,7 +7,7 @@
 //! by itself and an idle one commits a lone request at once: nobody waits on
 //! a timer. SQLite has one lane (one writer), so one fsync covers a batch.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -15,11 +15,11 @@ use sea_orm::{DbBackend, DbErr};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::entry::Entry;
-use super::settle::{Outcome, Settlement, settle};
+use super::entry::{Action, Entry};
+use super::settle::{Locked, Outcome, Rules, Settlement, settle};
 use crate::domain::error::AppError;
 use crate::live::{CHANNEL, Hub, notice};
-use crate::store::postings::{self, BatchWrite, KeyClaim, WalletUpdate};
+use crate::store::postings::{self, BatchWrite, KeyClaim, TransferUpdate, WalletUpdate};
 use crate::store::{DbFailure, Store, app_error, is_retryable};
 
 /// How many times a batch that lost a race (deadlock, serialization
@@ -27,15 +27,34 @@ use crate::store::{DbFailure, Store, app_error, is_retryable};
 /// Wallets are locked in id order, so this should never be needed.
 const ATTEMPTS: usize = 5;
 
-/// Entries a request has queued, and where its answer goes.
+/// Entries a request has queued (one, or a `transferBatch`'s items), and
+/// where their outcomes go, in the same order.
 pub struct Job {
-    pub entry: Entry,
-    pub reply: oneshot::Sender<Outcome>,
+    pub entries: Vec<Entry>,
+    /// All the entries settle, or none.
+    pub atomic: bool,
+    pub reply: oneshot::Sender<Vec<Outcome>>,
+}
+
+impl Job {
+    fn claims(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries
+            .iter()
+            .filter_map(|e| e.claim.as_ref())
+            .map(|c| (c.scope.as_str(), c.key.as_str()))
+    }
 }
 
 /// Starts `lanes` lanes taking batches from `queue`. They stop when every
 /// sender of the queue is gone.
-pub fn start(store: &Store, hub: &Hub, queue: mpsc::Receiver<Job>, lanes: usize, max_batch: usize) {
+pub fn start(
+    store: &Store,
+    hub: &Hub,
+    queue: mpsc::Receiver<Job>,
+    lanes: usize,
+    max_batch: usize,
+    rules: Rules,
+) {
     let queue = Arc::new(Mutex::new(queue));
     for _ in 0..lanes.max(1) {
         tokio::spawn(lane(
@@ -43,11 +62,18 @@ pub fn start(store: &Store, hub: &Hub, queue: mpsc::Receiver<Job>, lanes: usize,
             hub.clone(),
             queue.clone(),
             max_batch.max(1),
+            rules,
         ));
     }
 }
 
-async fn lane(store: Store, hub: Hub, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
+async fn lane(
+    store: Store,
+    hub: Hub,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    max_batch: usize,
+    rules: Rules,
+) {
     let mut carried: Vec<Job> = Vec::new();
     loop {
         let mut jobs = std::mem::take(&mut carried);
@@ -66,26 +92,30 @@ async fn lane(store: Store, hub: Hub, queue: Arc<Mutex<mpsc::Receiver<Job>>>, ma
         // A key used twice in one batch: the first use settles here, the
         // others in the next batch, where they find it taken (or free, if
         // the first was refused).
-        let mut keys = HashSet::new();
+        let mut keys: HashSet<(String, String)> = HashSet::new();
         let (now, later): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|job| {
-            job.entry
-                .claim
-                .as_ref()
-                .is_none_or(|c| keys.insert((c.scope.clone(), c.key.clone())))
+            let free = job.claims().all(|(s, k)| !keys.contains(&(s.to_owned(), k.to_owned())));
+            if free {
+                keys.extend(job.claims().map(|(s, k)| (s.to_owned(), k.to_owned())));
+            }
+            free
         });
         carried = later;
-        crate::metrics::ledger_batch(now.len());
-        let outcomes = commit(&store, &hub, &now).await;
-        for (job, outcome) in now.into_iter().zip(outcomes) {
+        let entries: usize = now.iter().map(|job| job.entries.len()).sum();
+        crate::metrics::ledger_batch(entries);
+        let mut outcomes = commit(&store, &hub, &now, rules).await.into_iter();
+        for job in now {
+            let mine: Vec<Outcome> = outcomes.by_ref().take(job.entries.len()).collect();
             // The request may have gone (timed out); what committed stays.
-            let _ = job.reply.send(outcome);
+            let _ = job.reply.send(mine);
         }
     }
 }
 
-/// Adds whatever is queued right now, up to `max_batch` jobs in all.
+/// Adds whatever is queued right now, while the batch has fewer than
+/// `max_batch` entries (a job's entries are never split).
 fn gather(queue: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max_batch: usize) {
-    while jobs.len() < max_batch {
+    while jobs.iter().map(|job| job.entries.len()).sum::<usize>() < max_batch {
         match queue.try_recv() {
             Ok(job) => jobs.push(job),
             Err(_) => break,
@@ -95,12 +125,17 @@ fn gather(queue: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max_batch: usize
 
 /// Commits one batch, running it again after a transient conflict; every
 /// job gets its own outcome, or all get the error that stopped the batch.
-async fn commit(store: &Store, hub: &Hub, jobs: &[Job]) -> Vec<Outcome> {
-    let entries: Vec<&Entry> = jobs.iter().map(|job| &job.entry).collect();
+async fn commit(store: &Store, hub: &Hub, jobs: &[Job], rules: Rules) -> Vec<Outcome> {
+    let entries: Vec<&Entry> = jobs.iter().flat_map(|job| &job.entries).collect();
+    let groups: Vec<Option<usize>> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, job)| std::iter::repeat_n(job.atomic.then_some(i), job.entries.len()))
+        .collect();
     let mut tries = 0;
     loop {
         tries += 1;
-        match attempt(store, hub, &entries).await {
+        match attempt(store, hub, &entries, &groups, rules).await {
             Ok(settlement) => return settlement.outcomes,
             Err(err) if tries < ATTEMPTS && is_retryable(&DbFailure::from(&err)) => {
                 store.record_retry();
@@ -108,7 +143,7 @@ async fn commit(store: &Store, hub: &Hub, jobs: &[Job]) -> Vec<Outcome> {
             }
             Err(err) => {
                 tracing::error!(error = %err, entries = jobs.len(), "a batch failed");
-                return jobs
+                return entries
                     .iter()
                     .map(|_| Outcome::Refused(app_error(&err)))
                     .collect();
@@ -117,7 +152,13 @@ async fn commit(store: &Store, hub: &Hub, jobs: &[Job]) -> Vec<Outcome> {
     }
 }
 
-async fn attempt(store: &Store, hub: &Hub, entries: &[&Entry]) -> Result<Settlement, DbErr> {
+async fn attempt(
+    store: &Store,
+    hub: &Hub,
+    entries: &[&Entry],
+    groups: &[Option<usize>],
+    rules: Rules,
+) -> Result<Settlement, DbErr> {
     let write = store.begin_write().await?;
     // Each claim with the index of its entry.
     let (claiming, claims): (Vec<usize>, Vec<KeyClaim>) = entries
@@ -143,15 +184,43 @@ async fn attempt(store: &Store, hub: &Hub, entries: &[&Entry]) -> Result<Settlem
     for (i, ours) in claiming.into_iter().zip(claimed) {
         replay[i] = !ours;
     }
-    let wallet_ids: Vec<Uuid> = entries
-        .iter()
-        .zip(&replay)
-        .filter(|(_, replay)| !**replay)
-        .flat_map(|(entry, _)| entry.legs.iter().map(|leg| leg.wallet_id))
-        .collect();
-    let locked = postings::lock_wallets(&write.tx, &wallet_ids).await?;
-    let wallets: HashMap<Uuid, _> = locked.into_iter().map(|w| (w.id, w)).collect();
-    let settlement = settle(entries, &replay, wallets, Utc::now());
+    let live = || {
+        entries
+            .iter()
+            .zip(&replay)
+            .filter(|(_, replay)| !**replay)
+            .map(|(entry, _)| *entry)
+    };
+    // Transfers first, then wallets, each in id order: the order every
+    // batch locks in, so overlapping batches never deadlock.
+    let transfer_ids: Vec<Uuid> = live().filter_map(Entry::acts_on).collect();
+    let mut locked = Locked {
+        now: Utc::now(),
+        ..Locked::default()
+    };
+    if !transfer_ids.is_empty() {
+        let (transfers, now) = postings::lock_transfers(&write.tx, &transfer_ids).await?;
+        locked.now = now;
+        locked.transfers = transfers.into_iter().map(|t| (t.id, t)).collect();
+    }
+    let mut wallet_ids: Vec<Uuid> = Vec::new();
+    for entry in live() {
+        match &entry.action {
+            Action::Post { legs, transfer } => {
+                wallet_ids.extend(legs.iter().map(|leg| leg.wallet_id));
+                wallet_ids.extend(transfer.iter().flat_map(|t| [t.from_wallet_id, t.to_wallet_id]));
+            }
+            Action::End { transfer_id, .. } | Action::Refund { transfer_id, .. } => {
+                if let Some(t) = locked.transfers.get(transfer_id) {
+                    wallet_ids.extend([t.from_wallet_id, t.to_wallet_id]);
+                }
+            }
+        }
+    }
+    let found = postings::lock_wallets(&write.tx, &wallet_ids).await?;
+    locked.wallets = found.into_iter().map(|w| (w.id, w)).collect();
+    let locked_now = locked.now;
+    let settlement = settle(entries, &replay, groups, locked, rules, Utc::now());
 
     if settlement.operations.is_empty() && settlement.released.is_empty() {
         write.rollback().await?;
@@ -169,9 +238,23 @@ async fn attempt(store: &Store, hub: &Hub, entries: &[&Entry]) -> Result<Settlem
         .map(|c| WalletUpdate {
             id: c.wallet.id,
             balance: c.wallet.balance,
+            held: c.wallet.held,
+            open_holds: c.wallet.open_holds,
             last_seq: c.wallet.last_seq,
             updated_at: c.wallet.updated_at,
             previous_seq: c.previous_seq,
+        })
+        .collect();
+    let changes: Vec<TransferUpdate> = settlement
+        .changes
+        .iter()
+        .map(|c| TransferUpdate {
+            id: c.transfer.id,
+            status: c.transfer.status,
+            captured_amount: c.transfer.captured_amount,
+            settled_at: c.transfer.settled_at,
+            refunded: c.refunded,
+            previous_status: c.previous_status,
         })
         .collect();
     let postgres = store.backend() == DbBackend::Postgres;
@@ -188,6 +271,8 @@ async fn attempt(store: &Store, hub: &Hub, entries: &[&Entry]) -> Result<Settlem
             released: &released,
             wallets: &updates,
             transfers: &settlement.transfers,
+            changes: &changes,
+            now: locked_now,
             operations: &settlement.operations,
             channel: CHANNEL,
             notices: &notices,

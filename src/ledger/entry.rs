@@ -1,14 +1,14 @@
 //! Ledger entries: what the posting engine applies.
 //!
-//! An entry is a set of legs, each moving a signed amount on one wallet and
-//! leaving one ledger row there, plus the transfer row that ties them
-//! together (if any), its idempotency claim, and what it returns. Deposits
-//! and transfers are builders of entries; a new money verb is a new builder
-//! (and, if it needs one, a new leg condition), not a new transaction.
+//! An entry is an action (legs known up front, or the end or refund of a
+//! stored transfer, whose legs follow from that transfer once it is
+//! locked), its idempotency claim, and who asked. Each money verb is a
+//! builder here; all checks that need no stored row happen before queueing.
 
 use chrono::{DateTime, Utc};
 use entity::operation::{self, OperationKind};
-use entity::{transfer, wallet};
+use entity::transfer::{self, TransferKind, TransferStatus};
+use entity::wallet;
 use uuid::Uuid;
 
 use crate::domain::auth::Caller;
@@ -20,10 +20,35 @@ use crate::domain::validate;
 #[derive(Clone, Debug)]
 pub struct Leg {
     pub wallet_id: Uuid,
-    /// Cents; negative for a debit, which needs the funds to be there.
+    /// Cents added to the balance; negative for a debit, which needs the
+    /// available balance to cover it.
     pub delta: i64,
+    /// Cents added to the held balance: a hold (+) or its release (-).
+    pub held: i64,
     pub kind: OperationKind,
     pub counterparty: Option<Uuid>,
+}
+
+impl Leg {
+    fn new(wallet_id: Uuid, delta: i64, kind: OperationKind, counterparty: Option<Uuid>) -> Leg {
+        Leg {
+            wallet_id,
+            delta,
+            held: 0,
+            kind,
+            counterparty,
+        }
+    }
+
+    fn hold(wallet_id: Uuid, held: i64, kind: OperationKind, counterparty: Uuid) -> Leg {
+        Leg {
+            wallet_id,
+            delta: 0,
+            held,
+            kind,
+            counterparty: Some(counterparty),
+        }
+    }
 }
 
 /// An idempotency key and what it must match when it is used again.
@@ -31,17 +56,48 @@ pub struct Leg {
 pub struct Claim {
     pub scope: String,
     pub key: String,
-    /// The request's parameters: a retry must repeat them exactly.
+    /// The verb, its target and its parameters: a retry must repeat them.
     pub fingerprint: String,
 }
 
-/// A transfer row written with the entry's legs.
+/// A transfer row an entry creates.
 #[derive(Clone, Debug)]
-pub struct TransferHeader {
+pub struct NewTransfer {
     pub id: Uuid,
     pub from_wallet_id: Uuid,
     pub to_wallet_id: Uuid,
     pub amount: i64,
+    pub kind: TransferKind,
+    pub status: TransferStatus,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub refund_of: Option<Uuid>,
+}
+
+/// How a pending transfer ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// All of it (`None`) or part.
+    Capture(Option<i64>),
+    Void,
+    /// By the sweeper, once its deadline has passed.
+    Expire,
+}
+
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Legs known up front, and the transfer they make (if any).
+    Post {
+        legs: Vec<Leg>,
+        transfer: Option<NewTransfer>,
+    },
+    /// Ends a pending transfer.
+    End { transfer_id: Uuid, end: End },
+    /// Pays back (part of) a posted payment as a new transfer `refund_id`.
+    Refund {
+        transfer_id: Uuid,
+        amount: Option<i64>,
+        refund_id: Uuid,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -49,27 +105,49 @@ pub struct Entry {
     /// The id of the entry's first ledger row, fixed before it is queued so
     /// that an idempotency claim can point at it.
     pub first_operation_id: Uuid,
-    pub legs: Vec<Leg>,
-    pub transfer: Option<TransferHeader>,
+    /// Who asked: checked against a stored transfer's parties.
+    pub caller: Caller,
+    pub action: Action,
     pub description: Option<String>,
     pub claim: Option<Claim>,
 }
 
 impl Entry {
+    /// The transfer its rows link to: the one it makes or the one it ends.
+    pub fn transfer_id(&self) -> Option<Uuid> {
+        match &self.action {
+            Action::Post { transfer, .. } => transfer.as_ref().map(|t| t.id),
+            Action::End { transfer_id, .. } => Some(*transfer_id),
+            Action::Refund { refund_id, .. } => Some(*refund_id),
+        }
+    }
+
     /// What an idempotency record points at: the transfer, or the first row.
     pub fn target(&self) -> (Option<Uuid>, Option<Uuid>) {
-        match &self.transfer {
-            Some(t) => (Some(t.id), None),
+        match self.transfer_id() {
+            Some(id) => (Some(id), None),
             None => (None, Some(self.first_operation_id)),
+        }
+    }
+
+    /// The stored transfer the entry acts on, locked before its wallets.
+    pub fn acts_on(&self) -> Option<Uuid> {
+        match &self.action {
+            Action::Post { .. } => None,
+            Action::End { transfer_id, .. } | Action::Refund { transfer_id, .. } => {
+                Some(*transfer_id)
+            }
         }
     }
 }
 
-/// A posted entry: its transfer (if any), its ledger rows in leg order, and
-/// each leg's wallet as the entry left it.
-#[derive(Clone, Debug)]
+/// A posted entry: the transfer it made or ended (if any), a refund's
+/// original as the refund left it, its ledger rows in leg order, and each
+/// leg's wallet as the entry left it.
+#[derive(Clone, Debug, Default)]
 pub struct Posted {
     pub transfer: Option<transfer::Model>,
+    pub original: Option<transfer::Model>,
     pub operations: Vec<operation::Model>,
     pub wallets: Vec<wallet::Model>,
 }
@@ -81,7 +159,7 @@ pub struct DepositRequest {
     pub idempotency_key: Option<String>,
 }
 
-pub struct DepositOutcome {
+pub struct OperationOutcome {
     pub operation: operation::Model,
     pub wallet: wallet::Model,
 }
@@ -101,6 +179,29 @@ pub struct TransferOutcome {
     pub credit: operation::Model,
 }
 
+pub struct AuthorizeRequest {
+    pub from_wallet_id: Uuid,
+    pub to_wallet_id: Uuid,
+    pub amount: Money,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub description: Option<String>,
+    pub idempotency_key: String,
+}
+
+pub struct RefundRequest {
+    pub transfer_id: Uuid,
+    pub amount: Option<Money>,
+    pub description: Option<String>,
+    pub idempotency_key: String,
+}
+
+pub struct WithdrawRequest {
+    pub wallet_id: Uuid,
+    pub amount: Money,
+    pub description: Option<String>,
+    pub idempotency_key: String,
+}
+
 /// A deposit: one credit leg. Only the operator may deposit.
 pub fn deposit(caller: &Caller, request: DepositRequest) -> AppResult<Entry> {
     caller.require_operator()?;
@@ -111,71 +212,187 @@ pub fn deposit(caller: &Caller, request: DepositRequest) -> AppResult<Entry> {
         request.amount.cents(),
         description.as_deref().unwrap_or("")
     );
-    Ok(Entry {
-        first_operation_id: Uuid::now_v7(),
-        legs: vec![Leg {
-            wallet_id: request.wallet_id,
-            delta: request.amount.cents(),
-            kind: OperationKind::Deposit,
-            counterparty: None,
-        }],
-        transfer: None,
-        description,
-        claim: claim(caller, request.idempotency_key, fingerprint)?,
-    })
+    let leg = Leg::new(
+        request.wallet_id,
+        request.amount.cents(),
+        OperationKind::Deposit,
+        None,
+    );
+    let claim = claim(caller, request.idempotency_key, fingerprint)?;
+    Ok(post(caller, vec![leg], None, description, claim))
+}
+
+/// A withdrawal: money leaving for an outside account (operator only).
+pub fn withdraw(caller: &Caller, request: WithdrawRequest) -> AppResult<Entry> {
+    caller.require_operator()?;
+    let description = checked_description(request.description)?;
+    let fingerprint = format!(
+        "withdraw:{}:{}:{}",
+        request.wallet_id,
+        request.amount.cents(),
+        description.as_deref().unwrap_or("")
+    );
+    let leg = Leg::new(
+        request.wallet_id,
+        -request.amount.cents(),
+        OperationKind::Withdrawal,
+        None,
+    );
+    let claim = claim(caller, Some(request.idempotency_key), fingerprint)?;
+    Ok(post(caller, vec![leg], None, description, claim))
 }
 
 /// A transfer out of the caller's own wallet: a debit leg, then a credit leg.
 pub fn transfer(caller: &Caller, request: TransferRequest) -> AppResult<Entry> {
+    let (from, to) = payer_and_payee(caller, request.from_wallet_id, request.to_wallet_id)?;
+    let amount = request.amount.cents();
+    let description = checked_description(request.description)?;
+    let fingerprint = format!(
+        "transfer:{from}:{to}:{amount}:{}",
+        description.as_deref().unwrap_or("")
+    );
+    let legs = vec![
+        Leg::new(from, -amount, OperationKind::TransferOut, Some(to)),
+        Leg::new(to, amount, OperationKind::TransferIn, Some(from)),
+    ];
+    let header = NewTransfer {
+        id: Uuid::now_v7(),
+        from_wallet_id: from,
+        to_wallet_id: to,
+        amount,
+        kind: TransferKind::Payment,
+        status: TransferStatus::Posted,
+        expires_at: None,
+        refund_of: None,
+    };
+    let claim = claim(caller, request.idempotency_key, fingerprint)?;
+    Ok(post(caller, legs, Some(header), description, claim))
+}
+
+/// An authorisation: a hold on the payer's available balance, and a
+/// PENDING transfer to capture or void before `expires_at`.
+pub fn authorize(caller: &Caller, request: AuthorizeRequest, now: DateTime<Utc>) -> AppResult<Entry> {
+    let (from, to) = payer_and_payee(caller, request.from_wallet_id, request.to_wallet_id)?;
+    let amount = request.amount.cents();
+    let expires_at = validate::expires_at(request.expires_at, now)?;
+    let description = checked_description(request.description)?;
+    // The deadline is part of the request only when the caller gave one
+    // (a retry without one is the same request, whenever it comes).
+    let deadline = request.expires_at.map(|t| t.timestamp_micros().to_string());
+    let fingerprint = format!(
+        "authorize:{from}:{to}:{amount}:{}:{}",
+        deadline.as_deref().unwrap_or(""),
+        description.as_deref().unwrap_or("")
+    );
+    let header = NewTransfer {
+        id: Uuid::now_v7(),
+        from_wallet_id: from,
+        to_wallet_id: to,
+        amount,
+        kind: TransferKind::Payment,
+        status: TransferStatus::Pending,
+        expires_at: Some(expires_at),
+        refund_of: None,
+    };
+    let legs = vec![Leg::hold(from, amount, OperationKind::Hold, to)];
+    let claim = claim(caller, Some(request.idempotency_key), fingerprint)?;
+    Ok(post(caller, legs, Some(header), description, claim))
+}
+
+/// Capturing or voiding a pending transfer (its payee or the operator).
+pub fn end(caller: &Caller, transfer_id: Uuid, end: End, idempotency_key: String) -> AppResult<Entry> {
+    caller.require_authenticated()?;
+    let verb = match end {
+        End::Capture(Some(cents)) => format!("capture:{cents}"),
+        End::Capture(None) => "capture:all".to_owned(),
+        End::Void => "void".to_owned(),
+        End::Expire => "expire".to_owned(),
+    };
+    let fingerprint = format!("{verb}:{transfer_id}");
+    Ok(Entry {
+        first_operation_id: Uuid::now_v7(),
+        caller: caller.clone(),
+        action: Action::End { transfer_id, end },
+        description: None,
+        claim: claim(caller, Some(idempotency_key), fingerprint)?,
+    })
+}
+
+/// The sweeper's expiry of an overdue hold: no key (the transfer's status
+/// makes it happen once).
+pub fn expire(transfer_id: Uuid) -> Entry {
+    Entry {
+        first_operation_id: Uuid::now_v7(),
+        caller: Caller::Operator,
+        action: Action::End {
+            transfer_id,
+            end: End::Expire,
+        },
+        description: None,
+        claim: None,
+    }
+}
+
+/// A refund of a posted payment (its payee or the operator).
+pub fn refund(caller: &Caller, request: RefundRequest) -> AppResult<Entry> {
+    caller.require_authenticated()?;
+    let description = checked_description(request.description)?;
+    let amount = request.amount.map(Money::cents);
+    let fingerprint = format!(
+        "refund:{}:{}:{}",
+        request.transfer_id,
+        amount.map_or_else(|| "rest".to_owned(), |a| a.to_string()),
+        description.as_deref().unwrap_or("")
+    );
+    Ok(Entry {
+        first_operation_id: Uuid::now_v7(),
+        caller: caller.clone(),
+        action: Action::Refund {
+            transfer_id: request.transfer_id,
+            amount,
+            refund_id: Uuid::now_v7(),
+        },
+        description,
+        claim: claim(caller, Some(request.idempotency_key), fingerprint)?,
+    })
+}
+
+fn post(
+    caller: &Caller,
+    legs: Vec<Leg>,
+    transfer: Option<NewTransfer>,
+    description: Option<String>,
+    claim: Option<Claim>,
+) -> Entry {
+    Entry {
+        first_operation_id: Uuid::now_v7(),
+        caller: caller.clone(),
+        action: Action::Post { legs, transfer },
+        description,
+        claim,
+    }
+}
+
+/// A client moving money out of its own wallet to another.
+fn payer_and_payee(caller: &Caller, from: Uuid, to: Uuid) -> AppResult<(Uuid, Uuid)> {
     let own_wallet = match caller {
         Caller::Client { wallet_id, .. } => *wallet_id,
         Caller::Anonymous => return Err(AppError::Unauthenticated),
         Caller::Operator => return Err(AppError::Forbidden),
     };
-    let (from, to, amount) = (request.from_wallet_id, request.to_wallet_id, request.amount);
     if from != own_wallet {
         return Err(AppError::Forbidden);
     }
     if from == to {
         return Err(AppError::SameWallet);
     }
-    let description = checked_description(request.description)?;
-    let fingerprint = format!(
-        "transfer:{from}:{to}:{}:{}",
-        amount.cents(),
-        description.as_deref().unwrap_or("")
-    );
-    Ok(Entry {
-        first_operation_id: Uuid::now_v7(),
-        legs: vec![
-            Leg {
-                wallet_id: from,
-                delta: -amount.cents(),
-                kind: OperationKind::TransferOut,
-                counterparty: Some(to),
-            },
-            Leg {
-                wallet_id: to,
-                delta: amount.cents(),
-                kind: OperationKind::TransferIn,
-                counterparty: Some(from),
-            },
-        ],
-        transfer: Some(TransferHeader {
-            id: Uuid::now_v7(),
-            from_wallet_id: from,
-            to_wallet_id: to,
-            amount: amount.cents(),
-        }),
-        description,
-        claim: claim(caller, request.idempotency_key, fingerprint)?,
-    })
+    Ok((from, to))
 }
 
 impl Posted {
-    pub fn into_deposit(self) -> AppResult<DepositOutcome> {
-        let missing = || AppError::Internal(anyhow::anyhow!("a deposit without its ledger row"));
-        Ok(DepositOutcome {
+    pub fn into_operation(self) -> AppResult<OperationOutcome> {
+        let missing = || AppError::Internal(anyhow::anyhow!("an entry without its ledger row"));
+        Ok(OperationOutcome {
             operation: self.operations.into_iter().next().ok_or_else(missing)?,
             wallet: self.wallets.into_iter().next().ok_or_else(missing)?,
         })
@@ -196,6 +413,12 @@ impl Posted {
             transfer: self.transfer.ok_or_else(missing)?,
         })
     }
+
+    /// The transfer the entry made or ended.
+    pub fn into_transfer_row(self) -> AppResult<transfer::Model> {
+        self.transfer
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("an entry without its transfer")))
+    }
 }
 
 /// The ledger row a leg leaves, given its wallet after the leg.
@@ -206,18 +429,24 @@ pub fn leg_row(
     wallet: &wallet::Model,
     at: DateTime<Utc>,
 ) -> operation::Model {
+    let transfer_id = entry.transfer_id();
     operation::Model {
         id,
         wallet_id: leg.wallet_id,
         seq: wallet.last_seq,
         kind: leg.kind,
-        amount: leg.delta.abs(),
+        amount: if leg.held != 0 {
+            leg.held.abs()
+        } else {
+            leg.delta.abs()
+        },
         balance_after: wallet.balance,
-        transfer_id: entry.transfer.as_ref().map(|t| t.id),
+        available_after: Some(wallet.balance - wallet.held),
+        transfer_id,
         counterparty_wallet_id: leg.counterparty,
         // Stored once: on the transfer when there is one (the legs read it
         // from there), else on the row itself.
-        description: match entry.transfer {
+        description: match transfer_id {
             Some(_) => None,
             None => entry.description.clone(),
         },

@@ -12,19 +12,24 @@ mod entry;
 mod settle;
 
 pub use crate::store::clients::NewClient;
-pub use entry::{DepositOutcome, DepositRequest, TransferOutcome, TransferRequest};
+pub use entry::{
+    AuthorizeRequest, DepositRequest, OperationOutcome, RefundRequest, TransferOutcome,
+    TransferRequest, WithdrawRequest,
+};
 
 use std::sync::Arc;
 
-use entity::wallet;
+use entity::{transfer, wallet};
 use sea_orm::{DbBackend, DbErr};
+use uuid::Uuid;
 use tokio::sync::{mpsc, oneshot};
 
 use self::committer::Job;
-use self::entry::{Entry, Posted};
-use self::settle::Outcome;
+use self::entry::{End, Entry, Posted};
+use self::settle::{Outcome, Rules};
 use crate::domain::auth::{Caller, generate_token};
 use crate::domain::error::{AppError, AppResult};
+use crate::domain::money::Money;
 use crate::domain::validate;
 use crate::live::{self, Hub, ListenerTask};
 use crate::store::{Store, clients, postings, reads};
@@ -41,6 +46,8 @@ pub struct LedgerOptions {
     /// How long an idempotency key is kept; older ones are pruned and may
     /// be used again.
     pub key_retention: std::time::Duration,
+    /// Pending transfers a payer may have at once.
+    pub max_open_holds: i32,
 }
 
 impl Default for LedgerOptions {
@@ -50,6 +57,7 @@ impl Default for LedgerOptions {
             lanes: DEFAULT_LANES,
             max_batch: DEFAULT_MAX_BATCH,
             key_retention: DEFAULT_KEY_RETENTION,
+            max_open_holds: DEFAULT_MAX_OPEN_HOLDS,
         }
     }
 }
@@ -63,6 +71,10 @@ pub const DEFAULT_MAX_BATCH: usize = 256;
 /// Idempotency keys are kept a week by default.
 pub const DEFAULT_KEY_RETENTION: std::time::Duration =
     std::time::Duration::from_secs(7 * 24 * 60 * 60);
+/// Pending transfers per payer at most, by default.
+pub const DEFAULT_MAX_OPEN_HOLDS: i32 = 1_000;
+/// Overdue holds expired per sweep at most (the next sweep takes the rest).
+const SWEEP_BATCH: u64 = 1_000;
 /// Keys deleted per pruning statement: a short transaction that never
 /// holds writers up for long.
 const PRUNE_BATCH: u64 = 1_000;
@@ -85,14 +97,31 @@ struct Inner {
     /// PostgreSQL's LISTEN task, stopped with the ledger.
     _listener: Option<ListenerTask>,
     key_retention: std::time::Duration,
-    /// The idempotency key pruner, stopped with the ledger.
+    /// The idempotency key pruner and the hold sweeper, stopped with the
+    /// ledger.
     pruner: tokio::task::AbortHandle,
+    sweeper: tokio::task::AbortHandle,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.pruner.abort();
+        self.sweeper.abort();
     }
+}
+
+/// A `transferBatch` with `atomic: true` that was refused: the item that
+/// failed and why.
+#[derive(Debug)]
+pub struct BatchRefused {
+    pub index: usize,
+    pub error: AppError,
+}
+
+/// A refund, and the payment it pays back as the refund left it.
+pub struct RefundOutcome {
+    pub refund: transfer::Model,
+    pub original: transfer::Model,
 }
 
 impl Ledger {
@@ -115,8 +144,12 @@ impl Ledger {
             }
             _ => (1, None),
         };
-        committer::start(&store, &hub, receiver, lanes, options.max_batch);
+        let rules = Rules {
+            max_open_holds: options.max_open_holds,
+        };
+        committer::start(&store, &hub, receiver, lanes, options.max_batch, rules);
         let pruner = tokio::spawn(prune_forever(store.clone(), options.key_retention));
+        let sweeper = tokio::spawn(sweep_forever(store.clone(), queue.clone()));
         Ok(Ledger {
             inner: Arc::new(Inner {
                 store,
@@ -125,6 +158,7 @@ impl Ledger {
                 _listener: listener,
                 key_retention: options.key_retention,
                 pruner: pruner.abort_handle(),
+                sweeper: sweeper.abort_handle(),
             }),
         })
     }
@@ -152,9 +186,19 @@ impl Ledger {
         &self,
         caller: &Caller,
         request: DepositRequest,
-    ) -> AppResult<DepositOutcome> {
+    ) -> AppResult<OperationOutcome> {
         let entry = entry::deposit(caller, request)?;
-        self.post(entry).await?.into_deposit()
+        self.post(entry).await?.into_operation()
+    }
+
+    /// Takes money out of a wallet to an outside account (operator only).
+    pub async fn withdraw(
+        &self,
+        caller: &Caller,
+        request: WithdrawRequest,
+    ) -> AppResult<OperationOutcome> {
+        let entry = entry::withdraw(caller, request)?;
+        self.post(entry).await?.into_operation()
     }
 
     /// Moves money from the caller's wallet to another.
@@ -167,6 +211,122 @@ impl Ledger {
         self.post(entry).await?.into_transfer()
     }
 
+    /// Holds money of the caller's wallet for a payee: a PENDING transfer.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        request: AuthorizeRequest,
+    ) -> AppResult<transfer::Model> {
+        let entry = entry::authorize(caller, request, chrono::Utc::now())?;
+        self.post(entry).await?.into_transfer_row()
+    }
+
+    /// Captures a pending transfer (all of it, or `amount`).
+    pub async fn capture(
+        &self,
+        caller: &Caller,
+        transfer_id: Uuid,
+        amount: Option<Money>,
+        idempotency_key: String,
+    ) -> AppResult<transfer::Model> {
+        let end = End::Capture(amount.map(Money::cents));
+        let entry = entry::end(caller, transfer_id, end, idempotency_key)?;
+        self.post(entry).await?.into_transfer_row()
+    }
+
+    /// Voids a pending transfer: its hold is released.
+    pub async fn void(
+        &self,
+        caller: &Caller,
+        transfer_id: Uuid,
+        idempotency_key: String,
+    ) -> AppResult<transfer::Model> {
+        let entry = entry::end(caller, transfer_id, End::Void, idempotency_key)?;
+        self.post(entry).await?.into_transfer_row()
+    }
+
+    /// Pays back (part of) a posted payment, from its payee to its payer.
+    pub async fn refund(&self, caller: &Caller, request: RefundRequest) -> AppResult<RefundOutcome> {
+        let entry = entry::refund(caller, request)?;
+        let posted = self.post(entry).await?;
+        let original = match posted.original {
+            Some(original) => original,
+            // A replay: the payment as it is now.
+            None => {
+                let refund_of = posted.transfer.as_ref().and_then(|t| t.refund_of);
+                let id = refund_of.ok_or_else(committer::lost)?;
+                reads::transfer_by_id(self.store().db(), id)
+                    .await?
+                    .ok_or(AppError::NotFound("transfer"))?
+            }
+        };
+        Ok(RefundOutcome {
+            refund: posted.transfer.ok_or_else(committer::lost)?,
+            original,
+        })
+    }
+
+    /// Many transfers out of the caller's wallet in one request. Each item
+    /// settles on its own (`atomic: false`, one result per item, in order)
+    /// or all of them do (`atomic: true`): then the first refusal is the
+    /// answer. An item whose key was used before is answered from its
+    /// first use in both modes.
+    pub async fn transfer_batch(
+        &self,
+        caller: &Caller,
+        requests: Vec<TransferRequest>,
+        atomic: bool,
+    ) -> Result<Vec<AppResult<TransferOutcome>>, BatchRefused> {
+        if requests.len() > validate::MAX_BATCH_ITEMS {
+            return Err(BatchRefused {
+                index: validate::MAX_BATCH_ITEMS,
+                error: AppError::invalid(format!(
+                    "a batch holds at most {} transfers",
+                    validate::MAX_BATCH_ITEMS
+                )),
+            });
+        }
+        let mut keys = std::collections::HashSet::new();
+        let mut built: Vec<AppResult<Entry>> = Vec::with_capacity(requests.len());
+        for request in requests {
+            let entry = entry::transfer(caller, request).and_then(|entry| {
+                match &entry.claim {
+                    Some(c) if !keys.insert(c.key.clone()) => Err(AppError::invalid(
+                        "idempotencyKey is used by another item of this batch",
+                    )),
+                    _ => Ok(entry),
+                }
+            });
+            built.push(entry);
+        }
+        if atomic && let Some(index) = built.iter().position(Result::is_err) {
+            let error = match built.swap_remove(index) {
+                Err(error) => error,
+                Ok(_) => committer::lost(),
+            };
+            return Err(BatchRefused { index, error });
+        }
+        let entries: Vec<Entry> = built.iter().filter_map(|e| e.as_ref().ok().cloned()).collect();
+        let mut outcomes = self.post_many(entries, atomic).await.into_iter();
+        let mut results = Vec::with_capacity(built.len());
+        for (index, item) in built.into_iter().enumerate() {
+            let entry = match item {
+                Ok(entry) => entry,
+                Err(error) => {
+                    results.push(Err(error));
+                    continue;
+                }
+            };
+            let outcome = outcomes.next().unwrap_or_else(|| Outcome::Refused(committer::lost()));
+            let result = match outcome {
+                Outcome::Aborted => continue,
+                Outcome::Refused(error) if atomic => return Err(BatchRefused { index, error }),
+                outcome => self.answer(outcome, entry.claim.as_ref()).await,
+            };
+            results.push(result.and_then(Posted::into_transfer));
+        }
+        Ok(results)
+    }
     /// Deletes every idempotency key older than the retention, a batch at a
     /// time; returns how many went. The background pruner calls this every
     /// minute; a key pruned may be used again.
@@ -178,19 +338,36 @@ impl Ledger {
     /// answered from what its first use posted.
     async fn post(&self, entry: Entry) -> AppResult<Posted> {
         let claim = entry.claim.clone();
+        let outcome = self.post_many(vec![entry], false).await.pop();
+        let outcome = outcome.unwrap_or_else(|| Outcome::Refused(committer::lost()));
+        self.answer(outcome, claim.as_ref()).await
+    }
+
+    /// Queues entries as one job and waits for their outcomes, in order.
+    async fn post_many(&self, entries: Vec<Entry>, atomic: bool) -> Vec<Outcome> {
+        let count = entries.len();
+        let lost = || (0..count).map(|_| Outcome::Refused(committer::lost())).collect();
+        if count == 0 {
+            return Vec::new();
+        }
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .queue
-            .send(Job { entry, reply })
-            .await
-            .map_err(|_| committer::lost())?;
-        match answer.await.map_err(|_| committer::lost())? {
+        let job = Job {
+            entries,
+            atomic,
+            reply,
+        };
+        if self.inner.queue.send(job).await.is_err() {
+            return lost();
+        }
+        answer.await.unwrap_or_else(|_| lost())
+    }
+
+    async fn answer(&self, outcome: Outcome, claim: Option<&entry::Claim>) -> AppResult<Posted> {
+        match outcome {
             Outcome::Posted(posted) => Ok(posted),
             Outcome::Refused(err) => Err(err),
-            Outcome::Replay => {
-                let claim = claim.ok_or_else(committer::lost)?;
-                self.replay(&claim).await
-            }
+            Outcome::Aborted => Err(committer::lost()),
+            Outcome::Replay => self.replay(claim.ok_or_else(committer::lost)?).await,
         }
     }
 
@@ -220,9 +397,48 @@ impl Ledger {
             .collect();
         Ok(Posted {
             transfer,
+            original: None,
             operations,
             wallets,
         })
+    }
+}
+
+/// Expires overdue holds: every `HOLD_SWEEP_PERIOD`, the pending transfers
+/// past their deadline (on the database's clock) go through the committer
+/// as expiry entries. Several servers may sweep the same hold: the first
+/// to lock it expires it, the others find it no longer pending.
+async fn sweep_forever(store: Store, queue: tokio::sync::mpsc::Sender<Job>) {
+    let mut every = tokio::time::interval(validate::HOLD_SWEEP_PERIOD);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let overdue = match postings::overdue_holds(store.db(), SWEEP_BATCH).await {
+            Ok(ids) if ids.is_empty() => continue,
+            Ok(ids) => ids,
+            Err(err) => {
+                tracing::warn!(error = %err, "looking for overdue holds failed; will retry");
+                continue;
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            entries: overdue.into_iter().map(entry::expire).collect(),
+            atomic: false,
+            reply,
+        };
+        if queue.send(job).await.is_err() {
+            return;
+        }
+        let expired = answer
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|o| matches!(o, Outcome::Posted(_)))
+            .count();
+        if expired > 0 {
+            tracing::info!(expired, "expired overdue holds");
+        }
     }
 }
 

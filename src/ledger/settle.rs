@@ -1,19 +1,24 @@
-//! Settling a batch of entries against locked wallets, in memory.
+//! Settling a batch of entries against locked rows, in memory.
 //!
-//! The batch's wallets are locked (and read) before this runs, so applying
-//! the entries one after another here gives exactly what running them one
-//! transaction each, in the same order, would give: each debit is checked
-//! against the balance left by the entries before it, a refused entry
-//! changes nothing, and the others still settle. The database re-checks the
-//! result when it is written (see `store::postings`).
+//! The batch's transfers and wallets are locked (and read) before this
+//! runs, so applying the entries one after another here gives exactly what
+//! running them one transaction each, in the same order, would give: each
+//! debit is checked against the available balance left by the entries
+//! before it, a refused entry changes nothing, and the others still settle.
+//! An atomic group (a `transferBatch` with `atomic: true`) settles whole or
+//! not at all. The database re-checks the result when it is written (see
+//! `store::postings`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use entity::operation::OperationKind;
+use entity::transfer::{TransferKind, TransferStatus};
 use entity::{operation, transfer, wallet};
 use uuid::Uuid;
 
-use super::entry::{Entry, Posted, leg_row};
+use super::entry::{Action, End, Entry, Leg, NewTransfer, Posted, leg_row};
+use crate::domain::auth::Caller;
 use crate::domain::error::AppError;
 use crate::domain::money::Money;
 
@@ -24,6 +29,16 @@ pub enum Outcome {
     Refused(AppError),
     /// Its idempotency key was already used: answer from the first use.
     Replay,
+    /// Another entry of its atomic group was refused: nothing of the group
+    /// was written.
+    Aborted,
+}
+
+/// Limits the settlement enforces.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    /// Pending transfers a payer may have at once.
+    pub max_open_holds: i32,
 }
 
 /// A wallet as the batch leaves it, and its `last_seq` before the batch
@@ -34,58 +49,141 @@ pub struct WalletChange {
     pub previous_seq: i64,
 }
 
+/// A stored transfer as the batch leaves it, and what it was when locked
+/// (the write's conditions).
+#[derive(Clone, Debug)]
+pub struct TransferChange {
+    pub transfer: transfer::Model,
+    pub previous_status: TransferStatus,
+    /// Cents refunded by this batch.
+    pub refunded: i64,
+}
+
+/// The rows a batch locked, and the database's clock in its transaction.
+#[derive(Debug, Default)]
+pub struct Locked {
+    pub wallets: HashMap<Uuid, wallet::Model>,
+    pub transfers: HashMap<Uuid, transfer::Model>,
+    pub now: DateTime<Utc>,
+}
+
 /// Everything a batch writes, and each entry's outcome.
 #[derive(Debug, Default)]
 pub struct Settlement {
     pub outcomes: Vec<Outcome>,
     pub wallets: Vec<WalletChange>,
+    /// New transfers.
     pub transfers: Vec<transfer::Model>,
+    /// Stored transfers ended or refunded.
+    pub changes: Vec<TransferChange>,
     /// In the order they were settled.
     pub operations: Vec<operation::Model>,
     /// Entries refused after their key was claimed: the claim is undone.
     pub released: Vec<usize>,
 }
 
+/// The batch's state as entries settle: cloned at the start of an atomic
+/// group, to go back to if one of its entries is refused.
+#[derive(Clone)]
+struct Book {
+    wallets: HashMap<Uuid, wallet::Model>,
+    previous_seq: HashMap<Uuid, i64>,
+    transfers: HashMap<Uuid, transfer::Model>,
+    changed: BTreeSet<Uuid>,
+    clock: DateTime<Utc>,
+}
+
 /// Settles `entries` in order. `replay[i]` says entry `i`'s key was already
-/// used; `wallets` holds the locked rows of every wallet the entries touch
-/// (a missing one does not exist).
+/// used; consecutive entries with the same `groups[i]` settle all or none;
+/// `locked` holds every row the entries act on (a missing one does not
+/// exist).
 pub fn settle(
     entries: &[&Entry],
     replay: &[bool],
-    mut wallets: HashMap<Uuid, wallet::Model>,
+    groups: &[Option<usize>],
+    locked: Locked,
+    rules: Rules,
     now: DateTime<Utc>,
 ) -> Settlement {
+    let db_now = locked.now;
+    let original = locked.transfers.clone();
+    let mut book = Book {
+        wallets: locked.wallets,
+        previous_seq: HashMap::new(),
+        transfers: locked.transfers,
+        changed: BTreeSet::new(),
+        clock: now,
+    };
     let mut settlement = Settlement::default();
-    let mut previous_seq: HashMap<Uuid, i64> = HashMap::new();
-    let mut clock = now;
-    for (index, entry) in entries.iter().enumerate() {
-        if replay.get(index).copied().unwrap_or(false) {
-            settlement.outcomes.push(Outcome::Replay);
-            continue;
-        }
-        match apply(entry, &mut wallets, &mut clock) {
-            Ok((posted, touched)) => {
-                for (id, seq) in touched {
-                    previous_seq.entry(id).or_insert(seq);
-                }
-                settlement
-                    .operations
-                    .extend(posted.operations.iter().cloned());
-                settlement.transfers.extend(posted.transfer.iter().cloned());
-                settlement.outcomes.push(Outcome::Posted(posted));
+    let mut index = 0;
+    while index < entries.len() {
+        let group = groups.get(index).copied().flatten();
+        let end = match group {
+            Some(g) => (index..entries.len())
+                .find(|&j| groups.get(j).copied().flatten() != Some(g))
+                .unwrap_or(entries.len()),
+            None => index + 1,
+        };
+        let snapshot = group.map(|_| {
+            (
+                book.clone(),
+                settlement.operations.len(),
+                settlement.transfers.len(),
+            )
+        });
+        let mut failed = None;
+        for i in index..end {
+            if replay.get(i).copied().unwrap_or(false) {
+                settlement.outcomes.push(Outcome::Replay);
+                continue;
             }
-            Err(err) => {
-                if entry.claim.is_some() {
-                    settlement.released.push(index);
+            if failed.is_some() {
+                settlement.outcomes.push(Outcome::Aborted);
+                continue;
+            }
+            match apply(entries[i], &mut book, rules, db_now) {
+                Ok(posted) => {
+                    settlement
+                        .operations
+                        .extend(posted.operations.iter().cloned());
+                    if let Some(t) = &posted.transfer
+                        && !original.contains_key(&t.id)
+                    {
+                        settlement.transfers.push(t.clone());
+                    }
+                    settlement.outcomes.push(Outcome::Posted(posted));
                 }
-                settlement.outcomes.push(Outcome::Refused(err));
+                Err(err) => {
+                    settlement.outcomes.push(Outcome::Refused(err));
+                    failed = Some(i);
+                }
             }
         }
+        match (failed, snapshot) {
+            (Some(_), Some((before, operations, transfers))) => {
+                // The group settles whole or not at all.
+                book = before;
+                settlement.operations.truncate(operations);
+                settlement.transfers.truncate(transfers);
+                for i in index..end {
+                    if let Some(outcome @ Outcome::Posted(_)) = settlement.outcomes.get_mut(i) {
+                        *outcome = Outcome::Aborted;
+                    }
+                }
+                settlement.released.extend((index..end).filter(|&i| {
+                    entries[i].claim.is_some() && !replay.get(i).copied().unwrap_or(false)
+                }));
+            }
+            (Some(i), None) if entries[i].claim.is_some() => settlement.released.push(i),
+            _ => {}
+        }
+        index = end;
     }
-    let mut changed: Vec<WalletChange> = previous_seq
+    let mut changed: Vec<WalletChange> = book
+        .previous_seq
         .into_iter()
         .filter_map(|(id, previous_seq)| {
-            wallets.remove(&id).map(|wallet| WalletChange {
+            book.wallets.remove(&id).map(|wallet| WalletChange {
                 wallet,
                 previous_seq,
             })
@@ -93,87 +191,300 @@ pub fn settle(
         .collect();
     changed.sort_by_key(|c| c.wallet.id);
     settlement.wallets = changed;
+    settlement.changes = book
+        .changed
+        .iter()
+        .filter_map(|id| {
+            let before = original.get(id)?;
+            let after = book.transfers.get(id)?;
+            Some(TransferChange {
+                transfer: after.clone(),
+                previous_status: before.status,
+                refunded: after.refunded_amount - before.refunded_amount,
+            })
+        })
+        .collect();
     settlement
 }
 
-/// Applies one entry's legs if every condition holds, else nothing. Returns
-/// what was posted and the `last_seq` each touched wallet had before.
+/// What an entry does, once the transfer it acts on is known.
+struct Plan {
+    legs: Vec<Leg>,
+    new_transfer: Option<NewTransfer>,
+    /// The stored transfer it changes, as changed (its `settled_at` is set
+    /// when the rows get their time).
+    edit: Option<transfer::Model>,
+    /// A refund's original, as the refund leaves it.
+    original: Option<transfer::Model>,
+}
+
+/// Applies one entry if every condition holds, else changes nothing.
 ///
 /// Each row's time is at least a microsecond after its wallet's last row
 /// (so time never goes backwards within a wallet, whatever the clocks of the
 /// servers writing to it) and after the batch's previous row (so the rows of
 /// a batch are in time order as settled: that is how listeners order them).
-fn apply(
-    entry: &Entry,
-    wallets: &mut HashMap<Uuid, wallet::Model>,
-    clock: &mut DateTime<Utc>,
-) -> Result<(Posted, Vec<(Uuid, i64)>), AppError> {
+fn apply(entry: &Entry, book: &mut Book, rules: Rules, db_now: DateTime<Utc>) -> Result<Posted, AppError> {
+    let plan = plan(entry, &book.transfers, db_now)?;
     let tick = TimeDelta::microseconds(1);
-    let mut time = *clock;
-    if entry
+    let mut time = book.clock;
+    let must_exist = plan
         .legs
         .iter()
-        .any(|leg| !wallets.contains_key(&leg.wallet_id))
-    {
-        return Err(AppError::NotFound("wallet"));
+        .map(|leg| leg.wallet_id)
+        .chain(plan.new_transfer.iter().flat_map(|t| [t.from_wallet_id, t.to_wallet_id]));
+    for id in must_exist {
+        if !book.wallets.contains_key(&id) {
+            return Err(AppError::NotFound("wallet"));
+        }
     }
     // Check every leg before changing anything (against a copy, so an entry
-    // with two legs on one wallet is checked as a whole).
-    let mut after: Vec<wallet::Model> = Vec::with_capacity(entry.legs.len());
-    for leg in &entry.legs {
+    // with several legs on one wallet is checked as a whole).
+    let mut after: Vec<wallet::Model> = Vec::with_capacity(plan.legs.len());
+    for leg in &plan.legs {
         let current = after
             .iter()
             .rev()
             .find(|w| w.id == leg.wallet_id)
-            .or_else(|| wallets.get(&leg.wallet_id))
+            .or_else(|| book.wallets.get(&leg.wallet_id))
             .ok_or(AppError::NotFound("wallet"))?;
-        let balance = current
-            .balance
-            .checked_add(leg.delta)
-            .ok_or(AppError::BalanceLimitExceeded)?;
-        if balance < 0 {
-            return Err(AppError::InsufficientFunds);
-        }
-        if balance > Money::MAX_BALANCE.cents() {
-            return Err(AppError::BalanceLimitExceeded);
-        }
-        let mut next = current.clone();
-        next.balance = balance;
-        next.last_seq += 1;
-        next.updated_at = (current.updated_at + tick).max(time);
+        let next = apply_leg(current, leg, rules, time)?;
         time = next.updated_at + tick;
         after.push(next);
     }
-    *clock = time;
-    let mut touched = Vec::with_capacity(after.len());
+    book.clock = time;
     let mut operations = Vec::with_capacity(after.len());
-    for (i, (leg, wallet)) in entry.legs.iter().zip(&after).enumerate() {
+    for (i, (leg, wallet)) in plan.legs.iter().zip(&after).enumerate() {
         let id = if i == 0 {
             entry.first_operation_id
         } else {
             Uuid::now_v7()
         };
         operations.push(leg_row(entry, leg, id, wallet, wallet.updated_at));
-        if let Some(before) = wallets.insert(wallet.id, wallet.clone()) {
-            touched.push((wallet.id, before.last_seq));
+        if let Some(before) = book.wallets.insert(wallet.id, wallet.clone()) {
+            book.previous_seq.entry(wallet.id).or_insert(before.last_seq);
         }
     }
-    let transfer = entry.transfer.as_ref().map(|t| transfer::Model {
-        id: t.id,
-        from_wallet_id: t.from_wallet_id,
-        to_wallet_id: t.to_wallet_id,
-        amount: t.amount,
-        description: entry.description.clone(),
-        created_at: operations.first().map_or(*clock, |op| op.created_at),
-    });
-    Ok((
-        Posted {
-            transfer,
-            operations,
-            wallets: after,
-        },
-        touched,
-    ))
+    let at = operations.first().map_or(book.clock, |op| op.created_at);
+    let transfer = match (plan.new_transfer, plan.edit) {
+        (Some(t), _) => Some(transfer::Model {
+            id: t.id,
+            from_wallet_id: t.from_wallet_id,
+            to_wallet_id: t.to_wallet_id,
+            amount: t.amount,
+            description: entry.description.clone(),
+            created_at: at,
+            kind: t.kind,
+            status: t.status,
+            captured_amount: (t.status == TransferStatus::Posted).then_some(t.amount),
+            refunded_amount: 0,
+            refund_of: t.refund_of,
+            expires_at: t.expires_at,
+            settled_at: (t.status == TransferStatus::Posted).then_some(at),
+        }),
+        (None, Some(mut edited)) => {
+            edited.settled_at = Some(at);
+            book.changed.insert(edited.id);
+            book.transfers.insert(edited.id, edited.clone());
+            Some(edited)
+        }
+        (None, None) => None,
+    };
+    if let Some(original) = &plan.original {
+        book.changed.insert(original.id);
+        book.transfers.insert(original.id, original.clone());
+    }
+    Ok(Posted {
+        transfer,
+        original: plan.original,
+        operations,
+        wallets: after,
+    })
+}
+
+/// A wallet after one leg, if the leg may apply: a debit or a new hold
+/// needs the available balance (`balance - held`) to cover it.
+fn apply_leg(
+    current: &wallet::Model,
+    leg: &Leg,
+    rules: Rules,
+    time: DateTime<Utc>,
+) -> Result<wallet::Model, AppError> {
+    let balance = current
+        .balance
+        .checked_add(leg.delta)
+        .ok_or(AppError::BalanceLimitExceeded)?;
+    let held = current.held + leg.held;
+    if held < 0 {
+        return Err(AppError::Internal(anyhow::anyhow!(
+            "a release of more than wallet {} holds",
+            current.id
+        )));
+    }
+    if balance < 0 || balance - held < 0 {
+        return Err(AppError::InsufficientFunds);
+    }
+    if balance > Money::MAX_BALANCE.cents() {
+        return Err(AppError::BalanceLimitExceeded);
+    }
+    let open_holds = match leg.kind {
+        OperationKind::Hold => current.open_holds + 1,
+        OperationKind::HoldRelease => current.open_holds - 1,
+        _ => current.open_holds,
+    };
+    if open_holds > rules.max_open_holds && leg.kind == OperationKind::Hold {
+        return Err(AppError::TooManyHolds(rules.max_open_holds));
+    }
+    let mut next = current.clone();
+    next.balance = balance;
+    next.held = held;
+    next.open_holds = open_holds.max(0);
+    next.last_seq += 1;
+    next.updated_at = (current.updated_at + TimeDelta::microseconds(1)).max(time);
+    Ok(next)
+}
+
+/// The legs and transfer changes of an entry, given the locked transfers.
+fn plan(
+    entry: &Entry,
+    transfers: &HashMap<Uuid, transfer::Model>,
+    db_now: DateTime<Utc>,
+) -> Result<Plan, AppError> {
+    let caller = &entry.caller;
+    match &entry.action {
+        Action::Post { legs, transfer } => Ok(Plan {
+            legs: legs.clone(),
+            new_transfer: transfer.clone(),
+            edit: None,
+            original: None,
+        }),
+        Action::End { transfer_id, end } => {
+            let t = visible(caller, transfers.get(transfer_id))?;
+            if *end != End::Expire && !is_payee_or_operator(caller, t) {
+                return Err(AppError::Forbidden);
+            }
+            if t.status != TransferStatus::Pending {
+                return Err(AppError::TransferNotPending(t.status.as_str()));
+            }
+            // On the database's clock, as the write's condition checks it.
+            let due = t.expires_at.is_none_or(|at| at <= db_now);
+            match (end, due) {
+                (End::Expire, false) => return Err(AppError::TransferNotPending("PENDING")),
+                (End::Capture(_) | End::Void, true) => {
+                    return Err(AppError::TransferNotPending("EXPIRED"));
+                }
+                _ => {}
+            }
+            let (payer, payee) = (t.from_wallet_id, t.to_wallet_id);
+            let mut legs = vec![Leg {
+                wallet_id: payer,
+                delta: 0,
+                held: -t.amount,
+                kind: OperationKind::HoldRelease,
+                counterparty: Some(payee),
+            }];
+            let mut edited = t.clone();
+            match end {
+                End::Capture(amount) => {
+                    let amount = amount.unwrap_or(t.amount);
+                    if amount > t.amount {
+                        return Err(AppError::invalid(
+                            "amount must not exceed the authorised amount",
+                        ));
+                    }
+                    legs.push(transfer_leg(payer, -amount, OperationKind::TransferOut, payee));
+                    legs.push(transfer_leg(payee, amount, OperationKind::TransferIn, payer));
+                    edited.status = TransferStatus::Posted;
+                    edited.captured_amount = Some(amount);
+                }
+                End::Void => edited.status = TransferStatus::Voided,
+                End::Expire => edited.status = TransferStatus::Expired,
+            }
+            Ok(Plan {
+                legs,
+                new_transfer: None,
+                edit: Some(edited),
+                original: None,
+            })
+        }
+        Action::Refund {
+            transfer_id,
+            amount,
+            refund_id,
+        } => {
+            let t = visible(caller, transfers.get(transfer_id))?;
+            if !is_payee_or_operator(caller, t) {
+                return Err(AppError::Forbidden);
+            }
+            let captured = match (t.kind, t.captured()) {
+                (TransferKind::Payment, Some(captured)) => captured,
+                _ => return Err(AppError::TransferNotRefundable),
+            };
+            let left = captured - t.refunded_amount;
+            let amount = amount.unwrap_or(left);
+            if amount <= 0 || amount > left {
+                return Err(AppError::RefundExceedsTransfer);
+            }
+            let (payee, payer) = (t.to_wallet_id, t.from_wallet_id);
+            let mut original = t.clone();
+            original.refunded_amount += amount;
+            Ok(Plan {
+                legs: vec![
+                    transfer_leg(payee, -amount, OperationKind::TransferOut, payer),
+                    transfer_leg(payer, amount, OperationKind::TransferIn, payee),
+                ],
+                new_transfer: Some(NewTransfer {
+                    id: *refund_id,
+                    from_wallet_id: payee,
+                    to_wallet_id: payer,
+                    amount,
+                    kind: TransferKind::Refund,
+                    status: TransferStatus::Posted,
+                    expires_at: None,
+                    refund_of: Some(t.id),
+                }),
+                edit: None,
+                original: Some(original),
+            })
+        }
+    }
+}
+
+fn transfer_leg(wallet_id: Uuid, delta: i64, kind: OperationKind, counterparty: Uuid) -> Leg {
+    Leg {
+        wallet_id,
+        delta,
+        held: 0,
+        kind,
+        counterparty: Some(counterparty),
+    }
+}
+
+/// A stored transfer the caller may see: a client that is neither payer
+/// nor payee is refused the same way whether or not it exists.
+fn visible<'t>(
+    caller: &Caller,
+    transfer: Option<&'t transfer::Model>,
+) -> Result<&'t transfer::Model, AppError> {
+    match (caller, transfer) {
+        (Caller::Operator, Some(t)) => Ok(t),
+        (Caller::Operator, None) => Err(AppError::NotFound("transfer")),
+        (Caller::Client { wallet_id, .. }, Some(t))
+            if t.from_wallet_id == *wallet_id || t.to_wallet_id == *wallet_id =>
+        {
+            Ok(t)
+        }
+        (Caller::Anonymous, _) => Err(AppError::Unauthenticated),
+        _ => Err(AppError::Forbidden),
+    }
+}
+
+fn is_payee_or_operator(caller: &Caller, t: &transfer::Model) -> bool {
+    match caller {
+        Caller::Operator => true,
+        Caller::Client { wallet_id, .. } => *wallet_id == t.to_wallet_id,
+        Caller::Anonymous => false,
+    }
 }
 
 #[cfg(test)]
@@ -189,10 +500,23 @@ mod tests {
             client_id: Uuid::now_v7(),
             currency: "USD".into(),
             balance,
+            held: 0,
+            open_holds: 0,
             last_seq: 3,
             created_at: at,
             updated_at: at,
         }
+    }
+
+    fn run(entries: &[&Entry], replay: &[bool], wallets: HashMap<Uuid, wallet::Model>) -> Settlement {
+        let locked = Locked {
+            wallets,
+            transfers: HashMap::new(),
+            now: Utc::now(),
+        };
+        let groups = vec![None; entries.len()];
+        let rules = Rules { max_open_holds: 2 };
+        settle(entries, replay, &groups, locked, rules, Utc::now())
     }
 
     fn transfer(from: Uuid, to: Uuid, cents: i64) -> Entry {
@@ -221,7 +545,7 @@ mod tests {
         let entries: Vec<Entry> = amounts.iter().map(|&a| transfer(payer, payee, a)).collect();
         let refs: Vec<&Entry> = entries.iter().collect();
         let wallets = HashMap::from([(payer, wallet(payer, 1_000)), (payee, wallet(payee, 0))]);
-        let s = settle(&refs, &[false; 6], wallets, Utc::now());
+        let s = run(&refs, &[false; 6], wallets);
         let posted: Vec<bool> = s
             .outcomes
             .iter()
@@ -259,7 +583,7 @@ mod tests {
         // This wallet's last row is "in the future" of this server's clock.
         wa.updated_at = Utc::now() + TimeDelta::seconds(5);
         let wallets = HashMap::from([(a, wa.clone()), (b, wallet(b, 0))]);
-        let s = settle(&refs, &[false; 5], wallets, Utc::now());
+        let s = run(&refs, &[false; 5], wallets);
         let times: Vec<_> = s
             .operations
             .iter()
@@ -283,7 +607,7 @@ mod tests {
         let refs: Vec<&Entry> = entries.iter().collect();
         let full = wallet(b, Money::MAX_BALANCE.cents() - 15);
         let wallets = HashMap::from([(a, wallet(a, 100)), (b, full)]);
-        let s = settle(&refs, &[false, false, true, false], wallets, Utc::now());
+        let s = run(&refs, &[false, false, true, false], wallets);
         assert!(matches!(
             s.outcomes[0],
             Outcome::Refused(AppError::NotFound(_))

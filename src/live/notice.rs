@@ -89,6 +89,7 @@ mod tests {
             kind: OperationKind::Deposit,
             amount: 1,
             balance_after: 1,
+            available_after: Some(1),
             transfer_id: None,
             counterparty_wallet_id: None,
             description: None,

@@ -15,10 +15,17 @@ impl From<AppError> for Error {
             AppError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         };
+        let status = match &err {
+            AppError::TransferNotPending(status) => Some(*status),
+            _ => None,
+        };
         Error::new(err.to_string()).extend_with(|_, ext| {
             ext.set("code", code);
             if let Some(secs) = retry_after {
                 ext.set("retryAfter", secs);
+            }
+            if let Some(status) = status {
+                ext.set("status", status);
             }
         })
     }

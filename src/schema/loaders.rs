@@ -31,6 +31,7 @@ pub struct RequestLoader {
     wallets_of_clients: Batcher<WalletOfClient, wallet::Model, LoadError>,
     clients: Batcher<ClientId, client::Model, LoadError>,
     transfers: Batcher<TransferId, transfer::Model, LoadError>,
+    refunds: Batcher<RefundsOf, Vec<transfer::Model>, LoadError>,
     pages: Batcher<OperationPage, Vec<operation::Model>, LoadError>,
 }
 
@@ -41,6 +42,7 @@ pub fn new_loader(store: Store) -> RequestLoader {
         wallets_of_clients: Batcher::default(),
         clients: Batcher::default(),
         transfers: Batcher::default(),
+        refunds: Batcher::default(),
         pages: Batcher::default(),
     }
 }
@@ -66,6 +68,7 @@ keyed!(WalletId, wallet::Model, wallets);
 keyed!(WalletOfClient, wallet::Model, wallets_of_clients);
 keyed!(ClientId, client::Model, clients);
 keyed!(TransferId, transfer::Model, transfers);
+keyed!(RefundsOf, Vec<transfer::Model>, refunds);
 keyed!(OperationPage, Vec<operation::Model>, pages);
 
 impl RequestLoader {
@@ -121,6 +124,10 @@ pub struct WalletOfClient(pub Uuid);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TransferId(pub Uuid);
+
+/// A payment's refunds, by the payment's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RefundsOf(pub Uuid);
 
 /// One page of one wallet's history; keys with equal pages are batched into
 /// a single statement.
@@ -185,6 +192,26 @@ impl Loader<TransferId> for DbLoader {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let rows = reads::transfers_by_ids(self.store.db(), &ids).await?;
         Ok(by_key(rows, |t| TransferId(t.id)))
+    }
+}
+
+impl Loader<RefundsOf> for DbLoader {
+    type Value = Vec<transfer::Model>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[RefundsOf],
+    ) -> Result<HashMap<RefundsOf, Vec<transfer::Model>>, LoadError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let mut found: HashMap<RefundsOf, Vec<transfer::Model>> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for refund in reads::refunds_of(self.store.db(), &ids).await? {
+            if let Some(of) = refund.refund_of {
+                found.entry(RefundsOf(of)).or_default().push(refund);
+            }
+        }
+        Ok(found)
     }
 }
 

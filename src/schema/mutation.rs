@@ -1,10 +1,17 @@
-use async_graphql::{Context, InputObject, Object, Result};
+use async_graphql::{Context, ErrorExtensions, InputObject, Object, Result};
 
-use super::scalars::{Dec, Id};
-use super::types::{CreateClientPayload, DepositPayload, TransferPayload, caller, ledger};
-use crate::domain::error::AppError;
+use super::scalars::{Dec, Id, Timestamp};
+use super::types::{
+    AuthorizeTransferPayload, CreateClientPayload, DepositPayload, CaptureTransferPayload,
+    RefundTransferPayload, Transfer, TransferBatchPayload, TransferBatchResult, TransferPayload,
+    VoidTransferPayload, WithdrawPayload, caller, ledger,
+};
+use crate::domain::auth::Caller;
+use crate::domain::error::{AppError, AppResult};
 use crate::domain::money::Money;
-use crate::ledger::{DepositRequest, TransferRequest};
+use crate::ledger::{
+    AuthorizeRequest, DepositRequest, RefundRequest, TransferRequest, WithdrawRequest,
+};
 
 pub struct MutationRoot;
 
@@ -25,6 +32,16 @@ pub struct DepositInput {
 }
 
 #[derive(InputObject)]
+pub struct WithdrawInput {
+    pub wallet_id: Id,
+    /// Greater than zero, at most two decimals; within the available balance.
+    pub amount: Dec,
+    /// Makes retries safe: the same key returns the first result.
+    pub idempotency_key: String,
+    pub description: Option<String>,
+}
+
+#[derive(InputObject)]
 pub struct TransferInput {
     pub from_wallet_id: Id,
     pub to_wallet_id: Id,
@@ -33,6 +50,77 @@ pub struct TransferInput {
     /// Makes retries safe: the same key returns the first result.
     pub idempotency_key: Option<String>,
     pub description: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct AuthorizeTransferInput {
+    pub from_wallet_id: Id,
+    pub to_wallet_id: Id,
+    /// Held on the payer's available balance until capture, void or expiry.
+    pub amount: Dec,
+    /// In the future, at most 30 days ahead; 7 days ahead when left out.
+    pub expires_at: Option<Timestamp>,
+    /// Makes retries safe: the same key returns the first result.
+    pub idempotency_key: String,
+    pub description: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct CaptureTransferInput {
+    pub transfer_id: Id,
+    /// At most the authorised amount; all of it when left out. The rest of
+    /// the hold is released.
+    pub amount: Option<Dec>,
+    /// Makes retries safe: the same key returns the first result.
+    pub idempotency_key: String,
+}
+
+#[derive(InputObject)]
+pub struct VoidTransferInput {
+    pub transfer_id: Id,
+    /// Makes retries safe: the same key returns the first result.
+    pub idempotency_key: String,
+}
+
+#[derive(InputObject)]
+pub struct RefundTransferInput {
+    /// A POSTED payment.
+    pub transfer_id: Id,
+    /// At most what is left to refund; all of it when left out.
+    pub amount: Option<Dec>,
+    /// Makes retries safe: the same key returns the first result.
+    pub idempotency_key: String,
+    pub description: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct TransferBatchInput {
+    /// Up to 1,000 transfers, each out of the caller's own wallet; their
+    /// idempotency keys must differ.
+    pub transfers: Vec<TransferInput>,
+    /// true: all post or none does (a refusal is the failing item's code,
+    /// with `extensions.index`). false: each item posts on its own.
+    pub atomic: bool,
+}
+
+fn amount(value: Dec) -> AppResult<Money> {
+    Ok(Money::amount(value.0)?)
+}
+
+fn transfer_request(input: TransferInput) -> AppResult<TransferRequest> {
+    Ok(TransferRequest {
+        from_wallet_id: input.from_wallet_id.0,
+        to_wallet_id: input.to_wallet_id.0,
+        amount: amount(input.amount)?,
+        description: input.description,
+        idempotency_key: input.idempotency_key,
+    })
+}
+
+/// Counts a money verb's outcome in /metrics and passes it on.
+fn counted<T>(verb: &'static str, outcome: AppResult<T>) -> AppResult<T> {
+    crate::metrics::ledger_request(verb, outcome.as_ref().map_or_else(AppError::code, |_| "OK"));
+    outcome
 }
 
 #[Object(name = "Mutation")]
@@ -58,17 +146,28 @@ impl MutationRoot {
     async fn deposit(&self, ctx: &Context<'_>, input: DepositInput) -> Result<DepositPayload> {
         let request = DepositRequest {
             wallet_id: input.wallet_id.0,
-            amount: Money::amount(input.amount.0).map_err(AppError::from)?,
+            amount: amount(input.amount)?,
             description: input.description,
             idempotency_key: input.idempotency_key,
         };
-        let outcome = ledger(ctx)?.deposit(caller(ctx)?, request).await;
-        crate::metrics::ledger_request(
-            "deposit",
-            outcome.as_ref().map_or_else(AppError::code, |_| "OK"),
-        );
-        let outcome = outcome?;
+        let outcome = counted("deposit", ledger(ctx)?.deposit(caller(ctx)?, request).await)?;
         Ok(DepositPayload {
+            operation: outcome.operation,
+            wallet: outcome.wallet,
+        })
+    }
+
+    /// Takes money out of a wallet to an outside account (operator only):
+    /// a WITHDRAWAL row, within the wallet's available balance.
+    async fn withdraw(&self, ctx: &Context<'_>, input: WithdrawInput) -> Result<WithdrawPayload> {
+        let request = WithdrawRequest {
+            wallet_id: input.wallet_id.0,
+            amount: amount(input.amount)?,
+            description: input.description,
+            idempotency_key: input.idempotency_key,
+        };
+        let outcome = counted("withdraw", ledger(ctx)?.withdraw(caller(ctx)?, request).await)?;
+        Ok(WithdrawPayload {
             operation: outcome.operation,
             wallet: outcome.wallet,
         })
@@ -76,22 +175,147 @@ impl MutationRoot {
 
     /// Moves money from the caller's wallet to another wallet, atomically.
     async fn transfer(&self, ctx: &Context<'_>, input: TransferInput) -> Result<TransferPayload> {
-        let request = TransferRequest {
-            from_wallet_id: input.from_wallet_id.0,
-            to_wallet_id: input.to_wallet_id.0,
-            amount: Money::amount(input.amount.0).map_err(AppError::from)?,
-            description: input.description,
-            idempotency_key: input.idempotency_key,
-        };
-        let outcome = ledger(ctx)?.transfer(caller(ctx)?, request).await;
-        crate::metrics::ledger_request(
-            "transfer",
-            outcome.as_ref().map_or_else(AppError::code, |_| "OK"),
-        );
-        let outcome = outcome?;
+        let request = transfer_request(input)?;
+        let outcome = counted("transfer", ledger(ctx)?.transfer(caller(ctx)?, request).await)?;
         Ok(TransferPayload {
             transfer: outcome.transfer,
             debit: outcome.debit,
         })
     }
+
+    /// Holds money of the caller's wallet for a payee: a PENDING transfer,
+    /// which the payee (or the operator) captures or voids before it
+    /// expires.
+    async fn authorize_transfer(
+        &self,
+        ctx: &Context<'_>,
+        input: AuthorizeTransferInput,
+    ) -> Result<AuthorizeTransferPayload> {
+        let request = AuthorizeRequest {
+            from_wallet_id: input.from_wallet_id.0,
+            to_wallet_id: input.to_wallet_id.0,
+            amount: amount(input.amount)?,
+            expires_at: input.expires_at.map(|t| t.0),
+            description: input.description,
+            idempotency_key: input.idempotency_key,
+        };
+        let transfer = ledger(ctx)?.authorize(caller(ctx)?, request).await;
+        Ok(AuthorizeTransferPayload(counted("authorizeTransfer", transfer)?))
+    }
+
+    /// Posts a pending transfer (its payee or the operator): the hold is
+    /// released and `amount` (at most the authorised amount) moves.
+    async fn capture_transfer(
+        &self,
+        ctx: &Context<'_>,
+        input: CaptureTransferInput,
+    ) -> Result<CaptureTransferPayload> {
+        let amount = input.amount.map(amount).transpose()?;
+        let transfer = ledger(ctx)?
+            .capture(caller(ctx)?, input.transfer_id.0, amount, input.idempotency_key)
+            .await;
+        Ok(CaptureTransferPayload(counted("captureTransfer", transfer)?))
+    }
+
+    /// Cancels a pending transfer (its payee or the operator): the hold is
+    /// released, nothing moves.
+    async fn void_transfer(
+        &self,
+        ctx: &Context<'_>,
+        input: VoidTransferInput,
+    ) -> Result<VoidTransferPayload> {
+        let transfer = ledger(ctx)?
+            .void(caller(ctx)?, input.transfer_id.0, input.idempotency_key)
+            .await;
+        Ok(VoidTransferPayload(counted("voidTransfer", transfer)?))
+    }
+
+    /// Pays back (part of) a POSTED payment (its payee or the operator): a
+    /// new REFUND transfer from the payee to the payer.
+    async fn refund_transfer(
+        &self,
+        ctx: &Context<'_>,
+        input: RefundTransferInput,
+    ) -> Result<RefundTransferPayload> {
+        let request = RefundRequest {
+            transfer_id: input.transfer_id.0,
+            amount: input.amount.map(amount).transpose()?,
+            description: input.description,
+            idempotency_key: input.idempotency_key,
+        };
+        let outcome = counted("refundTransfer", ledger(ctx)?.refund(caller(ctx)?, request).await)?;
+        Ok(RefundTransferPayload {
+            refund: outcome.refund,
+            original: outcome.original,
+        })
+    }
+
+    /// Up to 1,000 transfers out of the caller's wallet in one request and
+    /// one transaction.
+    async fn transfer_batch(
+        &self,
+        ctx: &Context<'_>,
+        input: TransferBatchInput,
+    ) -> Result<TransferBatchPayload> {
+        let caller = caller(ctx)?;
+        let from_wallet_id = match caller {
+            Caller::Client { wallet_id, .. } => *wallet_id,
+            Caller::Anonymous => return Err(AppError::Unauthenticated.into()),
+            Caller::Operator => return Err(AppError::Forbidden.into()),
+        };
+        let atomic = input.atomic;
+        let mut requests = Vec::with_capacity(input.transfers.len());
+        let mut invalid = Vec::new();
+        for (index, item) in input.transfers.into_iter().enumerate() {
+            match transfer_request(item) {
+                Ok(request) => requests.push(request),
+                Err(err) if atomic => return Err(at_index(err, index)),
+                Err(err) => invalid.push((index, err)),
+            }
+        }
+        // Items refused before queueing keep their place among the results.
+        let outcomes = ledger(ctx)?
+            .transfer_batch(caller, requests, atomic)
+            .await
+            .map_err(|refused| at_index(refused.error, refused.index))?;
+        let mut outcomes = outcomes.into_iter();
+        let mut invalid = invalid.into_iter().peekable();
+        let mut results = Vec::new();
+        let mut index = 0;
+        loop {
+            let item = match invalid.peek() {
+                Some((at, _)) if *at == index => invalid.next().map(|(_, err)| Err(err)),
+                _ => outcomes.next().map(|o| o.map(|t| t.transfer)),
+            };
+            let Some(item) = item else { break };
+            crate::metrics::ledger_request(
+                "transferBatch",
+                item.as_ref().map_or_else(AppError::code, |_| "OK"),
+            );
+            results.push(match item {
+                Ok(transfer) => TransferBatchResult {
+                    index: i32::try_from(index).unwrap_or(i32::MAX),
+                    transfer: Some(Transfer(transfer)),
+                    code: None,
+                    message: None,
+                },
+                Err(err) => TransferBatchResult {
+                    index: i32::try_from(index).unwrap_or(i32::MAX),
+                    transfer: None,
+                    code: Some(err.code().to_owned()),
+                    message: Some(err.to_string()),
+                },
+            });
+            index += 1;
+        }
+        Ok(TransferBatchPayload {
+            results,
+            from_wallet_id,
+        })
+    }
+}
+
+/// A refusal of one item of an atomic batch: its code, and its index.
+fn at_index(err: AppError, index: usize) -> async_graphql::Error {
+    async_graphql::Error::from(err).extend_with(|_, ext| ext.set("index", index))
 }

@@ -5,8 +5,8 @@ use super::loaders::ClientId;
 use super::pagination::PageArgs;
 use super::scalars::Id;
 use super::types::{
-    Client, Operation, OperationFilterInput, Wallet, caller, loader, max_page_size,
-    operations_connection, readable_wallet, store,
+    Client, Operation, OperationFilterInput, Transfer, Wallet, caller, loader, max_page_size,
+    operations_connection, readable_transfer, readable_wallet, store,
 };
 use crate::domain::auth::Caller;
 use crate::domain::cursor::WalletCursor;
@@ -35,6 +35,11 @@ impl QueryRoot {
     /// A wallet: the caller's own, or any for the operator.
     async fn wallet(&self, ctx: &Context<'_>, id: Id) -> Result<Wallet> {
         Ok(readable_wallet(ctx, id.0).await?)
+    }
+
+    /// A transfer: for its payer, its payee, or the operator.
+    async fn transfer(&self, ctx: &Context<'_>, id: Id) -> Result<Transfer> {
+        Ok(readable_transfer(ctx, id.0).await?)
     }
 
     /// Wallets, oldest first: all of them for the operator, a client's own

@@ -13,12 +13,12 @@ use entity::{client, operation, transfer, wallet};
 use uuid::Uuid;
 
 use super::loaders::{
-    ClientId, OperationPage, RequestLoader, TransferId, WalletId, WalletOfClient,
+    ClientId, OperationPage, RefundsOf, RequestLoader, TransferId, WalletId, WalletOfClient,
 };
 use super::pagination::PageArgs;
 use super::scalars::{Dec, Id, Timestamp};
 use crate::domain::auth::Caller;
-use crate::domain::cursor::OperationCursor;
+use crate::domain::cursor::{OperationCursor, TransferCursor};
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::money::Money;
 use crate::store::Store;
@@ -126,9 +126,46 @@ impl Wallet {
         &self.0.currency
     }
 
-    /// Current balance, always with two decimals.
+    /// The posted balance, always with two decimals.
     async fn balance(&self) -> Result<Dec> {
         Ok(money(self.0.balance)?)
+    }
+
+    /// The sum of the wallet's open holds as payer (pending transfers).
+    async fn held_balance(&self) -> Result<Dec> {
+        Ok(money(self.0.held)?)
+    }
+
+    /// What the wallet may spend: `balance - heldBalance`. Transfers,
+    /// withdrawals, refunds and new holds spend only this.
+    async fn available_balance(&self) -> Result<Dec> {
+        Ok(money(self.0.balance - self.0.held)?)
+    }
+
+    /// Open holds where this wallet is payer or payee, soonest deadline
+    /// first: what a payee may capture, what a payer has promised.
+    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    async fn pending_transfers(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, Transfer>> {
+        let page = PageArgs {
+            first,
+            after,
+            last: None,
+            before: None,
+        }
+        .parse(max_page_size(ctx), TransferCursor::decode)?;
+        let rows = reads::pending_transfers(store(ctx)?.db(), self.0.id, page.query.after, page.query.fetch)
+            .await
+            .map_err(AppError::from)?;
+        Ok(page.connection(
+            rows,
+            |t| TransferCursor::encode(t.expires_at.unwrap_or(t.created_at), t.id),
+            Transfer,
+        ))
     }
 
     /// The posted balance from all the wallet's operations strictly before
@@ -226,30 +263,39 @@ fn cursor_of(op: &operation::Model) -> String {
 
 /// What an operation did to its wallet.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(remote = "operation::OperationKind")]
 pub enum OperationKind {
     Deposit,
     TransferOut,
     TransferIn,
+    /// Money leaving the system to an outside account.
+    Withdrawal,
+    /// Money set aside for a pending transfer: the balance is unchanged,
+    /// the available balance lowered.
+    Hold,
+    /// A hold given back, whole, on capture, void or expiry.
+    HoldRelease,
 }
 
-impl From<operation::OperationKind> for OperationKind {
-    fn from(kind: operation::OperationKind) -> Self {
-        match kind {
-            operation::OperationKind::Deposit => OperationKind::Deposit,
-            operation::OperationKind::TransferOut => OperationKind::TransferOut,
-            operation::OperationKind::TransferIn => OperationKind::TransferIn,
-        }
-    }
+/// Why money moved.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(remote = "transfer::TransferKind")]
+pub enum TransferKind {
+    Payment,
+    /// Money paid back on a payment (`refundOf`).
+    Refund,
 }
 
-impl From<OperationKind> for operation::OperationKind {
-    fn from(kind: OperationKind) -> Self {
-        match kind {
-            OperationKind::Deposit => operation::OperationKind::Deposit,
-            OperationKind::TransferOut => operation::OperationKind::TransferOut,
-            OperationKind::TransferIn => operation::OperationKind::TransferIn,
-        }
-    }
+/// Where a transfer is: PENDING (held, until captured, voided or
+/// expired), then POSTED, VOIDED or EXPIRED for good. A one-phase
+/// transfer is POSTED from the start.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(remote = "transfer::TransferStatus")]
+pub enum TransferStatus {
+    Pending,
+    Posted,
+    Voided,
+    Expired,
 }
 
 /// Narrows a history: by kind, and by time (`from` inclusive, `to` exclusive).
@@ -310,6 +356,11 @@ impl Operation {
         Ok(money(self.0.balance_after)?)
     }
 
+    /// The wallet's available balance (balance - held) right after it.
+    async fn available_balance_after(&self) -> Result<Dec> {
+        Ok(money(self.0.available_after())?)
+    }
+
     /// The request's description. A transfer's is stored once, on the
     /// transfer, and read from there for both legs.
     async fn description(&self, ctx: &Context<'_>) -> Result<Option<String>> {
@@ -335,7 +386,8 @@ impl Operation {
         Ok(wallet_by_id(ctx, self.0.wallet_id).await?)
     }
 
-    /// The other wallet of a transfer; null for a deposit.
+    /// The other wallet of a transfer or hold; null for a deposit or a
+    /// withdrawal.
     async fn counterparty(&self) -> Option<PublicWallet> {
         self.0.counterparty_wallet_id.map(PublicWallet::new)
     }
@@ -362,8 +414,60 @@ impl Transfer {
         Id(self.0.id)
     }
 
+    /// What was sent, or authorised; never changes.
     async fn amount(&self) -> Result<Dec> {
         Ok(money(self.0.amount)?)
+    }
+
+    async fn kind(&self) -> TransferKind {
+        self.0.kind.into()
+    }
+
+    async fn status(&self) -> TransferStatus {
+        self.0.status.into()
+    }
+
+    /// What moved: null until POSTED (a one-phase transfer: `amount`).
+    async fn captured_amount(&self) -> Result<Option<Dec>> {
+        Ok(self.0.captured().map(money).transpose()?)
+    }
+
+    /// The sum of this payment's refunds so far.
+    async fn refunded_amount(&self) -> Result<Dec> {
+        Ok(money(self.0.refunded_amount)?)
+    }
+
+    /// A PENDING transfer's deadline: captured or voided before it, or it
+    /// expires.
+    async fn expires_at(&self) -> Option<Timestamp> {
+        self.0.expires_at.map(Timestamp)
+    }
+
+    /// When it reached its final status; null while PENDING.
+    async fn settled_at(&self) -> Option<Timestamp> {
+        self.0.settled().map(Timestamp)
+    }
+
+    /// The payment a REFUND pays back.
+    async fn refund_of(&self, ctx: &Context<'_>) -> Result<Option<Transfer>> {
+        let Some(id) = self.0.refund_of else {
+            return Ok(None);
+        };
+        let transfer = loader(ctx)?
+            .load_one(TransferId(id))
+            .await
+            .map_err(AppError::from)?;
+        Ok(transfer.map(Transfer))
+    }
+
+    /// This payment's refunds, oldest first.
+    async fn refunds(&self, ctx: &Context<'_>) -> Result<Vec<Transfer>> {
+        let refunds = loader(ctx)?
+            .load_one(RefundsOf(self.0.id))
+            .await
+            .map_err(AppError::from)?
+            .unwrap_or_default();
+        Ok(refunds.into_iter().map(Transfer).collect())
     }
 
     async fn description(&self) -> Option<&str> {
@@ -435,6 +539,24 @@ impl DepositPayload {
     }
 }
 
+pub struct WithdrawPayload {
+    pub operation: operation::Model,
+    pub wallet: wallet::Model,
+}
+
+#[Object]
+impl WithdrawPayload {
+    /// The WITHDRAWAL entry in the wallet's history.
+    async fn operation(&self) -> Operation {
+        Operation(self.operation.clone())
+    }
+
+    /// The wallet as it is now (withdrawals are the operator's).
+    async fn wallet(&self) -> Wallet {
+        Wallet(self.wallet.clone())
+    }
+}
+
 pub struct TransferPayload {
     pub transfer: transfer::Model,
     pub debit: operation::Model,
@@ -460,6 +582,129 @@ impl TransferPayload {
     /// The payee: another client's wallet, of which only the id is visible.
     async fn to_wallet(&self) -> PublicWallet {
         PublicWallet::new(self.transfer.to_wallet_id)
+    }
+}
+
+/// A new PENDING transfer: its hold is on the caller's wallet.
+pub struct AuthorizeTransferPayload(pub transfer::Model);
+
+#[Object]
+#[allow(clippy::wrong_self_convention)]
+impl AuthorizeTransferPayload {
+    async fn transfer(&self) -> Transfer {
+        Transfer(self.0.clone())
+    }
+
+    /// The payer's wallet (the caller's own) as it is now.
+    async fn from_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
+        Ok(wallet_by_id(ctx, self.0.from_wallet_id).await?)
+    }
+}
+
+/// The payload of a capture or a void: the transfer ended by its payee
+/// (or the operator); the payer is another client, the payee the caller.
+macro_rules! ended_transfer_payload {
+    ($name:ident) => {
+        pub struct $name(pub transfer::Model);
+
+        #[Object]
+        #[allow(clippy::wrong_self_convention)]
+        impl $name {
+            async fn transfer(&self) -> Transfer {
+                Transfer(self.0.clone())
+            }
+
+            /// The payer, of which only the id is visible.
+            async fn from_wallet(&self) -> PublicWallet {
+                PublicWallet::new(self.0.from_wallet_id)
+            }
+
+            /// The payee (the caller's own wallet) as it is now.
+            async fn to_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
+                Ok(wallet_by_id(ctx, self.0.to_wallet_id).await?)
+            }
+        }
+    };
+}
+
+ended_transfer_payload!(CaptureTransferPayload);
+ended_transfer_payload!(VoidTransferPayload);
+
+/// A refund: from the original payee (the caller) back to the payer.
+pub struct RefundTransferPayload {
+    pub refund: transfer::Model,
+    pub original: transfer::Model,
+}
+
+#[Object]
+#[allow(clippy::wrong_self_convention)]
+impl RefundTransferPayload {
+    /// The new REFUND transfer.
+    async fn refund(&self) -> Transfer {
+        Transfer(self.refund.clone())
+    }
+
+    /// The payment refunded, with its `refundedAmount` raised.
+    async fn transfer(&self) -> Transfer {
+        Transfer(self.original.clone())
+    }
+
+    /// The refund's payer: the payment's payee, the caller's own wallet.
+    async fn from_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
+        Ok(wallet_by_id(ctx, self.refund.from_wallet_id).await?)
+    }
+
+    /// The refund's payee: the payment's payer (only its id).
+    async fn to_wallet(&self) -> PublicWallet {
+        PublicWallet::new(self.refund.to_wallet_id)
+    }
+}
+
+/// One item of a `transferBatch`: its transfer, or why it was refused.
+#[derive(SimpleObject)]
+pub struct TransferBatchResult {
+    /// The item's position in `transfers`.
+    pub index: i32,
+    pub transfer: Option<Transfer>,
+    /// The refusal's code (as `extensions.code` would be); null if it posted.
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+pub struct TransferBatchPayload {
+    pub results: Vec<TransferBatchResult>,
+    pub from_wallet_id: Uuid,
+}
+
+#[Object]
+#[allow(clippy::wrong_self_convention)]
+impl TransferBatchPayload {
+    /// One per item, in input order.
+    async fn results(&self) -> &[TransferBatchResult] {
+        &self.results
+    }
+
+    /// The payer's wallet (the caller's own) as it is now.
+    async fn from_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
+        Ok(wallet_by_id(ctx, self.from_wallet_id).await?)
+    }
+}
+
+/// A transfer the caller may read: its payer, its payee, or the operator.
+/// Anyone else is refused the same way whether or not it exists.
+pub async fn readable_transfer(ctx: &Context<'_>, id: Uuid) -> AppResult<Transfer> {
+    let caller = caller(ctx)?;
+    caller.require_authenticated()?;
+    let found = loader(ctx)?.load_one(TransferId(id)).await?;
+    match (caller, found) {
+        (Caller::Operator, Some(t)) => Ok(Transfer(t)),
+        (Caller::Operator, None) => Err(AppError::NotFound("transfer")),
+        (Caller::Client { wallet_id, .. }, Some(t))
+            if t.from_wallet_id == *wallet_id || t.to_wallet_id == *wallet_id =>
+        {
+            Ok(Transfer(t))
+        }
+        _ => Err(AppError::Forbidden),
     }
 }
 

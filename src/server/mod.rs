@@ -2,6 +2,7 @@
 //! shutdown.
 
 mod auth;
+mod body;
 mod callers;
 mod graphql;
 mod listener;
@@ -91,7 +92,9 @@ pub fn router(state: AppState) -> Router {
     let mut routes = Router::new()
         .route(
             "/graphql",
-            get(websocket::graphql_get).post(graphql::graphql),
+            get(websocket::graphql_get)
+                .post(graphql::graphql)
+                .layer(axum::middleware::from_fn_with_state(state.clone(), body::gate)),
         )
         .route("/graphiql/{file}", get(playground::asset))
         .route("/healthz", get(healthz))
@@ -101,7 +104,11 @@ pub fn router(state: AppState) -> Router {
     }
     routes
         .with_state(state)
-        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        // The larger limit; `body::gate` keeps the smaller one for all but
+        // an authenticated `transferBatch`.
+        .layer(RequestBodyLimitLayer::new(
+            limits.max_batch_body_bytes.max(limits.max_body_bytes),
+        ))
         // A body that trickles in must not hold a connection for ever.
         .layer(RequestBodyTimeoutLayer::new(limits.request_timeout))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -264,6 +271,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             key_retention: std::time::Duration::from_secs(
                 u64::from(config.idempotency_retention_days) * 24 * 60 * 60,
             ),
+            max_open_holds: config.max_open_holds_per_wallet,
         },
     )
     .await

@@ -16,7 +16,8 @@ pub struct Audit {
     pub checks: Vec<Check>,
     /// Sum of all balances, in cents.
     pub total_balance: i64,
-    /// Sum of all deposits, in cents: the only way money enters.
+    /// Sum of all deposits minus all withdrawals, in cents: the only ways
+    /// money enters and leaves.
     pub total_deposited: i64,
 }
 
@@ -41,26 +42,62 @@ impl Audit {
             "VIOLATED"
         };
         lines.push(format!(
-            "{conserved:>8}  total of balances ({}) equals total deposited ({})",
+            "{conserved:>8}  total of balances ({}) equals deposits minus withdrawals ({})",
             self.total_balance, self.total_deposited
         ));
         lines.join("\n")
     }
 }
 
+/// An operation's signed effect on its wallet's balance, and on its held
+/// balance.
+macro_rules! signed {
+    () => {
+        "CASE kind WHEN 'DEPOSIT' THEN amount WHEN 'TRANSFER_IN' THEN amount \
+         WHEN 'TRANSFER_OUT' THEN -amount WHEN 'WITHDRAWAL' THEN -amount ELSE 0 END"
+    };
+}
+macro_rules! held {
+    () => {
+        "CASE kind WHEN 'HOLD' THEN amount WHEN 'HOLD_RELEASE' THEN -amount ELSE 0 END"
+    };
+}
+
 const CHECKS: &[(&str, &str)] = &[
     ("no negative balance", "SELECT COUNT(*) FROM wallet WHERE balance < 0"),
     (
+        "no negative available balance",
+        "SELECT COUNT(*) FROM wallet WHERE held < 0 OR held > balance OR open_holds < 0",
+    ),
+    (
         "each balance equals the sum of its operations",
-        "SELECT COUNT(*) FROM wallet w LEFT JOIN (
-            SELECT wallet_id, SUM(CASE WHEN kind = 'TRANSFER_OUT' THEN -amount ELSE amount END) AS net
-            FROM operation GROUP BY wallet_id) o ON o.wallet_id = w.id
-         WHERE w.balance <> COALESCE(o.net, 0)",
+        concat!(
+            "SELECT COUNT(*) FROM wallet w LEFT JOIN (
+            SELECT wallet_id, SUM(",
+            signed!(),
+            ") AS net FROM operation GROUP BY wallet_id) o ON o.wallet_id = w.id
+         WHERE w.balance <> COALESCE(o.net, 0)"
+        ),
+    ),
+    (
+        "each held balance equals its holds minus their releases, and its open holds",
+        concat!(
+            "SELECT COUNT(*) FROM wallet w LEFT JOIN (
+            SELECT wallet_id, SUM(",
+            held!(),
+            ") AS held FROM operation WHERE kind IN ('HOLD', 'HOLD_RELEASE') GROUP BY wallet_id) o
+              ON o.wallet_id = w.id
+            LEFT JOIN (SELECT from_wallet_id, SUM(amount) AS held, COUNT(*) AS n FROM transfer
+              WHERE status = 'PENDING' GROUP BY from_wallet_id) p ON p.from_wallet_id = w.id
+         WHERE w.held <> COALESCE(o.held, 0) OR w.held <> COALESCE(p.held, 0)
+            OR w.open_holds <> COALESCE(p.n, 0)"
+        ),
     ),
     (
         "each balance equals its newest operation's balance-after",
         "SELECT COUNT(*) FROM wallet w LEFT JOIN operation o ON o.wallet_id = w.id AND o.seq = w.last_seq
-         WHERE (w.last_seq = 0 AND w.balance <> 0) OR (w.last_seq > 0 AND (o.id IS NULL OR o.balance_after <> w.balance))",
+         WHERE (w.last_seq = 0 AND w.balance <> 0) OR (w.last_seq > 0 AND (o.id IS NULL OR o.balance_after <> w.balance
+            OR COALESCE(o.available_after, o.balance_after) <> w.balance - w.held))",
     ),
     (
         "each wallet's sequence is gapless",
@@ -69,30 +106,53 @@ const CHECKS: &[(&str, &str)] = &[
          WHERE COALESCE(o.n, 0) <> w.last_seq OR COALESCE(o.top, 0) <> w.last_seq",
     ),
     (
-        "each transfer has exactly its two ledger rows",
+        "each transfer has the ledger rows of its status",
         "SELECT COUNT(*) FROM transfer t LEFT JOIN (
             SELECT transfer_id,
                    SUM(CASE WHEN kind = 'TRANSFER_OUT' THEN 1 ELSE 0 END) AS outs,
                    SUM(CASE WHEN kind = 'TRANSFER_IN' THEN 1 ELSE 0 END) AS ins,
+                   SUM(CASE WHEN kind = 'HOLD' THEN 1 ELSE 0 END) AS holds,
+                   SUM(CASE WHEN kind = 'HOLD_RELEASE' THEN 1 ELSE 0 END) AS releases,
                    COUNT(*) AS n
             FROM operation WHERE transfer_id IS NOT NULL GROUP BY transfer_id) o ON o.transfer_id = t.id
-         WHERE o.n IS NULL OR o.n <> 2 OR o.outs <> 1 OR o.ins <> 1",
+         WHERE o.n IS NULL
+            OR (t.status = 'POSTED' AND (o.outs <> 1 OR o.ins <> 1 OR o.holds > 1 OR o.releases <> o.holds))
+            OR (t.status = 'PENDING' AND (o.holds <> 1 OR o.n <> 1))
+            OR (t.status IN ('VOIDED', 'EXPIRED') AND (o.holds <> 1 OR o.releases <> 1 OR o.n <> 2))",
     ),
     (
         "each transfer's ledger rows match it",
         "SELECT COUNT(*) FROM operation o JOIN transfer t ON t.id = o.transfer_id
-         WHERE o.amount <> t.amount
-            OR (o.kind = 'TRANSFER_OUT' AND (o.wallet_id <> t.from_wallet_id OR o.counterparty_wallet_id <> t.to_wallet_id))
+         WHERE (o.kind IN ('TRANSFER_OUT', 'TRANSFER_IN') AND o.amount <> COALESCE(t.captured_amount, t.amount))
+            OR (o.kind IN ('HOLD', 'HOLD_RELEASE') AND o.amount <> t.amount)
+            OR (o.kind IN ('TRANSFER_OUT', 'HOLD', 'HOLD_RELEASE')
+                AND (o.wallet_id <> t.from_wallet_id OR o.counterparty_wallet_id <> t.to_wallet_id))
             OR (o.kind = 'TRANSFER_IN' AND (o.wallet_id <> t.to_wallet_id OR o.counterparty_wallet_id <> t.from_wallet_id))
-            OR o.kind = 'DEPOSIT'",
+            OR o.kind IN ('DEPOSIT', 'WITHDRAWAL')",
+    ),
+    (
+        "refunds never exceed what was captured, and add up",
+        "SELECT COUNT(*) FROM transfer t LEFT JOIN (
+            SELECT refund_of, SUM(amount) AS total FROM transfer WHERE refund_of IS NOT NULL GROUP BY refund_of) r
+              ON r.refund_of = t.id
+         WHERE t.refunded_amount > COALESCE(t.captured_amount, t.amount)
+            OR t.refunded_amount <> COALESCE(r.total, 0)
+            OR (r.total IS NOT NULL AND (t.kind <> 'PAYMENT' OR t.status <> 'POSTED'))",
     ),
     (
         "each balance-after follows from the row before",
-        "SELECT COUNT(*) FROM (
-            SELECT balance_after, kind, amount,
-                   LAG(balance_after, 1, 0) OVER (PARTITION BY wallet_id ORDER BY seq) AS before
+        concat!(
+            "SELECT COUNT(*) FROM (
+            SELECT balance_after, COALESCE(available_after, balance_after) AS available_after, ",
+            signed!(),
+            " AS signed, ",
+            held!(),
+            " AS held,
+                   LAG(balance_after, 1, 0) OVER (PARTITION BY wallet_id ORDER BY seq) AS before,
+                   LAG(COALESCE(available_after, balance_after), 1, 0) OVER (PARTITION BY wallet_id ORDER BY seq) AS available_before
             FROM operation) x
-         WHERE balance_after <> before + CASE WHEN kind = 'TRANSFER_OUT' THEN -amount ELSE amount END",
+         WHERE balance_after <> before + signed OR available_after <> available_before + signed - held"
+        ),
     ),
     (
         "time never goes back within a wallet",
@@ -109,10 +169,14 @@ const CHECKS: &[(&str, &str)] = &[
     ),
     (
         "no transfer leg without its transfer",
-        "SELECT COUNT(*) FROM operation o WHERE o.kind <> 'DEPOSIT'
+        "SELECT COUNT(*) FROM operation o WHERE o.kind NOT IN ('DEPOSIT', 'WITHDRAWAL')
          AND NOT EXISTS (SELECT 1 FROM transfer t WHERE t.id = o.transfer_id)",
     ),
 ];
+
+/// A pending transfer this far past its deadline means the sweeper is not
+/// running (or cannot keep up).
+const OVERDUE: &str = "no pending transfer past its deadline by more than the sweeper's period";
 
 /// Runs every check.
 pub async fn audit<C: ConnectionTrait>(conn: &C) -> Result<Audit, DbErr> {
@@ -123,6 +187,20 @@ pub async fn audit<C: ConnectionTrait>(conn: &C) -> Result<Audit, DbErr> {
             violations: scalar(conn, sql).await?,
         });
     }
+    let cutoff = chrono::Utc::now()
+        - chrono::TimeDelta::from_std(crate::domain::validate::HOLD_SWEEP_PERIOD).unwrap_or_default();
+    let overdue = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) FROM transfer WHERE status = 'PENDING' AND expires_at < $1",
+            [cutoff.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("no row from the overdue check".into()))?;
+    checks.push(Check {
+        name: OVERDUE,
+        violations: overdue.try_get_by_index::<i64>(0)?,
+    });
     Ok(Audit {
         checks,
         total_balance: scalar(
@@ -132,7 +210,8 @@ pub async fn audit<C: ConnectionTrait>(conn: &C) -> Result<Audit, DbErr> {
         .await?,
         total_deposited: scalar(
             conn,
-            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM operation WHERE kind = 'DEPOSIT'",
+            "SELECT CAST(COALESCE(SUM(CASE kind WHEN 'DEPOSIT' THEN amount ELSE -amount END), 0) AS BIGINT) \
+             FROM operation WHERE kind IN ('DEPOSIT', 'WITHDRAWAL')",
         )
         .await?,
     })

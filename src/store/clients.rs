@@ -50,6 +50,8 @@ pub async fn create_client(
         client_id: Set(client_id),
         currency: Set("USD".to_owned()),
         balance: Set(0),
+        held: Set(0),
+        open_holds: Set(0),
         last_seq: Set(0),
         created_at: Set(now),
         updated_at: Set(now),

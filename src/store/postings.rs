@@ -11,6 +11,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::operation::{self, OperationKind};
+use entity::transfer::TransferStatus;
 use entity::{idempotency_key, transfer, wallet};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -36,9 +37,26 @@ pub struct KeyClaim<'a> {
 pub struct WalletUpdate {
     pub id: Uuid,
     pub balance: i64,
+    pub held: i64,
+    pub open_holds: i32,
     pub last_seq: i64,
     pub updated_at: DateTime<Utc>,
     pub previous_seq: i64,
+}
+
+/// A stored transfer ended or refunded. Written only if it is still what
+/// the batch locked (`previous_status`), a pending one is still (or, for
+/// an expiry, no longer) before its deadline on the database's clock, and
+/// its refunds stay within what was captured.
+#[derive(Clone, Debug, Serialize)]
+pub struct TransferUpdate {
+    pub id: Uuid,
+    pub status: TransferStatus,
+    pub captured_amount: Option<i64>,
+    pub settled_at: Option<DateTime<Utc>>,
+    /// Cents added to `refunded_amount`.
+    pub refunded: i64,
+    pub previous_status: TransferStatus,
 }
 
 /// Everything one batch writes.
@@ -47,6 +65,9 @@ pub struct BatchWrite<'a> {
     pub released: &'a [(&'a str, &'a str)],
     pub wallets: &'a [WalletUpdate],
     pub transfers: &'a [transfer::Model],
+    pub changes: &'a [TransferUpdate],
+    /// The database's clock as the batch read it (SQLite: this process's).
+    pub now: DateTime<Utc>,
     pub operations: &'a [operation::Model],
     /// NOTIFY payloads on `channel`, delivered at commit (PostgreSQL only).
     pub channel: &'a str,
@@ -127,7 +148,7 @@ pub async fn lock_wallets<C: ConnectionTrait>(
     wallet::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT id, client_id, currency, balance, last_seq, created_at, updated_at FROM wallet \
+            "SELECT id, client_id, currency, balance, held, open_holds, last_seq, created_at, updated_at FROM wallet \
              WHERE id = ANY(CAST($1 AS uuid[])) ORDER BY id FOR UPDATE",
             [list.into()],
         ))
@@ -135,22 +156,57 @@ pub async fn lock_wallets<C: ConnectionTrait>(
         .await
 }
 
+/// Locks and reads the transfers with these ids, in ascending id order
+/// (before any wallet, in every batch), with the database's clock: a
+/// hold's deadline is judged by it.
+pub async fn lock_transfers<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[Uuid],
+) -> Result<(Vec<transfer::Model>, DateTime<Utc>), DbErr> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if conn.get_database_backend() != DbBackend::Postgres {
+        let rows = transfer::Entity::find()
+            .filter(transfer::Column::Id.is_in(sorted))
+            .all(conn)
+            .await?;
+        return Ok((rows, Utc::now()));
+    }
+    let rows = transfer::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT * FROM transfer WHERE id = ANY(CAST($1 AS uuid[])) ORDER BY id FOR UPDATE",
+            [uuid_array(&sorted).into()],
+        ))
+        .all(conn)
+        .await?;
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT now()",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("no clock".into()))?;
+    Ok((rows, row.try_get_by_index(0)?))
+}
+
 /// Writes a settled batch. Fails (and the caller rolls back) if a wallet
-/// changed since it was locked, which would be a bug.
+/// or a transfer changed since it was locked, which would be a bug.
 pub async fn write_batch<C: ConnectionTrait>(
     conn: &C,
     batch: &BatchWrite<'_>,
 ) -> Result<(), DbErr> {
-    let updated = if conn.get_database_backend() == DbBackend::Postgres {
+    let (updated, ended) = if conn.get_database_backend() == DbBackend::Postgres {
         write_postgres(conn, batch).await?
     } else {
         write_plain(conn, batch).await?
     };
-    if updated != batch.wallets.len() {
+    if updated != batch.wallets.len() || ended != batch.changes.len() {
         return Err(DbErr::Custom(format!(
-            "{} of {} wallets changed while locked",
-            batch.wallets.len() - updated.min(batch.wallets.len()),
-            batch.wallets.len()
+            "{updated} of {} wallets and {ended} of {} transfers were as locked",
+            batch.wallets.len(),
+            batch.changes.len()
         )));
     }
     Ok(())
@@ -168,8 +224,8 @@ pub async fn write_batch<C: ConnectionTrait>(
 async fn write_postgres<C: ConnectionTrait>(
     conn: &C,
     batch: &BatchWrite<'_>,
-) -> Result<usize, DbErr> {
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(7);
+) -> Result<(usize, usize), DbErr> {
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(9);
     let mut param = |value: sea_orm::Value| {
         values.push(value);
         format!("${}", values.len())
@@ -191,9 +247,11 @@ async fn write_postgres<C: ConnectionTrait>(
     }
     let wallet_ids: Vec<Uuid> = batch.wallets.iter().map(|w| w.id).collect();
     parts.push(format!(
-        "w AS (UPDATE wallet SET balance = v.balance, last_seq = v.last_seq, updated_at = v.updated_at \
+        "w AS (UPDATE wallet SET balance = v.balance, held = v.held, open_holds = v.open_holds, \
+             last_seq = v.last_seq, updated_at = v.updated_at \
          FROM json_to_recordset(CAST({} AS json)) \
-             AS v(id uuid, balance bigint, last_seq bigint, updated_at timestamptz, previous_seq bigint) \
+             AS v(id uuid, balance bigint, held bigint, open_holds integer, last_seq bigint, \
+                 updated_at timestamptz, previous_seq bigint) \
          WHERE wallet.id = ANY(CAST({} AS uuid[])) AND wallet.id = v.id \
              AND wallet.last_seq = v.previous_seq RETURNING 1)",
         param(json(batch.wallets)?.into()),
@@ -201,21 +259,50 @@ async fn write_postgres<C: ConnectionTrait>(
     ));
     if !batch.transfers.is_empty() {
         parts.push(format!(
-            "t AS (INSERT INTO transfer (id, from_wallet_id, to_wallet_id, amount, description, created_at) \
-             SELECT x.id, x.from_wallet_id, x.to_wallet_id, x.amount, x.description, x.created_at \
+            "t AS (INSERT INTO transfer (id, from_wallet_id, to_wallet_id, amount, description, \
+                 created_at, kind, status, captured_amount, refunded_amount, refund_of, expires_at, settled_at) \
+             SELECT x.id, x.from_wallet_id, x.to_wallet_id, x.amount, x.description, x.created_at, \
+                 x.kind, x.status, x.captured_amount, x.refunded_amount, x.refund_of, x.expires_at, x.settled_at \
              FROM json_to_recordset(CAST({} AS json)) AS x(id uuid, from_wallet_id uuid, \
-                 to_wallet_id uuid, amount bigint, description text, created_at timestamptz))",
+                 to_wallet_id uuid, amount bigint, description text, created_at timestamptz, \
+                 kind text, status text, captured_amount bigint, refunded_amount bigint, \
+                 refund_of uuid, expires_at timestamptz, settled_at timestamptz))",
             param(json(batch.transfers)?.into())
         ));
     }
+    let ended = if batch.changes.is_empty() {
+        "CAST(0 AS BIGINT)".to_owned()
+    } else {
+        let ids: Vec<Uuid> = batch.changes.iter().map(|c| c.id).collect();
+        // The conditions the settlement checked, checked again by the
+        // statement that changes the row: still as locked, a pending one
+        // still before its deadline (an expiry: past it) on this clock,
+        // refunds within what was captured.
+        parts.push(format!(
+            "u AS (UPDATE transfer SET status = v.status, captured_amount = v.captured_amount, \
+                 settled_at = v.settled_at, refunded_amount = transfer.refunded_amount + v.refunded \
+             FROM json_to_recordset(CAST({} AS json)) AS v(id uuid, status text, \
+                 captured_amount bigint, settled_at timestamptz, refunded bigint, previous_status text) \
+             WHERE transfer.id = ANY(CAST({} AS uuid[])) AND transfer.id = v.id \
+                 AND transfer.status = v.previous_status \
+                 AND (v.previous_status <> 'PENDING' OR (CASE WHEN v.status = 'EXPIRED' \
+                     THEN transfer.expires_at <= now() ELSE transfer.expires_at > now() END)) \
+                 AND transfer.refunded_amount + v.refunded \
+                     <= COALESCE(v.captured_amount, transfer.captured_amount, transfer.amount) \
+             RETURNING 1)",
+            param(json(batch.changes)?.into()),
+            param(uuid_array(&ids).into())
+        ));
+        "(SELECT count(*) FROM u)".to_owned()
+    };
     if !batch.operations.is_empty() {
         parts.push(format!(
-            "o AS (INSERT INTO operation (id, wallet_id, seq, kind, amount, balance_after, transfer_id, \
-                 counterparty_wallet_id, description, created_at) \
-             SELECT x.id, x.wallet_id, x.seq, x.kind, x.amount, x.balance_after, x.transfer_id, \
-                 x.counterparty_wallet_id, x.description, x.created_at \
+            "o AS (INSERT INTO operation (id, wallet_id, seq, kind, amount, balance_after, available_after, \
+                 transfer_id, counterparty_wallet_id, description, created_at) \
+             SELECT x.id, x.wallet_id, x.seq, x.kind, x.amount, x.balance_after, x.available_after, \
+                 x.transfer_id, x.counterparty_wallet_id, x.description, x.created_at \
              FROM json_to_recordset(CAST({} AS json)) AS x(id uuid, wallet_id uuid, seq bigint, \
-                 kind text, amount bigint, balance_after bigint, transfer_id uuid, \
+                 kind text, amount bigint, balance_after bigint, available_after bigint, transfer_id uuid, \
                  counterparty_wallet_id uuid, description text, created_at timestamptz))",
             param(json(batch.operations)?.into())
         ));
@@ -235,7 +322,7 @@ async fn write_postgres<C: ConnectionTrait>(
         ),
     };
     let sql = format!(
-        "WITH {} SELECT (SELECT count(*) FROM w){notify}",
+        "WITH {} SELECT (SELECT count(*) FROM w), {ended}{notify}",
         parts.join(", ")
     );
     let row = conn
@@ -247,12 +334,19 @@ async fn write_postgres<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| DbErr::Custom("the batch statement returned no row".into()))?;
     let updated: i64 = row.try_get_by_index(0)?;
-    Ok(usize::try_from(updated).unwrap_or(0))
+    let ended: i64 = row.try_get_by_index(1)?;
+    Ok((
+        usize::try_from(updated).unwrap_or(0),
+        usize::try_from(ended).unwrap_or(0),
+    ))
 }
 
 /// SQLite: the same writes as plain statements (in process, each costs
 /// microseconds; the commit's fsync is what a batch shares).
-async fn write_plain<C: ConnectionTrait>(conn: &C, batch: &BatchWrite<'_>) -> Result<usize, DbErr> {
+async fn write_plain<C: ConnectionTrait>(
+    conn: &C,
+    batch: &BatchWrite<'_>,
+) -> Result<(usize, usize), DbErr> {
     for &(scope, key) in batch.released {
         idempotency_key::Entity::delete_by_id((scope.to_owned(), key.to_owned()))
             .exec(conn)
@@ -262,6 +356,8 @@ async fn write_plain<C: ConnectionTrait>(conn: &C, batch: &BatchWrite<'_>) -> Re
     for w in batch.wallets {
         let result = wallet::Entity::update_many()
             .col_expr(wallet::Column::Balance, Expr::value(w.balance))
+            .col_expr(wallet::Column::Held, Expr::value(w.held))
+            .col_expr(wallet::Column::OpenHolds, Expr::value(w.open_holds))
             .col_expr(wallet::Column::LastSeq, Expr::value(w.last_seq))
             .col_expr(wallet::Column::UpdatedAt, Expr::value(w.updated_at))
             .filter(wallet::Column::Id.eq(w.id))
@@ -270,18 +366,43 @@ async fn write_plain<C: ConnectionTrait>(conn: &C, batch: &BatchWrite<'_>) -> Re
             .await?;
         updated += usize::try_from(result.rows_affected).unwrap_or(0);
     }
-    // SQLite allows 32,766 parameters per statement: 10 columns x 1,000 rows.
+    // SQLite allows 32,766 parameters per statement: 13 columns x 1,000 rows.
     for chunk in batch.transfers.chunks(1_000) {
         transfer::Entity::insert_many(chunk.iter().cloned().map(transfer::ActiveModel::from))
             .exec_without_returning(conn)
             .await?;
     }
+    let mut ended = 0;
+    for c in batch.changes {
+        let result = conn
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "UPDATE transfer SET status = $1, captured_amount = $2, settled_at = $3, \
+                     refunded_amount = refunded_amount + $4 \
+                 WHERE id = $5 AND status = $6 \
+                     AND ($6 <> 'PENDING' OR (CASE WHEN $1 = 'EXPIRED' \
+                         THEN expires_at <= $7 ELSE expires_at > $7 END)) \
+                     AND refunded_amount + $4 <= COALESCE($2, captured_amount, amount)",
+                [
+                    c.status.as_str().into(),
+                    c.captured_amount.into(),
+                    c.settled_at.into(),
+                    c.refunded.into(),
+                    c.id.into(),
+                    c.previous_status.as_str().into(),
+                    batch.now.into(),
+                ],
+            ))
+            .await?;
+        ended += usize::try_from(result.rows_affected()).unwrap_or(0);
+    }
+    // 11 columns x 1,000 rows stays within SQLite's 32,766 parameters.
     for chunk in batch.operations.chunks(1_000) {
         operation::Entity::insert_many(chunk.iter().cloned().map(operation::ActiveModel::from))
             .exec_without_returning(conn)
             .await?;
     }
-    Ok(updated)
+    Ok((updated, ended))
 }
 
 /// Deletes up to `limit` idempotency keys created before `before`, oldest
@@ -308,6 +429,30 @@ pub async fn prune_keys<C: ConnectionTrait>(
         ))
         .await?;
     Ok(result.rows_affected())
+}
+
+/// Pending transfers past their deadline (on the database's clock),
+/// soonest first, at most `limit`: what the hold sweeper expires.
+pub async fn overdue_holds<C: ConnectionTrait>(conn: &C, limit: u64) -> Result<Vec<Uuid>, DbErr> {
+    let backend = conn.get_database_backend();
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let (sql, values): (&str, Vec<sea_orm::Value>) = if backend == DbBackend::Postgres {
+        (
+            "SELECT id FROM transfer WHERE status = 'PENDING' AND expires_at <= now() \
+             ORDER BY expires_at LIMIT $1",
+            vec![limit.into()],
+        )
+    } else {
+        (
+            "SELECT id FROM transfer WHERE status = 'PENDING' AND expires_at <= $1 \
+             ORDER BY expires_at LIMIT $2",
+            vec![Utc::now().into(), limit.into()],
+        )
+    };
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    rows.iter().map(|row| row.try_get_by_index::<Uuid>(0)).collect()
 }
 
 /// A used idempotency key's record.
@@ -339,7 +484,7 @@ pub async fn posted_rows<C: ConnectionTrait>(
         (None, Some(id)) => (None, operation::Entity::find_by_id(id).all(conn).await?),
         (None, None) => (None, Vec::new()),
     };
-    operations.sort_by_key(|op| op.kind != OperationKind::TransferOut);
+    operations.sort_by_key(|op| (op.kind != OperationKind::TransferOut, op.created_at));
     Ok((transfer, operations))
 }
 

@@ -12,7 +12,7 @@ use sea_orm::sea_query::{
     UnionType,
 };
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    ActiveEnum, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait, Select,
 };
 use uuid::Uuid;
@@ -321,4 +321,63 @@ pub async fn balance_before<C: ConnectionTrait>(
         .one(conn)
         .await?;
     Ok(row.unwrap_or(0))
+}
+
+/// One transfer by id.
+pub async fn transfer_by_id<C: ConnectionTrait>(
+    conn: &C,
+    id: Uuid,
+) -> Result<Option<transfer::Model>, DbErr> {
+    transfer::Entity::find_by_id(id).one(conn).await
+}
+
+/// A wallet's open holds, as payer or as payee, soonest deadline first,
+/// after the `(expires_at, id)` position: two walks of partial indexes
+/// (`transfer_pending_from_idx`, `transfer_pending_to_idx`), merged here.
+pub async fn pending_transfers<C: ConnectionTrait>(
+    conn: &C,
+    wallet_id: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    fetch: u64,
+) -> Result<Vec<transfer::Model>, DbErr> {
+    let mut rows = Vec::new();
+    for side in [transfer::Column::FromWalletId, transfer::Column::ToWalletId] {
+        let mut query = transfer::Entity::find()
+            .filter(transfer::Column::Status.eq(transfer::TransferStatus::Pending))
+            .filter(side.eq(wallet_id));
+        if let Some((at, id)) = after {
+            query = query.filter(
+                Condition::any()
+                    .add(transfer::Column::ExpiresAt.gt(at))
+                    .add(
+                        Condition::all()
+                            .add(transfer::Column::ExpiresAt.eq(at))
+                            .add(transfer::Column::Id.gt(id)),
+                    ),
+            );
+        }
+        rows.extend(
+            query
+                .order_by_asc(transfer::Column::ExpiresAt)
+                .order_by_asc(transfer::Column::Id)
+                .limit(fetch)
+                .all(conn)
+                .await?,
+        );
+    }
+    rows.sort_by_key(|t| (t.expires_at, t.id));
+    rows.truncate(usize::try_from(fetch).unwrap_or(usize::MAX));
+    Ok(rows)
+}
+
+/// The refunds of these payments, oldest first (`transfer_refund_of_idx`).
+pub async fn refunds_of<C: ConnectionTrait>(
+    conn: &C,
+    payment_ids: &[Uuid],
+) -> Result<Vec<transfer::Model>, DbErr> {
+    transfer::Entity::find()
+        .filter(transfer::Column::RefundOf.is_in(payment_ids.iter().copied()))
+        .order_by_asc(transfer::Column::Id)
+        .all(conn)
+        .await
 }

@@ -32,6 +32,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migration/src/m20261129_000001_constraints.rs"),
     include_str!("../../migration/src/m20261130_000001_batch_writes.rs"),
     include_str!("../../migration/src/m20261130_000002_history_indexes.rs"),
+    include_str!("../../migration/src/m20261130_000003_ledger_verbs.rs"),
+    include_str!("../../migration/src/rules.rs"),
 ];
 
 fn admin_url() -> String {

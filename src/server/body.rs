@@ -1,0 +1,101 @@
+//! The body limit of `POST /graphql`: `MAX_BODY_BYTES` for everything,
+//! except an authenticated request whose document is one `transferBatch`
+//! (up to 1,000 transfers), which may reach `MAX_BATCH_BODY_BYTES`.
+//!
+//! The layer in front (`router`) stops any body past the larger limit as it
+//! arrives; this reads what got through and lets a body past the smaller
+//! one on only if its caller is known and its document is that one
+//! mutation. WebSocket messages keep `MAX_BODY_BYTES`: mutations are not
+//! served there.
+
+use async_graphql::parser::parse_query;
+use async_graphql::parser::types::{OperationType, Selection};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::AppState;
+use super::auth::authenticate;
+use super::graphql::refused;
+use super::listener::Peer;
+use crate::domain::auth::Caller;
+use crate::domain::error::AppError;
+
+pub async fn gate(
+    State(state): State<AppState>,
+    peer: Peer,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limits = &state.api_limits;
+    if request.method() != Method::POST || limits.max_batch_body_bytes <= limits.max_body_bytes {
+        return next.run(request).await;
+    }
+    let max = limits.max_body_bytes;
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, limits.max_batch_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(err) if err.to_string().contains("length limit") => {
+            return refused(AppError::PayloadTooLarge(max));
+        }
+        Err(_) => return refused(AppError::invalid("the request body could not be read")),
+    };
+    if bytes.len() > max {
+        let address = peer.0.map(|addr| addr.ip());
+        let caller = authenticate(&state, &parts.headers, address).await;
+        let known = matches!(caller, Ok(Caller::Client { .. } | Caller::Operator));
+        if !known || !is_one_transfer_batch(&bytes) {
+            return refused(AppError::PayloadTooLarge(max));
+        }
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// Whether a JSON GraphQL request's document is exactly one mutation
+/// selecting only `transferBatch`.
+fn is_one_transfer_batch(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        query: String,
+    }
+    let Ok(request) = serde_json::from_slice::<Body>(body) else {
+        return false;
+    };
+    let Ok(document) = parse_query(&request.query) else {
+        return false;
+    };
+    let mut operations = document.operations.iter();
+    let (Some((_, operation)), None) = (operations.next(), operations.next()) else {
+        return false;
+    };
+    let operation = &operation.node;
+    document.fragments.is_empty()
+        && operation.ty == OperationType::Mutation
+        && matches!(
+            operation.selection_set.node.items.as_slice(),
+            [item] if matches!(&item.node, Selection::Field(field) if field.node.name.node == "transferBatch")
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_one_transfer_batch;
+
+    #[test]
+    fn only_a_lone_transfer_batch_mutation_counts() {
+        let body = |query: &str| serde_json::json!({ "query": query }).to_string().into_bytes();
+        assert!(is_one_transfer_batch(&body(
+            "mutation { transferBatch(input: {transfers: [], atomic: false}) { fromWallet { id } } }"
+        )));
+        assert!(!is_one_transfer_batch(&body(
+            "mutation { transferBatch(input: {transfers: [], atomic: false}) { fromWallet { id } } deposit { x } }"
+        )));
+        assert!(!is_one_transfer_batch(&body("query { transferBatch }")));
+        assert!(!is_one_transfer_batch(&body(
+            "mutation a { transferBatch } mutation b { transferBatch }"
+        )));
+        assert!(!is_one_transfer_batch(b"not json"));
+    }
+}
