@@ -229,7 +229,12 @@ pub struct Config {
 
     /// Largest body of an authenticated request whose document is one
     /// `transferBatch` (up to 1,000 transfers), in bytes.
-    #[arg(long, env = "MAX_BATCH_BODY_BYTES", default_value_t = 524288, global = true)]
+    #[arg(
+        long,
+        env = "MAX_BATCH_BODY_BYTES",
+        default_value_t = 524288,
+        global = true
+    )]
     pub max_batch_body_bytes: usize,
 
     /// Seconds a request may take before it is answered with TIMEOUT.

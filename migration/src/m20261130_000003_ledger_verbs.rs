@@ -27,6 +27,47 @@ use crate::rules::{self, Rule};
 pub struct Migration;
 
 const KIND_LINKS: &str = "operation_kind_links";
+const KINDS_BEFORE: &str = "'DEPOSIT', 'TRANSFER_OUT', 'TRANSFER_IN'";
+const KINDS: &str =
+    "'DEPOSIT', 'TRANSFER_OUT', 'TRANSFER_IN', 'WITHDRAWAL', 'HOLD', 'HOLD_RELEASE'";
+
+/// `operation_kind_known`, the CHECK that `operation` was created with,
+/// names the kinds allowed. PostgreSQL replaces the constraint. SQLite
+/// cannot alter a table's CHECK; its documented way to change one without
+/// touching the data (ALTER TABLE, "making other kinds of table schema
+/// changes") edits the stored CREATE TABLE text and bumps the schema
+/// version, in one batch on one connection.
+async fn set_known_kinds(manager: &SchemaManager<'_>, from: &str, to: &str) -> Result<(), DbErr> {
+    let conn = manager.get_connection();
+    if manager.get_database_backend() == DbBackend::Postgres {
+        return conn
+            .execute_unprepared(&format!(
+                "ALTER TABLE operation DROP CONSTRAINT IF EXISTS operation_kind_known, \
+                 ADD CONSTRAINT operation_kind_known CHECK (kind IN ({to}))"
+            ))
+            .await
+            .map(|_| ());
+    }
+    let version = conn
+        .query_one_raw(sea_orm_migration::sea_orm::Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA schema_version",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Migration("no schema version".into()))?
+        .try_get_by_index::<i64>(0)?;
+    let (from, to) = (from.replace('\'', "''"), to.replace('\'', "''"));
+    conn.execute_unprepared(&format!(
+        "PRAGMA writable_schema = ON; \
+         UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (\"kind\" IN ({from}))', \
+             'CHECK (\"kind\" IN ({to}))') WHERE type = 'table' AND name = 'operation'; \
+         PRAGMA schema_version = {}; \
+         PRAGMA writable_schema = OFF;",
+        version + 1
+    ))
+    .await?;
+    Ok(())
+}
 
 fn kind_links(r: &str) -> String {
     format!(
@@ -129,14 +170,21 @@ impl MigrationTrait for Migration {
             ("transfer", text16("kind").default("PAYMENT").to_owned()),
             ("transfer", text16("status").default("POSTED").to_owned()),
             ("transfer", big("captured_amount").null().to_owned()),
-            ("transfer", big("refunded_amount").not_null().default(0).to_owned()),
             (
                 "transfer",
-                ColumnDef::new(Alias::new("refund_of")).uuid().null().to_owned(),
+                big("refunded_amount").not_null().default(0).to_owned(),
+            ),
+            (
+                "transfer",
+                ColumnDef::new(Alias::new("refund_of"))
+                    .uuid()
+                    .null()
+                    .to_owned(),
             ),
             ("transfer", time("expires_at")),
             ("transfer", time("settled_at")),
         ];
+        set_known_kinds(manager, KINDS_BEFORE, KINDS).await?;
         // One column per statement: SQLite adds one at a time.
         for (table, mut column) in columns {
             manager
@@ -219,6 +267,7 @@ impl MigrationTrait for Migration {
             };
             rules::add_sqlite(conn, &links).await?;
         }
+        set_known_kinds(manager, KINDS, KINDS_BEFORE).await?;
         let columns = [
             ("wallet", "held"),
             ("wallet", "open_holds"),

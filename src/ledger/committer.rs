@@ -94,7 +94,9 @@ async fn lane(
         // the first was refused).
         let mut keys: HashSet<(String, String)> = HashSet::new();
         let (now, later): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|job| {
-            let free = job.claims().all(|(s, k)| !keys.contains(&(s.to_owned(), k.to_owned())));
+            let free = job
+                .claims()
+                .all(|(s, k)| !keys.contains(&(s.to_owned(), k.to_owned())));
             if free {
                 keys.extend(job.claims().map(|(s, k)| (s.to_owned(), k.to_owned())));
             }
@@ -208,7 +210,11 @@ async fn attempt(
         match &entry.action {
             Action::Post { legs, transfer } => {
                 wallet_ids.extend(legs.iter().map(|leg| leg.wallet_id));
-                wallet_ids.extend(transfer.iter().flat_map(|t| [t.from_wallet_id, t.to_wallet_id]));
+                wallet_ids.extend(
+                    transfer
+                        .iter()
+                        .flat_map(|t| [t.from_wallet_id, t.to_wallet_id]),
+                );
             }
             Action::End { transfer_id, .. } | Action::Refund { transfer_id, .. } => {
                 if let Some(t) = locked.transfers.get(transfer_id) {

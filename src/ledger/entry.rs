@@ -271,7 +271,11 @@ pub fn transfer(caller: &Caller, request: TransferRequest) -> AppResult<Entry> {
 
 /// An authorisation: a hold on the payer's available balance, and a
 /// PENDING transfer to capture or void before `expires_at`.
-pub fn authorize(caller: &Caller, request: AuthorizeRequest, now: DateTime<Utc>) -> AppResult<Entry> {
+pub fn authorize(
+    caller: &Caller,
+    request: AuthorizeRequest,
+    now: DateTime<Utc>,
+) -> AppResult<Entry> {
     let (from, to) = payer_and_payee(caller, request.from_wallet_id, request.to_wallet_id)?;
     let amount = request.amount.cents();
     let expires_at = validate::expires_at(request.expires_at, now)?;
@@ -300,7 +304,12 @@ pub fn authorize(caller: &Caller, request: AuthorizeRequest, now: DateTime<Utc>)
 }
 
 /// Capturing or voiding a pending transfer (its payee or the operator).
-pub fn end(caller: &Caller, transfer_id: Uuid, end: End, idempotency_key: String) -> AppResult<Entry> {
+pub fn end(
+    caller: &Caller,
+    transfer_id: Uuid,
+    end: End,
+    idempotency_key: String,
+) -> AppResult<Entry> {
     caller.require_authenticated()?;
     let verb = match end {
         End::Capture(Some(cents)) => format!("capture:{cents}"),

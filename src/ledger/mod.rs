@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use entity::{transfer, wallet};
 use sea_orm::{DbBackend, DbErr};
-use uuid::Uuid;
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 use self::committer::Job;
 use self::entry::{End, Entry, Posted};
@@ -246,7 +246,11 @@ impl Ledger {
     }
 
     /// Pays back (part of) a posted payment, from its payee to its payer.
-    pub async fn refund(&self, caller: &Caller, request: RefundRequest) -> AppResult<RefundOutcome> {
+    pub async fn refund(
+        &self,
+        caller: &Caller,
+        request: RefundRequest,
+    ) -> AppResult<RefundOutcome> {
         let entry = entry::refund(caller, request)?;
         let posted = self.post(entry).await?;
         let original = match posted.original {
@@ -289,13 +293,11 @@ impl Ledger {
         let mut keys = std::collections::HashSet::new();
         let mut built: Vec<AppResult<Entry>> = Vec::with_capacity(requests.len());
         for request in requests {
-            let entry = entry::transfer(caller, request).and_then(|entry| {
-                match &entry.claim {
-                    Some(c) if !keys.insert(c.key.clone()) => Err(AppError::invalid(
-                        "idempotencyKey is used by another item of this batch",
-                    )),
-                    _ => Ok(entry),
-                }
+            let entry = entry::transfer(caller, request).and_then(|entry| match &entry.claim {
+                Some(c) if !keys.insert(c.key.clone()) => Err(AppError::invalid(
+                    "idempotencyKey is used by another item of this batch",
+                )),
+                _ => Ok(entry),
             });
             built.push(entry);
         }
@@ -306,7 +308,10 @@ impl Ledger {
             };
             return Err(BatchRefused { index, error });
         }
-        let entries: Vec<Entry> = built.iter().filter_map(|e| e.as_ref().ok().cloned()).collect();
+        let entries: Vec<Entry> = built
+            .iter()
+            .filter_map(|e| e.as_ref().ok().cloned())
+            .collect();
         let mut outcomes = self.post_many(entries, atomic).await.into_iter();
         let mut results = Vec::with_capacity(built.len());
         for (index, item) in built.into_iter().enumerate() {
@@ -317,7 +322,9 @@ impl Ledger {
                     continue;
                 }
             };
-            let outcome = outcomes.next().unwrap_or_else(|| Outcome::Refused(committer::lost()));
+            let outcome = outcomes
+                .next()
+                .unwrap_or_else(|| Outcome::Refused(committer::lost()));
             let result = match outcome {
                 Outcome::Aborted => continue,
                 Outcome::Refused(error) if atomic => return Err(BatchRefused { index, error }),
@@ -346,7 +353,11 @@ impl Ledger {
     /// Queues entries as one job and waits for their outcomes, in order.
     async fn post_many(&self, entries: Vec<Entry>, atomic: bool) -> Vec<Outcome> {
         let count = entries.len();
-        let lost = || (0..count).map(|_| Outcome::Refused(committer::lost())).collect();
+        let lost = || {
+            (0..count)
+                .map(|_| Outcome::Refused(committer::lost()))
+                .collect()
+        };
         if count == 0 {
             return Vec::new();
         }

@@ -224,15 +224,20 @@ struct Plan {
 /// (so time never goes backwards within a wallet, whatever the clocks of the
 /// servers writing to it) and after the batch's previous row (so the rows of
 /// a batch are in time order as settled: that is how listeners order them).
-fn apply(entry: &Entry, book: &mut Book, rules: Rules, db_now: DateTime<Utc>) -> Result<Posted, AppError> {
+fn apply(
+    entry: &Entry,
+    book: &mut Book,
+    rules: Rules,
+    db_now: DateTime<Utc>,
+) -> Result<Posted, AppError> {
     let plan = plan(entry, &book.transfers, db_now)?;
     let tick = TimeDelta::microseconds(1);
     let mut time = book.clock;
-    let must_exist = plan
-        .legs
-        .iter()
-        .map(|leg| leg.wallet_id)
-        .chain(plan.new_transfer.iter().flat_map(|t| [t.from_wallet_id, t.to_wallet_id]));
+    let must_exist = plan.legs.iter().map(|leg| leg.wallet_id).chain(
+        plan.new_transfer
+            .iter()
+            .flat_map(|t| [t.from_wallet_id, t.to_wallet_id]),
+    );
     for id in must_exist {
         if !book.wallets.contains_key(&id) {
             return Err(AppError::NotFound("wallet"));
@@ -262,7 +267,9 @@ fn apply(entry: &Entry, book: &mut Book, rules: Rules, db_now: DateTime<Utc>) ->
         };
         operations.push(leg_row(entry, leg, id, wallet, wallet.updated_at));
         if let Some(before) = book.wallets.insert(wallet.id, wallet.clone()) {
-            book.previous_seq.entry(wallet.id).or_insert(before.last_seq);
+            book.previous_seq
+                .entry(wallet.id)
+                .or_insert(before.last_seq);
         }
     }
     let at = operations.first().map_or(book.clock, |op| op.created_at);
@@ -392,8 +399,18 @@ fn plan(
                             "amount must not exceed the authorised amount",
                         ));
                     }
-                    legs.push(transfer_leg(payer, -amount, OperationKind::TransferOut, payee));
-                    legs.push(transfer_leg(payee, amount, OperationKind::TransferIn, payer));
+                    legs.push(transfer_leg(
+                        payer,
+                        -amount,
+                        OperationKind::TransferOut,
+                        payee,
+                    ));
+                    legs.push(transfer_leg(
+                        payee,
+                        amount,
+                        OperationKind::TransferIn,
+                        payer,
+                    ));
                     edited.status = TransferStatus::Posted;
                     edited.captured_amount = Some(amount);
                 }
@@ -508,7 +525,11 @@ mod tests {
         }
     }
 
-    fn run(entries: &[&Entry], replay: &[bool], wallets: HashMap<Uuid, wallet::Model>) -> Settlement {
+    fn run(
+        entries: &[&Entry],
+        replay: &[bool],
+        wallets: HashMap<Uuid, wallet::Model>,
+    ) -> Settlement {
         let locked = Locked {
             wallets,
             transfers: HashMap::new(),

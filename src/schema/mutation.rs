@@ -2,7 +2,7 @@ use async_graphql::{Context, ErrorExtensions, InputObject, Object, Result};
 
 use super::scalars::{Dec, Id, Timestamp};
 use super::types::{
-    AuthorizeTransferPayload, CreateClientPayload, DepositPayload, CaptureTransferPayload,
+    AuthorizeTransferPayload, CaptureTransferPayload, CreateClientPayload, DepositPayload,
     RefundTransferPayload, Transfer, TransferBatchPayload, TransferBatchResult, TransferPayload,
     VoidTransferPayload, WithdrawPayload, caller, ledger,
 };
@@ -166,7 +166,10 @@ impl MutationRoot {
             description: input.description,
             idempotency_key: input.idempotency_key,
         };
-        let outcome = counted("withdraw", ledger(ctx)?.withdraw(caller(ctx)?, request).await)?;
+        let outcome = counted(
+            "withdraw",
+            ledger(ctx)?.withdraw(caller(ctx)?, request).await,
+        )?;
         Ok(WithdrawPayload {
             operation: outcome.operation,
             wallet: outcome.wallet,
@@ -176,7 +179,10 @@ impl MutationRoot {
     /// Moves money from the caller's wallet to another wallet, atomically.
     async fn transfer(&self, ctx: &Context<'_>, input: TransferInput) -> Result<TransferPayload> {
         let request = transfer_request(input)?;
-        let outcome = counted("transfer", ledger(ctx)?.transfer(caller(ctx)?, request).await)?;
+        let outcome = counted(
+            "transfer",
+            ledger(ctx)?.transfer(caller(ctx)?, request).await,
+        )?;
         Ok(TransferPayload {
             transfer: outcome.transfer,
             debit: outcome.debit,
@@ -200,7 +206,10 @@ impl MutationRoot {
             idempotency_key: input.idempotency_key,
         };
         let transfer = ledger(ctx)?.authorize(caller(ctx)?, request).await;
-        Ok(AuthorizeTransferPayload(counted("authorizeTransfer", transfer)?))
+        Ok(AuthorizeTransferPayload(counted(
+            "authorizeTransfer",
+            transfer,
+        )?))
     }
 
     /// Posts a pending transfer (its payee or the operator): the hold is
@@ -212,9 +221,17 @@ impl MutationRoot {
     ) -> Result<CaptureTransferPayload> {
         let amount = input.amount.map(amount).transpose()?;
         let transfer = ledger(ctx)?
-            .capture(caller(ctx)?, input.transfer_id.0, amount, input.idempotency_key)
+            .capture(
+                caller(ctx)?,
+                input.transfer_id.0,
+                amount,
+                input.idempotency_key,
+            )
             .await;
-        Ok(CaptureTransferPayload(counted("captureTransfer", transfer)?))
+        Ok(CaptureTransferPayload(counted(
+            "captureTransfer",
+            transfer,
+        )?))
     }
 
     /// Cancels a pending transfer (its payee or the operator): the hold is
@@ -243,7 +260,10 @@ impl MutationRoot {
             description: input.description,
             idempotency_key: input.idempotency_key,
         };
-        let outcome = counted("refundTransfer", ledger(ctx)?.refund(caller(ctx)?, request).await)?;
+        let outcome = counted(
+            "refundTransfer",
+            ledger(ctx)?.refund(caller(ctx)?, request).await,
+        )?;
         Ok(RefundTransferPayload {
             refund: outcome.refund,
             original: outcome.original,

@@ -158,9 +158,14 @@ impl Wallet {
             before: None,
         }
         .parse(max_page_size(ctx), TransferCursor::decode)?;
-        let rows = reads::pending_transfers(store(ctx)?.db(), self.0.id, page.query.after, page.query.fetch)
-            .await
-            .map_err(AppError::from)?;
+        let rows = reads::pending_transfers(
+            store(ctx)?.db(),
+            self.0.id,
+            page.query.after,
+            page.query.fetch,
+        )
+        .await
+        .map_err(AppError::from)?;
         Ok(page.connection(
             rows,
             |t| TransferCursor::encode(t.expires_at.unwrap_or(t.created_at), t.id),

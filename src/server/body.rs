@@ -50,7 +50,8 @@ pub async fn gate(
             return refused(AppError::PayloadTooLarge(max));
         }
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Whether a JSON GraphQL request's document is exactly one mutation
@@ -85,7 +86,11 @@ mod tests {
 
     #[test]
     fn only_a_lone_transfer_batch_mutation_counts() {
-        let body = |query: &str| serde_json::json!({ "query": query }).to_string().into_bytes();
+        let body = |query: &str| {
+            serde_json::json!({ "query": query })
+                .to_string()
+                .into_bytes()
+        };
         assert!(is_one_transfer_batch(&body(
             "mutation { transferBatch(input: {transfers: [], atomic: false}) { fromWallet { id } } }"
         )));

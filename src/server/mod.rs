@@ -92,9 +92,9 @@ pub fn router(state: AppState) -> Router {
     let mut routes = Router::new()
         .route(
             "/graphql",
-            get(websocket::graphql_get)
-                .post(graphql::graphql)
-                .layer(axum::middleware::from_fn_with_state(state.clone(), body::gate)),
+            get(websocket::graphql_get).post(graphql::graphql).layer(
+                axum::middleware::from_fn_with_state(state.clone(), body::gate),
+            ),
         )
         .route("/graphiql/{file}", get(playground::asset))
         .route("/healthz", get(healthz))

@@ -188,7 +188,8 @@ pub async fn audit<C: ConnectionTrait>(conn: &C) -> Result<Audit, DbErr> {
         });
     }
     let cutoff = chrono::Utc::now()
-        - chrono::TimeDelta::from_std(crate::domain::validate::HOLD_SWEEP_PERIOD).unwrap_or_default();
+        - chrono::TimeDelta::from_std(crate::domain::validate::HOLD_SWEEP_PERIOD)
+            .unwrap_or_default();
     let overdue = conn
         .query_one_raw(Statement::from_sql_and_values(
             conn.get_database_backend(),

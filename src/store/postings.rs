@@ -182,10 +182,7 @@ pub async fn lock_transfers<C: ConnectionTrait>(
         .all(conn)
         .await?;
     let row = conn
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT now()",
-        ))
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT now()"))
         .await?
         .ok_or_else(|| DbErr::Custom("no clock".into()))?;
     Ok((rows, row.try_get_by_index(0)?))
@@ -452,7 +449,9 @@ pub async fn overdue_holds<C: ConnectionTrait>(conn: &C, limit: u64) -> Result<V
     let rows = conn
         .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
-    rows.iter().map(|row| row.try_get_by_index::<Uuid>(0)).collect()
+    rows.iter()
+        .map(|row| row.try_get_by_index::<Uuid>(0))
+        .collect()
 }
 
 /// A used idempotency key's record.

@@ -23,6 +23,7 @@ mod properties;
 mod schema;
 mod subscriptions;
 mod transfers;
+mod verbs;
 mod verify;
 mod ws;
 mod ws_limits;
