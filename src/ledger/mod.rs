@@ -48,6 +48,9 @@ pub struct LedgerOptions {
     pub key_retention: std::time::Duration,
     /// Pending transfers a payer may have at once.
     pub max_open_holds: i32,
+    /// Whether this process sweeps overdue holds (every server does by
+    /// default; several sweeping is safe).
+    pub sweep_holds: bool,
 }
 
 impl Default for LedgerOptions {
@@ -58,6 +61,7 @@ impl Default for LedgerOptions {
             max_batch: DEFAULT_MAX_BATCH,
             key_retention: DEFAULT_KEY_RETENTION,
             max_open_holds: DEFAULT_MAX_OPEN_HOLDS,
+            sweep_holds: true,
         }
     }
 }
@@ -149,7 +153,10 @@ impl Ledger {
         };
         committer::start(&store, &hub, receiver, lanes, options.max_batch, rules);
         let pruner = tokio::spawn(prune_forever(store.clone(), options.key_retention));
-        let sweeper = tokio::spawn(sweep_forever(store.clone(), queue.clone()));
+        let sweeper = match options.sweep_holds {
+            true => tokio::spawn(sweep_forever(store.clone(), queue.clone())),
+            false => tokio::spawn(async {}),
+        };
         Ok(Ledger {
             inner: Arc::new(Inner {
                 store,
@@ -334,6 +341,12 @@ impl Ledger {
         }
         Ok(results)
     }
+    /// Expires the holds past their deadline now (what the sweeper does
+    /// every `HOLD_SWEEP_PERIOD`); returns how many this call expired.
+    pub async fn expire_overdue_holds(&self) -> AppResult<usize> {
+        sweep(self.store(), &self.inner.queue).await
+    }
+
     /// Deletes every idempotency key older than the retention, a batch at a
     /// time; returns how many went. The background pruner calls this every
     /// minute; a key pruned may be used again.
@@ -419,40 +432,39 @@ impl Ledger {
 /// past their deadline (on the database's clock) go through the committer
 /// as expiry entries. Several servers may sweep the same hold: the first
 /// to lock it expires it, the others find it no longer pending.
-async fn sweep_forever(store: Store, queue: tokio::sync::mpsc::Sender<Job>) {
+async fn sweep_forever(store: Store, queue: mpsc::Sender<Job>) {
     let mut every = tokio::time::interval(validate::HOLD_SWEEP_PERIOD);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let overdue = match postings::overdue_holds(store.db(), SWEEP_BATCH).await {
-            Ok(ids) if ids.is_empty() => continue,
-            Ok(ids) => ids,
-            Err(err) => {
-                tracing::warn!(error = %err, "looking for overdue holds failed; will retry");
-                continue;
-            }
-        };
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            entries: overdue.into_iter().map(entry::expire).collect(),
-            atomic: false,
-            reply,
-        };
-        if queue.send(job).await.is_err() {
-            return;
-        }
-        let expired = answer
-            .await
-            .unwrap_or_default()
-            .iter()
-            .filter(|o| matches!(o, Outcome::Posted(_)))
-            .count();
-        if expired > 0 {
-            tracing::info!(expired, "expired overdue holds");
+        match sweep(&store, &queue).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "expired overdue holds"),
+            Err(err) => tracing::warn!(error = %err, "sweeping overdue holds failed; will retry"),
         }
     }
 }
 
+/// One sweep: expires up to `SWEEP_BATCH` overdue holds; returns how many
+/// this call expired.
+async fn sweep(store: &Store, queue: &mpsc::Sender<Job>) -> AppResult<usize> {
+    let overdue = postings::overdue_holds(store.db(), SWEEP_BATCH).await?;
+    if overdue.is_empty() {
+        return Ok(0);
+    }
+    let (reply, answer) = oneshot::channel();
+    let job = Job {
+        entries: overdue.into_iter().map(entry::expire).collect(),
+        atomic: false,
+        reply,
+    };
+    queue.send(job).await.map_err(|_| committer::lost())?;
+    let outcomes = answer.await.map_err(|_| committer::lost())?;
+    Ok(outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Posted(_)))
+        .count())
+}
 async fn prune(store: &Store, retention: std::time::Duration) -> AppResult<u64> {
     let retention = chrono::TimeDelta::from_std(retention)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("key retention: {e}")))?;

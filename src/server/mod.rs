@@ -272,6 +272,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 u64::from(config.idempotency_retention_days) * 24 * 60 * 60,
             ),
             max_open_holds: config.max_open_holds_per_wallet,
+            sweep_holds: true,
         },
     )
     .await

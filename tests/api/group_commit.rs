@@ -8,7 +8,9 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{OPERATOR, TestApp, TestClient, data, error_code, serve_store, text};
+use crate::helpers::{
+    OPERATOR, TestApp, TestClient, data, error_code, post_to as post, serve_store, text,
+};
 use crate::ws::{Event, OPERATION_CREATED, TRANSPORT_WS, WsClient, refusal_code};
 
 /// Deposits and transfers among three wallets, 120 at once, so that batches
@@ -307,17 +309,4 @@ async fn clients(app: &TestApp, prefix: &str, n: usize) -> Vec<TestClient> {
         clients.push(app.create_client(&format!("{prefix}{i}")).await);
     }
     clients
-}
-
-async fn post(addr: std::net::SocketAddr, token: &str, query: &str, variables: Value) -> Value {
-    reqwest::Client::new()
-        .post(format!("http://{addr}/graphql"))
-        .bearer_auth(token)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json")
 }

@@ -41,6 +41,37 @@ fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// An empty database (no migration applied), gone with the value: for
+/// testing upgrades. PostgreSQL when reachable, else SQLite.
+pub struct EmptyDb {
+    pub url: String,
+    _db: TestDb,
+}
+
+impl EmptyDb {
+    pub async fn postgres() -> Option<EmptyDb> {
+        let admin = admin_connection().await.ok()?;
+        let name = format!("walletql_up_{}", Uuid::new_v4().simple());
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create database");
+        let _ = admin.close().await;
+        Some(EmptyDb {
+            url: database_url(&name),
+            _db: TestDb::Postgres { name },
+        })
+    }
+
+    pub fn sqlite() -> EmptyDb {
+        let path = std::env::temp_dir().join(format!("walletql-up-{}.db", Uuid::new_v4().simple()));
+        EmptyDb {
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+            _db: TestDb::Sqlite { path },
+        }
+    }
+}
+
 /// A database that disappears with the test.
 enum TestDb {
     Postgres { name: String },
@@ -239,32 +270,42 @@ impl Drop for TestApp {
 
 impl TestApp {
     pub async fn postgres() -> Option<TestApp> {
-        let (url, db) = postgres_database().await?;
-        Some(TestApp::spawn(&url, db).await)
+        TestApp::postgres_with(LedgerOptions::default()).await
     }
 
     pub async fn sqlite() -> TestApp {
+        TestApp::sqlite_with(LedgerOptions::default()).await
+    }
+
+    /// A test server whose ledger runs with `options` (the event buffer
+    /// is the tests' own).
+    pub async fn postgres_with(options: LedgerOptions) -> Option<TestApp> {
+        let (url, db) = postgres_database().await?;
+        Some(TestApp::spawn(&url, db, options).await)
+    }
+
+    pub async fn sqlite_with(options: LedgerOptions) -> TestApp {
         let path =
             std::env::temp_dir().join(format!("walletql-test-{}.db", Uuid::new_v4().simple()));
         let url = format!("sqlite://{}?mode=rwc", path.display());
-        TestApp::spawn(&url, TestDb::Sqlite { path }).await
+        TestApp::spawn(&url, TestDb::Sqlite { path }, options).await
     }
 
-    async fn spawn(url: &str, db: TestDb) -> TestApp {
+    async fn spawn(url: &str, db: TestDb, options: LedgerOptions) -> TestApp {
         walletql::telemetry::init(walletql::config::LogFormat::Text);
         walletql::metrics::init();
-        let options = StoreOptions {
+        let pool = StoreOptions {
             max_connections: 8,
             ..StoreOptions::default()
         };
-        let store = Store::connect_with(url, options)
+        let store = Store::connect_with(url, pool)
             .await
             .expect("connect test database");
         let ledger = Ledger::start(
             store.clone(),
             LedgerOptions {
                 event_buffer: TEST_EVENT_BUFFER,
-                ..LedgerOptions::default()
+                ..options
             },
         )
         .await
@@ -455,6 +496,20 @@ impl TestApp {
             .expect("audit");
         assert!(audit.is_clean(), "ledger audit failed:\n{}", audit.report());
     }
+}
+
+/// POSTs a GraphQL document as `token` to the server at `addr`.
+pub async fn post_to(addr: SocketAddr, token: &str, query: &str, variables: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json")
 }
 
 /// The `data` of a response, failing the test on any error.

@@ -15,6 +15,7 @@ mod documents;
 mod errors;
 mod group_commit;
 mod history;
+mod holds;
 mod idempotency;
 mod limits;
 mod observability;
