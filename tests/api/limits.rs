@@ -245,7 +245,67 @@ async fn cross_origin_calls_need_an_allowed_origin(app: TestApp) {
     );
 }
 
+/// A `transferBatch` of 1,000 items is larger than MAX_BODY_BYTES: it may
+/// reach MAX_BATCH_BODY_BYTES, only authenticated and only alone.
+async fn a_transfer_batch_may_be_larger_than_other_bodies(app: TestApp) {
+    let payer = app.create_client("Payer").await;
+    let payee = app.create_client("Payee").await;
+    data(&app.deposit(&payer.wallet, "1000.00").await);
+    let query = "mutation($input: TransferBatchInput!) { transferBatch(input: $input) {
+        results { code transfer { id } } fromWallet { balance } } }";
+    let items: Vec<Value> = (0..1_000)
+        .map(|i| json!({ "fromWalletId": payer.wallet, "toWalletId": payee.wallet, "amount": "0.01",
+            "description": format!("invoice {i:04} of a monthly settlement run"), "idempotencyKey": format!("run-1-{i}") }))
+        .collect();
+    let body = json!({ "query": query, "variables": { "input": { "transfers": items, "atomic": false } } });
+    assert!(
+        body.to_string().len() > 64 * 1024,
+        "the batch is larger than MAX_BODY_BYTES"
+    );
+
+    let (status, response) = app.post(None, body.clone()).await;
+    assert_eq!(
+        (status, error_code(&response)),
+        (413, "PAYLOAD_TOO_LARGE"),
+        "anonymous"
+    );
+    let with_more = json!({ "query": query.replacen("fromWallet { balance } } }", "fromWallet { balance } } me { id } }", 1),
+        "variables": body["variables"] });
+    let (status, response) = app
+        .post(Some(&format!("Bearer {}", payer.token)), with_more)
+        .await;
+    assert_eq!(
+        (status, error_code(&response)),
+        (413, "PAYLOAD_TOO_LARGE"),
+        "not alone"
+    );
+    assert_eq!(app.balance(&payer.wallet).await, "1000.00");
+
+    let (status, response) = app
+        .post(Some(&format!("Bearer {}", payer.token)), body)
+        .await;
+    assert_eq!(status, 200);
+    let batch = &data(&response)["transferBatch"];
+    let posted = batch["results"]
+        .as_array()
+        .map(|r| r.iter().filter(|x| x["code"].is_null()).count());
+    assert_eq!(posted, Some(1_000));
+    assert_eq!(batch["fromWallet"]["balance"], "990.00");
+
+    let huge = json!({ "query": query, "variables": { "input": { "transfers": [], "atomic": false }, "pad": "x".repeat(600 * 1024) } });
+    let (status, response) = app
+        .post(Some(&format!("Bearer {}", payer.token)), huge)
+        .await;
+    assert_eq!(
+        (status, error_code(&response)),
+        (413, "PAYLOAD_TOO_LARGE"),
+        "past MAX_BATCH_BODY_BYTES"
+    );
+    app.assert_ledger_consistent().await;
+}
+
 both_backends!(
+    a_transfer_batch_may_be_larger_than_other_bodies,
     oversized_bodies_are_refused_with_a_code,
     deep_and_expensive_queries_are_refused,
     batches_and_malformed_bodies_are_invalid_input,

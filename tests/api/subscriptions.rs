@@ -534,7 +534,91 @@ async fn subscriptions_per_connection_are_capped(mut app: TestApp) {
     }
 }
 
+/// Holds, their releases, captures, refunds and withdrawals reach
+/// subscribers like any operation, each once, in the wallet's order; the
+/// history filter knows the new kinds.
+async fn every_new_kind_reaches_subscribers(mut app: TestApp) {
+    let live = live(&mut app);
+    let payer = app.create_client("Payer").await;
+    let payee = app.create_client("Payee").await;
+    let mut ws = subscribed(
+        live.subscribe_at,
+        TRANSPORT_WS,
+        &payer.token,
+        "p",
+        from_head(&app, &payer.wallet).await,
+    )
+    .await;
+    data(&app.deposit(&payer.wallet, "20.00").await);
+    let key = || uuid::Uuid::now_v7().to_string();
+    let held = app
+        .gql(
+            Some(&payer.token),
+            "mutation($input: AuthorizeTransferInput!) { authorizeTransfer(input: $input) { transfer { id } } }",
+            json!({ "input": { "fromWalletId": payer.wallet, "toWalletId": payee.wallet, "amount": "8.00", "idempotencyKey": key() } }),
+        )
+        .await;
+    let id = text(&data(&held)["authorizeTransfer"]["transfer"]["id"]);
+    data(&app
+        .gql(
+            Some(&payee.token),
+            "mutation($input: CaptureTransferInput!) { captureTransfer(input: $input) { transfer { id } } }",
+            json!({ "input": { "transferId": id, "amount": "5.00", "idempotencyKey": key() } }),
+        )
+        .await);
+    data(&app
+        .gql(
+            Some(&payee.token),
+            "mutation($input: RefundTransferInput!) { refundTransfer(input: $input) { refund { id } } }",
+            json!({ "input": { "transferId": id, "amount": "1.00", "idempotencyKey": key() } }),
+        )
+        .await);
+    data(&app
+        .gql(
+            Some(OPERATOR),
+            "mutation($input: WithdrawInput!) { withdraw(input: $input) { operation { id } } }",
+            json!({ "input": { "walletId": payer.wallet, "amount": "2.00", "idempotencyKey": key() } }),
+        )
+        .await);
+    let mut heard = Vec::new();
+    for _ in 0..6 {
+        let op = ws.next_operation("p").await;
+        heard.push((
+            text(&op["kind"]),
+            text(&op["amount"]),
+            op["sequence"].as_i64().unwrap_or(0),
+        ));
+    }
+    let expected = [
+        ("DEPOSIT", "20.00", 1),
+        ("HOLD", "8.00", 2),
+        ("HOLD_RELEASE", "8.00", 3),
+        ("TRANSFER_OUT", "5.00", 4),
+        ("TRANSFER_IN", "1.00", 5),
+        ("WITHDRAWAL", "2.00", 6),
+    ];
+    let expected: Vec<(String, String, i64)> = expected
+        .iter()
+        .map(|(k, a, s)| (k.to_string(), a.to_string(), *s))
+        .collect();
+    assert_eq!(heard, expected);
+    ws.assert_silent("p", Duration::from_millis(300)).await;
+    let holds = app
+        .gql(
+            Some(&payer.token),
+            "query($w: UUID!) { operations(walletId: $w, filter: {kinds: [HOLD, HOLD_RELEASE, WITHDRAWAL]}) { nodes { kind } } }",
+            json!({ "w": payer.wallet }),
+        )
+        .await;
+    let kinds: Vec<String> = data(&holds)["operations"]["nodes"]
+        .as_array()
+        .map(|n| n.iter().map(|x| text(&x["kind"])).collect())
+        .unwrap_or_default();
+    assert_eq!(kinds, ["WITHDRAWAL", "HOLD_RELEASE", "HOLD"]);
+}
+
 both_backends!(
+    every_new_kind_reaches_subscribers,
     payer_and_payee_hear_a_transfer,
     a_refused_transfer_emits_nothing,
     subscriptions_are_authorized,

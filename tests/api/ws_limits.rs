@@ -176,7 +176,48 @@ async fn a_refused_connection_init_has_its_code_in_the_reason(app: TestApp) {
     );
 }
 
+/// Over WebSocket a `transferBatch` is a mutation like any other: refused,
+/// and bound by MAX_BODY_BYTES like every message (the larger batch limit
+/// is HTTP's only).
+async fn transfer_batches_get_no_larger_messages_over_the_socket(app: TestApp) {
+    let addr = serve_with(&app, WsLimits::default()).await;
+    let payer = app.create_client("Payer").await;
+    data(&app.deposit(&payer.wallet, "10.00").await);
+    let items: Vec<Value> = (0..1_000)
+        .map(|i| {
+            json!({ "fromWalletId": payer.wallet, "toWalletId": payer.wallet, "amount": "0.01",
+            "description": format!("invoice {i:04} of a monthly settlement run") })
+        })
+        .collect();
+    let mut socket = bare_socket(addr).await;
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", payer.token) } });
+    socket
+        .send(Message::Text(init.to_string().into()))
+        .await
+        .expect("init");
+    let big = json!({ "id": "1", "type": "subscribe", "payload": {
+        "query": "mutation($input: TransferBatchInput!) { transferBatch(input: $input) { fromWallet { id } } }",
+        "variables": { "input": { "transfers": items, "atomic": false } } } });
+    assert!(big.to_string().len() > 64 * 1024);
+    let _ = socket.send(Message::Text(big.to_string().into())).await;
+    let close = close_of(&mut socket, Duration::from_secs(5)).await;
+    assert_eq!(close.map(|c| c.0), Some(1009), "closed as too big");
+
+    let mut ws = WsClient::connect(addr, TRANSPORT_WS, Some(&payer.token))
+        .await
+        .expect("connect");
+    let small = json!({ "input": { "transfers": [], "atomic": true } });
+    ws.subscribe("b", "mutation($input: TransferBatchInput!) { transferBatch(input: $input) { fromWallet { id } } }", small)
+        .await;
+    assert_eq!(
+        refusal_code(&ws.next_event("b", Duration::from_secs(5)).await),
+        "INVALID_INPUT"
+    );
+    assert_eq!(app.sql_i64("SELECT COUNT(*) FROM transfer").await, 0);
+}
+
 both_backends!(
+    transfer_batches_get_no_larger_messages_over_the_socket,
     sockets_that_never_initialise_are_closed_and_hold_no_slot,
     silent_peers_are_dropped_and_live_ones_kept,
     messages_are_bounded_like_request_bodies,
