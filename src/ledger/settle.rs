@@ -645,4 +645,104 @@ mod tests {
         assert_eq!(b_after.map(|c| c.wallet.last_seq), Some(4));
         assert_eq!(s.operations.len(), 2);
     }
+
+    fn hold(from: Uuid, to: Uuid, cents: i64) -> Entry {
+        let caller = Caller::Client {
+            client_id: Uuid::now_v7(),
+            wallet_id: from,
+        };
+        entry::authorize(
+            &caller,
+            entry::AuthorizeRequest {
+                from_wallet_id: from,
+                to_wallet_id: to,
+                amount: Money::from_cents(cents).unwrap_or_default(),
+                expires_at: None,
+                description: None,
+                idempotency_key: Uuid::now_v7().to_string(),
+            },
+            Utc::now(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn holds_spend_the_available_balance_and_count_against_the_limit() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let entries = [
+            hold(a, b, 60),
+            transfer(a, b, 50),
+            hold(a, b, 30),
+            hold(a, b, 1),
+            transfer(a, b, 10),
+        ];
+        let refs: Vec<&Entry> = entries.iter().collect();
+        let wallets = HashMap::from([(a, wallet(a, 100)), (b, wallet(b, 0))]);
+        let s = run(&refs, &[false; 5], wallets);
+        let codes: Vec<&str> = s
+            .outcomes
+            .iter()
+            .map(|o| match o {
+                Outcome::Posted(_) => "OK",
+                Outcome::Refused(e) => e.code(),
+                _ => "?",
+            })
+            .collect();
+        // 60 held leaves 40; 30 more leaves 10; the limit is two holds.
+        assert_eq!(
+            codes,
+            ["OK", "INSUFFICIENT_FUNDS", "OK", "TOO_MANY_HOLDS", "OK"]
+        );
+        let payer = s.wallets.iter().find(|c| c.wallet.id == a);
+        assert_eq!(
+            payer.map(|c| (c.wallet.balance, c.wallet.held, c.wallet.open_holds)),
+            Some((90, 90, 2))
+        );
+        let available: Vec<Option<i64>> = s
+            .operations
+            .iter()
+            .filter(|op| op.wallet_id == a)
+            .map(|op| op.available_after)
+            .collect();
+        assert_eq!(available, [Some(40), Some(10), Some(0)]);
+        assert_eq!(s.released, [3], "the refused hold's key is given back");
+    }
+
+    #[test]
+    fn an_atomic_group_settles_whole_or_not_at_all() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let entries = [
+            transfer(a, b, 10),
+            transfer(a, b, 20),
+            transfer(a, b, 500),
+            transfer(a, b, 30),
+        ];
+        let refs: Vec<&Entry> = entries.iter().collect();
+        let wallets = HashMap::from([(a, wallet(a, 100)), (b, wallet(b, 0))]);
+        let locked = Locked {
+            wallets,
+            transfers: HashMap::new(),
+            now: Utc::now(),
+        };
+        // Entries 1 and 2 are one atomic group; 2 does not fit.
+        let groups = [None, Some(7), Some(7), None];
+        let rules = Rules { max_open_holds: 2 };
+        let s = settle(&refs, &[false; 4], &groups, locked, rules, Utc::now());
+        assert!(matches!(s.outcomes[0], Outcome::Posted(_)));
+        assert!(matches!(s.outcomes[1], Outcome::Aborted));
+        assert!(matches!(
+            s.outcomes[2],
+            Outcome::Refused(AppError::InsufficientFunds)
+        ));
+        assert!(matches!(s.outcomes[3], Outcome::Posted(_)));
+        let payer_rows: Vec<(i64, i64)> = s
+            .operations
+            .iter()
+            .filter(|op| op.wallet_id == a)
+            .map(|op| (op.seq, op.balance_after))
+            .collect();
+        // Nothing of the group is left: sequences stay gapless.
+        assert_eq!(payer_rows, [(4, 90), (5, 60)]);
+        assert_eq!(s.transfers.len(), 2);
+    }
 }

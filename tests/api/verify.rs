@@ -164,7 +164,79 @@ async fn verify_command_reports_and_fails(app: TestApp) {
     );
 }
 
+/// The small ledger, plus Alice's hold of 10 for Bob and Bob's refund of 5.
+async fn ledger_with_holds(app: &TestApp) -> String {
+    let alice = app.create_client("Alice").await;
+    let bob = app.create_client("Bob").await;
+    data(&app.deposit(&alice.wallet, "100").await);
+    let paid = app.transfer(&alice, &bob.wallet, "30").await;
+    let paid = data(&paid)["transfer"]["transfer"]["id"].clone();
+    data(&app
+        .gql(
+            Some(&alice.token),
+            "mutation($input: AuthorizeTransferInput!) { authorizeTransfer(input: $input) { transfer { id } } }",
+            serde_json::json!({ "input": { "fromWalletId": alice.wallet, "toWalletId": bob.wallet,
+                "amount": "10", "idempotencyKey": "h1" } }),
+        )
+        .await);
+    data(&app
+        .gql(
+            Some(&bob.token),
+            "mutation($input: RefundTransferInput!) { refundTransfer(input: $input) { refund { id } } }",
+            serde_json::json!({ "input": { "transferId": paid, "amount": "5", "idempotencyKey": "r1" } }),
+        )
+        .await);
+    app.assert_ledger_consistent().await;
+    alice.wallet
+}
+
+async fn a_hold_that_no_pending_transfer_stands_for(app: TestApp) {
+    ledger_with_holds(&app).await;
+    let (failed, conserved) = violations_after(
+        &app,
+        "UPDATE transfer SET status = 'VOIDED' WHERE status = 'PENDING'",
+    )
+    .await;
+    assert!(
+        failed.contains(
+            &"each held balance equals its holds minus their releases, and its open holds"
+        ),
+        "{failed:?}"
+    );
+    assert!(
+        failed.contains(&"each transfer has the ledger rows of its status"),
+        "{failed:?}"
+    );
+    assert!(conserved, "no money moved");
+}
+
+async fn a_refunded_amount_without_its_refunds(app: TestApp) {
+    ledger_with_holds(&app).await;
+    let (failed, _) = violations_after(
+        &app,
+        "UPDATE transfer SET refunded_amount = refunded_amount + 100 WHERE kind = 'PAYMENT' AND status = 'POSTED'",
+    )
+    .await;
+    assert_eq!(
+        failed,
+        ["refunds never exceed what was captured, and add up"]
+    );
+}
+
+async fn an_available_balance_after_that_does_not_follow(app: TestApp) {
+    ledger_with_holds(&app).await;
+    let (failed, _) = violations_after(
+        &app,
+        "UPDATE operation SET available_after = available_after + 1 WHERE kind = 'HOLD'",
+    )
+    .await;
+    assert_eq!(failed, ["each balance-after follows from the row before"]);
+}
+
 both_backends!(
+    a_hold_that_no_pending_transfer_stands_for,
+    a_refunded_amount_without_its_refunds,
+    an_available_balance_after_that_does_not_follow,
     a_balance_after_that_does_not_follow,
     time_that_goes_back,
     a_wallet_changed_at_another_time,
@@ -174,6 +246,29 @@ both_backends!(
     money_that_came_from_nowhere,
     verify_command_reports_and_fails,
 );
+
+/// A pending transfer well past its deadline means no sweeper runs.
+#[tokio::test]
+async fn a_hold_left_pending_past_its_deadline() {
+    let options = walletql::ledger::LedgerOptions {
+        sweep_holds: false,
+        ..Default::default()
+    };
+    let Some(app) = TestApp::postgres_with(options).await else {
+        return;
+    };
+    ledger_with_holds(&app).await;
+    let (failed, conserved) = violations_after(
+        &app,
+        "UPDATE transfer SET expires_at = now() - interval '1 minute' WHERE status = 'PENDING'",
+    )
+    .await;
+    assert_eq!(
+        failed,
+        ["no pending transfer past its deadline by more than the sweeper's period"]
+    );
+    assert!(conserved);
+}
 
 /// A negative balance cannot even be written while the CHECK constraint
 /// stands; with it dropped by hand, the audit still catches one.
