@@ -23,6 +23,14 @@ pub struct Mix {
     /// `me { id wallet { balance } }`: the caller's own balance.
     pub me: u32,
     pub history: u32,
+    /// `authorizeTransfer`, then the payee captures half of it.
+    pub hold: u32,
+    /// A transfer, then the payee refunds a cent of it.
+    pub refund: u32,
+    /// An operator's withdrawal of a cent.
+    pub withdraw: u32,
+    /// One `transferBatch` of `LoadConfig::batch_size` transfers.
+    pub batch: u32,
 }
 
 impl Mix {
@@ -34,6 +42,10 @@ impl Mix {
             wallet: 0,
             me: 0,
             history: 0,
+            hold: 0,
+            refund: 0,
+            withdraw: 0,
+            batch: 0,
         };
         for part in text.split(',').filter(|p| !p.trim().is_empty()) {
             let (kind, weight) = part.split_once('=').context("expected kind=weight")?;
@@ -47,6 +59,10 @@ impl Mix {
                 "wallet" => mix.wallet = weight,
                 "me" => mix.me = weight,
                 "history" => mix.history = weight,
+                "hold" => mix.hold = weight,
+                "refund" => mix.refund = weight,
+                "withdraw" => mix.withdraw = weight,
+                "batch" => mix.batch = weight,
                 other => anyhow::bail!("unknown request kind {other:?}"),
             }
         }
@@ -55,18 +71,26 @@ impl Mix {
     }
 
     fn total(&self) -> u32 {
-        self.transfer + self.deposit + self.wallet + self.me + self.history
+        self.weights().iter().map(|(_, w)| w).sum()
     }
 
-    fn pick(&self, rng: &mut fastrand::Rng) -> Kind {
-        let mut roll = rng.u32(..self.total());
-        for (kind, weight) in [
+    fn weights(&self) -> [(Kind, u32); 9] {
+        [
             (Kind::Transfer, self.transfer),
             (Kind::Deposit, self.deposit),
             (Kind::Wallet, self.wallet),
             (Kind::Me, self.me),
             (Kind::History, self.history),
-        ] {
+            (Kind::Hold, self.hold),
+            (Kind::Refund, self.refund),
+            (Kind::Withdraw, self.withdraw),
+            (Kind::Batch, self.batch),
+        ]
+    }
+
+    fn pick(&self, rng: &mut fastrand::Rng) -> Kind {
+        let mut roll = rng.u32(..self.total());
+        for (kind, weight) in self.weights() {
             if roll < weight {
                 return kind;
             }
@@ -83,6 +107,10 @@ enum Kind {
     Wallet,
     Me,
     History,
+    Hold,
+    Refund,
+    Withdraw,
+    Batch,
 }
 
 impl Kind {
@@ -93,6 +121,10 @@ impl Kind {
             Kind::Wallet => "wallet",
             Kind::Me => "me",
             Kind::History => "history",
+            Kind::Hold => "hold+capture",
+            Kind::Refund => "pay+refund",
+            Kind::Withdraw => "withdraw",
+            Kind::Batch => "batch",
         }
     }
 }
@@ -113,6 +145,8 @@ pub struct LoadConfig {
     /// For the ledger audit at the end; `None` skips it.
     pub database_url: Option<String>,
     pub rng_seed: u64,
+    /// Transfers per `transferBatch` request.
+    pub batch_size: usize,
 }
 
 /// Latency summary of one kind of request, in microseconds.
@@ -133,6 +167,9 @@ pub struct Report {
     pub total: Latency,
     pub by_kind: BTreeMap<String, Latency>,
     pub errors: BTreeMap<String, u64>,
+    /// Transfers that posted (a batch counts each of its items).
+    pub transfers_posted: u64,
+    pub transfers_per_second: f64,
     pub audit_clean: Option<bool>,
     #[serde(skip)]
     pub audit: Option<Audit>,
@@ -176,6 +213,10 @@ impl Report {
             out.push_str(&row(name, latency));
         }
         out.push_str(&row("all", &self.total));
+        out.push_str(&format!(
+            "transfers posted: {} ({:.0}/s)\n",
+            self.transfers_posted, self.transfers_per_second
+        ));
         if self.errors.is_empty() {
             out.push_str("errors: none\n");
         } else {
@@ -192,12 +233,22 @@ impl Report {
 struct Worker {
     histograms: BTreeMap<Kind, Histogram<u64>>,
     errors: BTreeMap<String, u64>,
+    transfers: u64,
 }
 
 const TRANSFER: &str = "mutation($i: TransferInput!) { transfer(input: $i) { transfer { id } } }";
 const DEPOSIT: &str = "mutation($i: DepositInput!) { deposit(input: $i) { operation { id } } }";
 const ME: &str = "{ me { id wallet { balance } } }";
 const WALLET: &str = "query($w: UUID!) { wallet(id: $w) { balance operationCount } }";
+const AUTHORIZE: &str =
+    "mutation($i: AuthorizeTransferInput!) { authorizeTransfer(input: $i) { transfer { id } } }";
+const CAPTURE: &str =
+    "mutation($i: CaptureTransferInput!) { captureTransfer(input: $i) { transfer { id } } }";
+const REFUND: &str =
+    "mutation($i: RefundTransferInput!) { refundTransfer(input: $i) { refund { id } } }";
+const WITHDRAW: &str = "mutation($i: WithdrawInput!) { withdraw(input: $i) { operation { id } } }";
+const BATCH: &str =
+    "mutation($i: TransferBatchInput!) { transferBatch(input: $i) { results { code } } }";
 const HISTORY: &str = "query($w: UUID!) { operations(walletId: $w, first: 20) { nodes { sequence kind amount balanceAfter createdAt } pageInfo { hasNextPage endCursor } } }";
 
 pub async fn run(config: &LoadConfig) -> anyhow::Result<Report> {
@@ -219,8 +270,10 @@ pub async fn run(config: &LoadConfig) -> anyhow::Result<Report> {
     }
     let mut merged: BTreeMap<Kind, Histogram<u64>> = BTreeMap::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut transfers_posted = 0;
     for task in tasks {
         let worker = task.await??;
+        transfers_posted += worker.transfers;
         for (kind, histogram) in worker.histograms {
             match merged.get_mut(&kind) {
                 Some(total) => total.add(&histogram)?,
@@ -257,6 +310,8 @@ pub async fn run(config: &LoadConfig) -> anyhow::Result<Report> {
         total: summarize(&total, seconds),
         by_kind,
         errors,
+        transfers_posted,
+        transfers_per_second: transfers_posted as f64 / seconds.max(f64::EPSILON),
         audit_clean: audit.as_ref().map(Audit::is_clean),
         audit,
     })
@@ -289,37 +344,67 @@ async fn work(
     let mut state = Worker {
         histograms: BTreeMap::new(),
         errors: BTreeMap::new(),
+        transfers: 0,
+    };
+    let call = |token: String, body: Value| async move {
+        match http
+            .post(endpoint)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(response) => response.json::<Value>().await.unwrap_or_else(
+                |_| json!({ "errors": [{ "extensions": { "code": "BAD_RESPONSE" } }] }),
+            ),
+            Err(_) => json!({ "errors": [{ "extensions": { "code": "HTTP_ERROR" } }] }),
+        }
     };
     while Instant::now() < deadline {
         let kind = config.mix.pick(&mut rng);
         let (token, body) = request(kind, config, &mut rng);
         let started = Instant::now();
-        let outcome = http
-            .post(endpoint)
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await;
-        let code = match outcome {
-            Ok(response) => match response.json::<Value>().await {
-                Ok(value) => value["errors"][0]["extensions"]["code"]
-                    .as_str()
-                    .map(str::to_owned),
-                Err(_) => Some("BAD_RESPONSE".to_owned()),
-            },
-            Err(_) => Some("HTTP_ERROR".to_owned()),
+        let mut answer = call(token, body).await;
+        // The second step of two-step kinds, by the operator (who may
+        // capture and refund any transfer: no token lookup needed).
+        let next = match kind {
+            Kind::Hold => answer["data"]["authorizeTransfer"]["transfer"]["id"]
+                .as_str()
+                .map(|id| (CAPTURE, json!({ "transferId": id, "amount": "0.01", "idempotencyKey": key(&mut rng) }))),
+            Kind::Refund => answer["data"]["transfer"]["transfer"]["id"]
+                .as_str()
+                .map(|id| (REFUND, json!({ "transferId": id, "amount": "0.01", "idempotencyKey": key(&mut rng) }))),
+            _ => None,
         };
+        if let Some((query, input)) = next {
+            let body = json!({ "query": query, "variables": { "i": input } });
+            answer = call(config.operator_token.clone(), body).await;
+        }
         let elapsed = started.elapsed().as_micros().max(1) as u64;
         let histogram = match state.histograms.entry(kind) {
             std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::btree_map::Entry::Vacant(entry) => entry.insert(new_histogram()?),
         };
         histogram.saturating_record(elapsed);
+        let code = answer["errors"][0]["extensions"]["code"].as_str();
         if let Some(code) = code {
-            *state.errors.entry(code).or_default() += 1;
+            *state.errors.entry(code.to_owned()).or_default() += 1;
         }
+        state.transfers += match kind {
+            Kind::Transfer | Kind::Hold | Kind::Refund if code.is_none() => 1,
+            Kind::Batch => answer["data"]["transferBatch"]["results"]
+                .as_array()
+                .map_or(0, |r| {
+                    r.iter().filter(|x| x["code"].is_null()).count() as u64
+                }),
+            _ => 0,
+        };
     }
     Ok(state)
+}
+
+fn key(rng: &mut fastrand::Rng) -> String {
+    format!("lg-{:016x}{:016x}", rng.u64(..), rng.u64(..))
 }
 
 /// The token and JSON body of one request of `kind`.
@@ -333,14 +418,43 @@ fn request(kind: Kind, config: &LoadConfig, rng: &mut fastrand::Rng) -> (String,
         let from = rng.u64(..pool);
         (from, (from + rng.u64(1..pool)) % pool)
     };
+    let amount = |rng: &mut fastrand::Rng| format!("{}.{:02}", rng.u32(0..20), rng.u32(1..100));
     match kind {
-        Kind::Transfer => {
+        Kind::Transfer | Kind::Refund => {
             let (from, to) = pick(rng);
-            let amount = format!("{}.{:02}", rng.u32(0..20), rng.u32(1..100));
-            let input = json!({ "fromWalletId": wallet_id(from), "toWalletId": wallet_id(to), "amount": amount });
+            let input = json!({ "fromWalletId": wallet_id(from), "toWalletId": wallet_id(to), "amount": amount(rng) });
             (
                 token(from),
                 json!({ "query": TRANSFER, "variables": { "i": input } }),
+            )
+        }
+        Kind::Hold => {
+            let (from, to) = pick(rng);
+            let input = json!({ "fromWalletId": wallet_id(from), "toWalletId": wallet_id(to), "amount": amount(rng), "idempotencyKey": key(rng) });
+            (
+                token(from),
+                json!({ "query": AUTHORIZE, "variables": { "i": input } }),
+            )
+        }
+        Kind::Withdraw => {
+            let (from, _) = pick(rng);
+            let input = json!({ "walletId": wallet_id(from), "amount": "0.01", "idempotencyKey": key(rng) });
+            (
+                config.operator_token.clone(),
+                json!({ "query": WITHDRAW, "variables": { "i": input } }),
+            )
+        }
+        Kind::Batch => {
+            let (from, _) = pick(rng);
+            let items: Vec<Value> = (0..config.batch_size)
+                .map(|_| {
+                    let to = (from + rng.u64(1..config.clients)) % config.clients;
+                    json!({ "fromWalletId": wallet_id(from), "toWalletId": wallet_id(to), "amount": "0.01" })
+                })
+                .collect();
+            (
+                token(from),
+                json!({ "query": BATCH, "variables": { "i": { "transfers": items, "atomic": false } } }),
             )
         }
         Kind::Deposit => {

@@ -30,6 +30,10 @@ pub struct SeedConfig {
     pub whale_share: f64,
     pub progress: bool,
     pub rng_seed: u64,
+    /// Payment flows posted through the ledger after the bulk load (holds
+    /// captured, voided or left pending; payments partly refunded;
+    /// withdrawals), so that every verb's rows are in the data.
+    pub flows: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -38,6 +42,8 @@ pub struct SeedReport {
     pub deposits: u64,
     pub transfers: u64,
     pub operations: u64,
+    /// Flows posted through the ledger (see `SeedConfig::flows`).
+    pub flows: u64,
     pub elapsed: Duration,
 }
 
@@ -45,6 +51,115 @@ pub struct SeedReport {
 const CHUNK_BYTES: usize = 4 << 20;
 
 pub async fn seed(config: &SeedConfig) -> anyhow::Result<SeedReport> {
+    let mut report = bulk(config).await?;
+    if config.flows > 0 {
+        let started = Instant::now();
+        let store = Store::connect(&config.database_url, 4)
+            .await
+            .context("connecting")?;
+        report.flows = flows(&store, config).await?;
+        report.elapsed += started.elapsed();
+    }
+    Ok(report)
+}
+
+/// Each verb's rows, posted through the ledger itself (so they are exactly
+/// what the service writes): flow `i` between two random seeded wallets is
+/// a hold captured in part (i % 5 == 0), a hold voided (1), a hold left
+/// pending for a week (2), a payment refunded in part (3), or a withdrawal
+/// (4).
+async fn flows(store: &Store, config: &SeedConfig) -> anyhow::Result<u64> {
+    use walletql::domain::auth::Caller;
+    use walletql::domain::money::Money;
+    use walletql::ledger::{
+        AuthorizeRequest, Ledger, LedgerOptions, RefundRequest, TransferRequest, WithdrawRequest,
+    };
+    let ledger = Ledger::start(store.clone(), LedgerOptions::default()).await?;
+    let mut rng = fastrand::Rng::with_seed(config.rng_seed ^ 0x5eed);
+    let cents = |n: i64| Money::from_cents(n).context("amount");
+    let key = |rng: &mut fastrand::Rng| format!("seed-{:016x}", rng.u64(..));
+    for i in 0..config.flows {
+        let from = rng.u64(..config.clients);
+        let to = (from + rng.u64(1..config.clients)) % config.clients;
+        let payer = Caller::Client {
+            client_id: client_id(from),
+            wallet_id: wallet_id(from),
+        };
+        let amount = cents(rng.i64(100..10_000))?;
+        match i % 5 {
+            0..=2 => {
+                let held = ledger
+                    .authorize(
+                        &payer,
+                        AuthorizeRequest {
+                            from_wallet_id: wallet_id(from),
+                            to_wallet_id: wallet_id(to),
+                            amount,
+                            expires_at: None,
+                            description: Some(format!("order {i}")),
+                            idempotency_key: key(&mut rng),
+                        },
+                    )
+                    .await?;
+                match i % 5 {
+                    0 => {
+                        let part = cents(amount.cents() / 2 + 1)?;
+                        ledger
+                            .capture(&Caller::Operator, held.id, Some(part), key(&mut rng))
+                            .await?;
+                    }
+                    1 => {
+                        ledger
+                            .void(&Caller::Operator, held.id, key(&mut rng))
+                            .await?;
+                    }
+                    _ => {}
+                }
+            }
+            3 => {
+                let paid = ledger
+                    .transfer(
+                        &payer,
+                        TransferRequest {
+                            from_wallet_id: wallet_id(from),
+                            to_wallet_id: wallet_id(to),
+                            amount,
+                            description: None,
+                            idempotency_key: None,
+                        },
+                    )
+                    .await?;
+                ledger
+                    .refund(
+                        &Caller::Operator,
+                        RefundRequest {
+                            transfer_id: paid.transfer.id,
+                            amount: Some(cents(amount.cents() / 3 + 1)?),
+                            description: Some("partial refund".into()),
+                            idempotency_key: key(&mut rng),
+                        },
+                    )
+                    .await?;
+            }
+            _ => {
+                ledger
+                    .withdraw(
+                        &Caller::Operator,
+                        WithdrawRequest {
+                            wallet_id: wallet_id(from),
+                            amount,
+                            description: Some("payout".into()),
+                            idempotency_key: key(&mut rng),
+                        },
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok(config.flows)
+}
+
+async fn bulk(config: &SeedConfig) -> anyhow::Result<SeedReport> {
     if config.clients < 2 {
         bail!("need at least 2 clients");
     }
@@ -218,6 +333,7 @@ pub async fn seed(config: &SeedConfig) -> anyhow::Result<SeedReport> {
         deposits,
         transfers: transfer_count,
         operations: written,
+        flows: 0,
         elapsed: started.elapsed(),
     })
 }
@@ -283,6 +399,7 @@ async fn seed_sqlite(store: &Store, clients: u64, started: Instant) -> anyhow::R
         deposits: clients,
         transfers: 0,
         operations: clients,
+        flows: 0,
         elapsed: started.elapsed(),
     })
 }

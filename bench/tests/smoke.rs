@@ -64,6 +64,7 @@ async fn seed_then_load_keeps_the_ledger_exact() {
         whale_share: 0.2,
         progress: false,
         rng_seed: 7,
+        flows: 50,
     })
     .await
     .expect("seed");
@@ -73,9 +74,22 @@ async fn seed_then_load_keeps_the_ledger_exact() {
     let store = Store::connect(&url, 8).await.expect("connect");
     let seeded = audit(store.db()).await.expect("audit");
     assert!(seeded.is_clean(), "seeded ledger:\n{}", seeded.report());
+    assert_eq!(report.flows, 50);
+    let withdrawn: i64 = store
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            store.db().get_database_backend(),
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM operation WHERE kind = 'WITHDRAWAL'",
+        ))
+        .await
+        .expect("sum")
+        .expect("row")
+        .try_get_by_index(0)
+        .expect("i64");
+    assert!(withdrawn > 0, "the flows withdrew");
     assert_eq!(
         seeded.total_deposited,
-        INITIAL_DEPOSIT * report.deposits as i64
+        INITIAL_DEPOSIT * report.deposits as i64 - withdrawn
     );
     // A second seed into the same database is refused.
     let again = seed(&SeedConfig {
@@ -85,6 +99,7 @@ async fn seed_then_load_keeps_the_ledger_exact() {
         whale_share: 0.0,
         progress: false,
         rng_seed: 1,
+        flows: 0,
     })
     .await;
     assert!(again.is_err());
@@ -103,13 +118,17 @@ async fn seed_then_load_keeps_the_ledger_exact() {
         url: format!("http://{addr}"),
         connections: 4,
         duration: Duration::from_secs(3),
-        mix: Mix::parse("transfer=60,deposit=10,wallet=15,history=15").expect("mix"),
+        mix: Mix::parse(
+            "transfer=40,deposit=10,wallet=10,history=10,hold=10,refund=10,withdraw=5,batch=5",
+        )
+        .expect("mix"),
         clients: 40,
         hot_wallets: 3,
         hot_share: 0.5,
         operator_token: OPERATOR.to_owned(),
         database_url: Some(url.clone()),
         rng_seed: 3,
+        batch_size: 50,
     })
     .await
     .expect("loadgen");
@@ -118,10 +137,13 @@ async fn seed_then_load_keeps_the_ledger_exact() {
         load.by_kind.get("transfer").is_some_and(|l| l.count > 10),
         "transfers ran"
     );
-    assert!(
-        load.by_kind.get("history").is_some_and(|l| l.count > 0),
-        "history pages ran"
-    );
+    for kind in ["history", "hold+capture", "pay+refund", "withdraw", "batch"] {
+        assert!(
+            load.by_kind.get(kind).is_some_and(|l| l.count > 0),
+            "{kind} ran"
+        );
+    }
+    assert!(load.transfers_posted > 50, "batches posted their items");
     assert_eq!(load.unexpected_errors(), 0, "errors: {:?}", load.errors);
     assert_eq!(load.audit_clean, Some(true));
     let transfers: i64 = store

@@ -21,7 +21,9 @@ struct Args {
     /// Seconds to run.
     #[arg(long, short = 'd', default_value_t = 10)]
     duration: u64,
-    /// Request mix, as weights.
+    /// Request mix, as weights: transfer, deposit, wallet, me, history,
+    /// hold (authorise then capture), refund (pay then refund), withdraw,
+    /// batch (one transferBatch).
     #[arg(long, default_value = "transfer=70,deposit=10,wallet=10,history=10")]
     mix: String,
     /// Seeded clients to act as.
@@ -42,6 +44,9 @@ struct Args {
     json: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Transfers per `transferBatch` request (the `batch` kind of the mix).
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
     /// Instead of load: time history pages of this (seeded) wallet, first,
     /// `--depth` operations deep and last, and wallet reads.
     #[arg(long)]
@@ -105,6 +110,7 @@ async fn main() -> ExitCode {
         operator_token: args.operator_token,
         database_url: args.database_url,
         rng_seed: args.seed,
+        batch_size: args.batch_size.clamp(1, 1000),
     };
     let report = match run(&config).await {
         Ok(report) => report,

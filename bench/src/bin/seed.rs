@@ -23,6 +23,10 @@ struct Args {
     whale_share: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Payment flows (holds, captures, voids, refunds, withdrawals) posted
+    /// through the ledger after the bulk load.
+    #[arg(long, default_value_t = 1_000)]
+    flows: u64,
 }
 
 #[tokio::main]
@@ -35,15 +39,17 @@ async fn main() -> ExitCode {
         whale_share: args.whale_share,
         progress: true,
         rng_seed: args.seed,
+        flows: args.flows,
     };
     match seed(&config).await {
         Ok(report) => {
             println!(
-                "seeded {} clients, {} deposits, {} transfers, {} operations in {:.1} s",
+                "seeded {} clients, {} deposits, {} transfers, {} operations, {} payment flows in {:.1} s",
                 report.clients,
                 report.deposits,
                 report.transfers,
                 report.operations,
+                report.flows,
                 report.elapsed.as_secs_f64()
             );
             ExitCode::SUCCESS
