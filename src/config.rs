@@ -154,9 +154,9 @@ pub struct Config {
     #[arg(long, env = "IDEMPOTENCY_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650), global = true)]
     pub idempotency_retention_days: u32,
 
-    /// Events a subscriber may fall behind by before it is told
+    /// Committed batches (each one message per subscriber, however many
+    /// operations) a subscriber may fall behind by before it is told
     /// (SUBSCRIPTION_LAGGED) and dropped; it resumes with its last cursor.
-    /// At least LEDGER_MAX_BATCH is used.
     #[arg(
         long,
         env = "SUBSCRIPTION_BUFFER",

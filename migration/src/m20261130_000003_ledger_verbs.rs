@@ -66,6 +66,21 @@ async fn set_known_kinds(manager: &SchemaManager<'_>, from: &str, to: &str) -> R
         version + 1
     ))
     .await?;
+    // A CREATE TABLE text other than expected would leave the rule as it
+    // was: refuse rather than fail every new kind at run time.
+    let widened = conn
+        .query_one_raw(sea_orm_migration::sea_orm::Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'operation'",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Migration("no operation table".into()))?
+        .try_get_by_index::<String>(0)?;
+    if !widened.contains(&format!("CHECK (\"kind\" IN ({}))", to.replace("''", "'"))) {
+        return Err(DbErr::Migration(
+            "operation_kind_known could not be changed: unexpected CREATE TABLE text".into(),
+        ));
+    }
     Ok(())
 }
 
@@ -147,151 +162,169 @@ const INDEX_NAMES: [&str; 4] = [
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// One transaction of its own on both backends (sea-orm-migration opens
+    /// none on SQLite): a failure leaves the schema as it was.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(false)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let backend = manager.get_database_backend();
-        let conn = manager.get_connection();
-        if backend == DbBackend::Postgres {
-            // The rule checks scan their tables: not bound by the service's
-            // statement timeout.
-            conn.execute_unprepared("SET LOCAL statement_timeout = 0")
-                .await?;
-        }
-        let columns = [
-            ("wallet", big("held").not_null().default(0).to_owned()),
-            (
-                "wallet",
-                ColumnDef::new(Alias::new("open_holds"))
-                    .integer()
-                    .not_null()
-                    .default(0)
-                    .to_owned(),
-            ),
-            ("operation", big("available_after").null().to_owned()),
-            ("transfer", text16("kind").default("PAYMENT").to_owned()),
-            ("transfer", text16("status").default("POSTED").to_owned()),
-            ("transfer", big("captured_amount").null().to_owned()),
-            (
-                "transfer",
-                big("refunded_amount").not_null().default(0).to_owned(),
-            ),
-            (
-                "transfer",
-                ColumnDef::new(Alias::new("refund_of"))
-                    .uuid()
-                    .null()
-                    .to_owned(),
-            ),
-            ("transfer", time("expires_at")),
-            ("transfer", time("settled_at")),
-        ];
-        set_known_kinds(manager, KINDS_BEFORE, KINDS).await?;
-        // One column per statement: SQLite adds one at a time.
-        for (table, mut column) in columns {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Alias::new(table))
-                        .add_column(&mut column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        if backend == DbBackend::Postgres {
-            conn.execute_unprepared(&format!(
-                "ALTER TABLE operation DROP CONSTRAINT IF EXISTS {KIND_LINKS}, \
-                 ADD CONSTRAINT {KIND_LINKS} CHECK ({})",
-                kind_links("")
-            ))
-            .await?;
-            for rule in new_rules() {
-                conn.execute_unprepared(&format!(
-                    "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
-                    rule.table,
-                    rule.name,
-                    (rule.condition)("")
-                ))
-                .await?;
-            }
-        } else {
-            rules::drop_sqlite(conn, KIND_LINKS).await?;
-            let links = Rule {
-                table: "operation",
-                name: KIND_LINKS,
-                column: "kind",
-                condition: kind_links,
-            };
-            rules::add_sqlite(conn, &links).await?;
-            for rule in new_rules() {
-                rules::add_sqlite(conn, &rule).await?;
-            }
-        }
-        for index in INDEXES {
-            conn.execute_unprepared(index).await?;
-        }
-        Ok(())
+        let txn = manager.begin().await?;
+        up(&txn).await?;
+        txn.commit().await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let backend = manager.get_database_backend();
-        let conn = manager.get_connection();
-        for index in INDEX_NAMES {
-            conn.execute_unprepared(&format!("DROP INDEX IF EXISTS {index}"))
-                .await?;
-        }
-        // Rows of the new kinds would break the old rule: the downgrade
-        // refuses (with the rule's name) rather than lose them.
-        if backend == DbBackend::Postgres {
-            for rule in new_rules() {
-                conn.execute_unprepared(&format!(
-                    "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-                    rule.table, rule.name
-                ))
-                .await?;
-            }
-            conn.execute_unprepared(&format!(
-                "ALTER TABLE operation DROP CONSTRAINT IF EXISTS {KIND_LINKS}, \
+        let txn = manager.begin().await?;
+        down(&txn).await?;
+        txn.commit().await
+    }
+}
+
+async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let backend = manager.get_database_backend();
+    let conn = manager.get_connection();
+    if backend == DbBackend::Postgres {
+        // The rule checks scan their tables: not bound by the service's
+        // statement timeout.
+        conn.execute_unprepared("SET LOCAL statement_timeout = 0")
+            .await?;
+    }
+    let columns = [
+        ("wallet", big("held").not_null().default(0).to_owned()),
+        (
+            "wallet",
+            ColumnDef::new(Alias::new("open_holds"))
+                .integer()
+                .not_null()
+                .default(0)
+                .to_owned(),
+        ),
+        ("operation", big("available_after").null().to_owned()),
+        ("transfer", text16("kind").default("PAYMENT").to_owned()),
+        ("transfer", text16("status").default("POSTED").to_owned()),
+        ("transfer", big("captured_amount").null().to_owned()),
+        (
+            "transfer",
+            big("refunded_amount").not_null().default(0).to_owned(),
+        ),
+        (
+            "transfer",
+            ColumnDef::new(Alias::new("refund_of"))
+                .uuid()
+                .null()
+                .to_owned(),
+        ),
+        ("transfer", time("expires_at")),
+        ("transfer", time("settled_at")),
+    ];
+    set_known_kinds(manager, KINDS_BEFORE, KINDS).await?;
+    // One column per statement: SQLite adds one at a time.
+    for (table, mut column) in columns {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new(table))
+                    .add_column(&mut column)
+                    .to_owned(),
+            )
+            .await?;
+    }
+    if backend == DbBackend::Postgres {
+        conn.execute_unprepared(&format!(
+            "ALTER TABLE operation DROP CONSTRAINT IF EXISTS {KIND_LINKS}, \
                  ADD CONSTRAINT {KIND_LINKS} CHECK ({})",
-                old_kind_links("")
+            kind_links("")
+        ))
+        .await?;
+        for rule in new_rules() {
+            conn.execute_unprepared(&format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
+                rule.table,
+                rule.name,
+                (rule.condition)("")
             ))
             .await?;
-        } else {
-            for rule in new_rules() {
-                rules::drop_sqlite(conn, rule.name).await?;
-            }
-            rules::drop_sqlite(conn, KIND_LINKS).await?;
-            let links = Rule {
-                table: "operation",
-                name: KIND_LINKS,
-                column: "kind",
-                condition: old_kind_links,
-            };
-            rules::add_sqlite(conn, &links).await?;
         }
-        set_known_kinds(manager, KINDS, KINDS_BEFORE).await?;
-        let columns = [
-            ("wallet", "held"),
-            ("wallet", "open_holds"),
-            ("operation", "available_after"),
-            ("transfer", "kind"),
-            ("transfer", "status"),
-            ("transfer", "captured_amount"),
-            ("transfer", "refunded_amount"),
-            ("transfer", "refund_of"),
-            ("transfer", "expires_at"),
-            ("transfer", "settled_at"),
-        ];
-        for (table, column) in columns {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Alias::new(table))
-                        .drop_column(Alias::new(column))
-                        .to_owned(),
-                )
-                .await?;
+    } else {
+        rules::drop_sqlite(conn, KIND_LINKS).await?;
+        let links = Rule {
+            table: "operation",
+            name: KIND_LINKS,
+            column: "kind",
+            condition: kind_links,
+        };
+        rules::add_sqlite(conn, &links).await?;
+        for rule in new_rules() {
+            rules::add_sqlite(conn, &rule).await?;
         }
-        Ok(())
     }
+    for index in INDEXES {
+        conn.execute_unprepared(index).await?;
+    }
+    Ok(())
+}
+
+async fn down(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let backend = manager.get_database_backend();
+    let conn = manager.get_connection();
+    for index in INDEX_NAMES {
+        conn.execute_unprepared(&format!("DROP INDEX IF EXISTS {index}"))
+            .await?;
+    }
+    // Rows of the new kinds would break the old rule: the downgrade
+    // refuses (with the rule's name) rather than lose them.
+    if backend == DbBackend::Postgres {
+        for rule in new_rules() {
+            conn.execute_unprepared(&format!(
+                "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                rule.table, rule.name
+            ))
+            .await?;
+        }
+        conn.execute_unprepared(&format!(
+            "ALTER TABLE operation DROP CONSTRAINT IF EXISTS {KIND_LINKS}, \
+                 ADD CONSTRAINT {KIND_LINKS} CHECK ({})",
+            old_kind_links("")
+        ))
+        .await?;
+    } else {
+        for rule in new_rules() {
+            rules::drop_sqlite(conn, rule.name).await?;
+        }
+        rules::drop_sqlite(conn, KIND_LINKS).await?;
+        let links = Rule {
+            table: "operation",
+            name: KIND_LINKS,
+            column: "kind",
+            condition: old_kind_links,
+        };
+        rules::add_sqlite(conn, &links).await?;
+    }
+    set_known_kinds(manager, KINDS, KINDS_BEFORE).await?;
+    let columns = [
+        ("wallet", "held"),
+        ("wallet", "open_holds"),
+        ("operation", "available_after"),
+        ("transfer", "kind"),
+        ("transfer", "status"),
+        ("transfer", "captured_amount"),
+        ("transfer", "refunded_amount"),
+        ("transfer", "refund_of"),
+        ("transfer", "expires_at"),
+        ("transfer", "settled_at"),
+    ];
+    for (table, column) in columns {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new(table))
+                    .drop_column(Alias::new(column))
+                    .to_owned(),
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 fn big(name: &str) -> ColumnDef {

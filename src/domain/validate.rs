@@ -116,14 +116,17 @@ pub const DEFAULT_HOLD: chrono::TimeDelta = chrono::TimeDelta::days(7);
 pub const MAX_HOLD: chrono::TimeDelta = chrono::TimeDelta::days(30);
 
 /// A hold's deadline: in the future, at most `MAX_HOLD` ahead of `now`;
-/// `DEFAULT_HOLD` ahead when none is given.
+/// `DEFAULT_HOLD` ahead when none is given. To the microsecond, as both
+/// backends store it (and as cursors over deadlines carry it).
 pub fn expires_at(
     raw: Option<chrono::DateTime<chrono::Utc>>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> AppResult<chrono::DateTime<chrono::Utc>> {
-    let Some(at) = raw else {
-        return Ok(now + DEFAULT_HOLD);
-    };
+    let at = raw.unwrap_or(now + DEFAULT_HOLD);
+    let at = chrono::DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at);
+    if raw.is_none() {
+        return Ok(at);
+    }
     if at <= now {
         return Err(AppError::invalid("expiresAt must be in the future"));
     }

@@ -16,10 +16,10 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::entry::{Action, Entry};
-use super::settle::{Locked, Outcome, Rules, Settlement, settle};
+use super::settle::{Key, Locked, Outcome, Rules, Settlement, settle};
 use crate::domain::error::AppError;
 use crate::live::{CHANNEL, Hub, notice};
-use crate::store::postings::{self, BatchWrite, KeyClaim, TransferUpdate, WalletUpdate};
+use crate::store::postings::{self, BatchWrite, Claimed, KeyClaim, TransferUpdate, WalletUpdate};
 use crate::store::{DbFailure, Store, app_error, is_retryable};
 
 /// How many times a batch that lost a race (deadlock, serialization
@@ -182,15 +182,20 @@ async fn attempt(
         })
         .unzip();
     let claimed = postings::claim_keys(&write.tx, &claims).await?;
-    let mut replay = vec![false; entries.len()];
-    for (i, ours) in claiming.into_iter().zip(claimed) {
-        replay[i] = !ours;
+    let mut keys = vec![Key::Fresh; entries.len()];
+    for (i, found) in claiming.into_iter().zip(claimed) {
+        keys[i] = match found {
+            Claimed::Ours => Key::Fresh,
+            Claimed::Used => Key::Used,
+            Claimed::Reused => Key::Reused,
+        };
     }
+    // The entries that will be applied, whose rows are locked.
     let live = || {
         entries
             .iter()
-            .zip(&replay)
-            .filter(|(_, replay)| !**replay)
+            .zip(&keys)
+            .filter(|(_, key)| **key == Key::Fresh)
             .map(|(entry, _)| *entry)
     };
     // Transfers first, then wallets, each in id order: the order every
@@ -226,7 +231,7 @@ async fn attempt(
     let found = postings::lock_wallets(&write.tx, &wallet_ids).await?;
     locked.wallets = found.into_iter().map(|w| (w.id, w)).collect();
     let locked_now = locked.now;
-    let settlement = settle(entries, &replay, groups, locked, rules, Utc::now());
+    let settlement = settle(entries, &keys, groups, locked, rules, Utc::now());
 
     if settlement.operations.is_empty() && settlement.released.is_empty() {
         write.rollback().await?;

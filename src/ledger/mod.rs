@@ -132,10 +132,9 @@ impl Ledger {
     /// Starts the committer's lanes and, on PostgreSQL, this process's
     /// LISTEN connection for live operations.
     pub async fn start(store: Store, options: LedgerOptions) -> Result<Ledger, DbErr> {
-        // One batch can hold up to `max_batch` operations of one wallet, and
-        // reaches the hub at once: a subscriber that had read everything
-        // must not lag on a single batch.
-        let hub = Hub::new(options.event_buffer.max(options.max_batch));
+        // A batch reaches the hub as one message per wallet, however many
+        // rows it has: the buffer counts batches.
+        let hub = Hub::new(options.event_buffer);
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
         let (lanes, listener) = match store.backend() {
             DbBackend::Postgres => {
@@ -282,10 +281,13 @@ impl Ledger {
     /// or all of them do (`atomic: true`): then the first refusal is the
     /// answer. An item whose key was used before is answered from its
     /// first use in both modes.
+    ///
+    /// `requests` are the items as parsed: one that could not be (a
+    /// malformed amount) is refused in its place.
     pub async fn transfer_batch(
         &self,
         caller: &Caller,
-        requests: Vec<TransferRequest>,
+        requests: Vec<AppResult<TransferRequest>>,
         atomic: bool,
     ) -> Result<Vec<AppResult<TransferOutcome>>, BatchRefused> {
         if requests.len() > validate::MAX_BATCH_ITEMS {
@@ -300,12 +302,14 @@ impl Ledger {
         let mut keys = std::collections::HashSet::new();
         let mut built: Vec<AppResult<Entry>> = Vec::with_capacity(requests.len());
         for request in requests {
-            let entry = entry::transfer(caller, request).and_then(|entry| match &entry.claim {
-                Some(c) if !keys.insert(c.key.clone()) => Err(AppError::invalid(
-                    "idempotencyKey is used by another item of this batch",
-                )),
-                _ => Ok(entry),
-            });
+            let entry = request
+                .and_then(|r| entry::transfer(caller, r))
+                .and_then(|entry| match &entry.claim {
+                    Some(c) if !keys.insert(c.key.clone()) => Err(AppError::invalid(
+                        "idempotencyKey is used by another item of this batch",
+                    )),
+                    _ => Ok(entry),
+                });
             built.push(entry);
         }
         if atomic && let Some(index) = built.iter().position(Result::is_err) {

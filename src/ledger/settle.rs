@@ -34,6 +34,18 @@ pub enum Outcome {
     Aborted,
 }
 
+/// What an entry's idempotency key found when the batch claimed it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Key {
+    /// Claimed by this batch (or the entry has no key).
+    #[default]
+    Fresh,
+    /// Used before by the same request: answered from its first result.
+    Used,
+    /// Used before by another request: refused (the key stays the other's).
+    Reused,
+}
+
 /// Limits the settlement enforces.
 #[derive(Clone, Copy, Debug)]
 pub struct Rules {
@@ -93,13 +105,13 @@ struct Book {
     clock: DateTime<Utc>,
 }
 
-/// Settles `entries` in order. `replay[i]` says entry `i`'s key was already
-/// used; consecutive entries with the same `groups[i]` settle all or none;
+/// Settles `entries` in order. `keys[i]` is what entry `i`'s key found;
+/// consecutive entries with the same `groups[i]` settle all or none;
 /// `locked` holds every row the entries act on (a missing one does not
 /// exist).
 pub fn settle(
     entries: &[&Entry],
-    replay: &[bool],
+    keys: &[Key],
     groups: &[Option<usize>],
     locked: Locked,
     rules: Rules,
@@ -115,6 +127,9 @@ pub fn settle(
         clock: now,
     };
     let mut settlement = Settlement::default();
+    let key = |i: usize| keys.get(i).copied().unwrap_or_default();
+    // A refused entry gives its key back only if this batch claimed it.
+    let claimed = |i: usize| entries[i].claim.is_some() && key(i) == Key::Fresh;
     let mut index = 0;
     while index < entries.len() {
         let group = groups.get(index).copied().flatten();
@@ -133,7 +148,7 @@ pub fn settle(
         });
         let mut failed = None;
         for i in index..end {
-            if replay.get(i).copied().unwrap_or(false) {
+            if key(i) == Key::Used {
                 settlement.outcomes.push(Outcome::Replay);
                 continue;
             }
@@ -141,7 +156,11 @@ pub fn settle(
                 settlement.outcomes.push(Outcome::Aborted);
                 continue;
             }
-            match apply(entries[i], &mut book, rules, db_now) {
+            let applied = match key(i) {
+                Key::Reused => Err(AppError::IdempotencyKeyReused),
+                _ => apply(entries[i], &mut book, rules, db_now),
+            };
+            match applied {
                 Ok(posted) => {
                     settlement
                         .operations
@@ -170,11 +189,11 @@ pub fn settle(
                         *outcome = Outcome::Aborted;
                     }
                 }
-                settlement.released.extend((index..end).filter(|&i| {
-                    entries[i].claim.is_some() && !replay.get(i).copied().unwrap_or(false)
-                }));
+                settlement
+                    .released
+                    .extend((index..end).filter(|&i| claimed(i)));
             }
-            (Some(i), None) if entries[i].claim.is_some() => settlement.released.push(i),
+            (Some(i), None) if claimed(i) => settlement.released.push(i),
             _ => {}
         }
         index = end;
@@ -530,6 +549,10 @@ mod tests {
         replay: &[bool],
         wallets: HashMap<Uuid, wallet::Model>,
     ) -> Settlement {
+        let keys: Vec<Key> = replay
+            .iter()
+            .map(|&used| if used { Key::Used } else { Key::Fresh })
+            .collect();
         let locked = Locked {
             wallets,
             transfers: HashMap::new(),
@@ -537,7 +560,7 @@ mod tests {
         };
         let groups = vec![None; entries.len()];
         let rules = Rules { max_open_holds: 2 };
-        settle(entries, replay, &groups, locked, rules, Utc::now())
+        settle(entries, &keys, &groups, locked, rules, Utc::now())
     }
 
     fn transfer(from: Uuid, to: Uuid, cents: i64) -> Entry {
@@ -727,7 +750,7 @@ mod tests {
         // Entries 1 and 2 are one atomic group; 2 does not fit.
         let groups = [None, Some(7), Some(7), None];
         let rules = Rules { max_open_holds: 2 };
-        let s = settle(&refs, &[false; 4], &groups, locked, rules, Utc::now());
+        let s = settle(&refs, &[Key::Fresh; 4], &groups, locked, rules, Utc::now());
         assert!(matches!(s.outcomes[0], Outcome::Posted(_)));
         assert!(matches!(s.outcomes[1], Outcome::Aborted));
         assert!(matches!(

@@ -92,13 +92,18 @@ pub fn wallet_feed(
                 }
             }
             match state.subscription.recv().await {
-                Ok(HubMessage::Operation(operation)) => {
-                    if operation.seq == state.last + 1 {
-                        state.ready.push_back(operation);
-                    } else if operation.seq > state.last + 1 {
-                        state.catch_up = true;
+                Ok(HubMessage::Operations(operations)) => {
+                    let mut next = state.last + 1;
+                    for operation in operations.iter() {
+                        if operation.seq == next {
+                            state.ready.push_back(operation.clone());
+                            next += 1;
+                        } else if operation.seq > next {
+                            state.catch_up = true;
+                            break;
+                        }
+                        // Older ones were already delivered.
                     }
-                    // Older ones were already delivered.
                 }
                 Ok(HubMessage::Resync) => state.catch_up = true,
                 Err(RecvError::Lagged(_)) => {
@@ -117,13 +122,19 @@ pub fn wallet_feed(
 pub fn all_wallets_feed(
     subscription: Subscription,
 ) -> impl Stream<Item = Result<Arc<operation::Model>, FeedError>> + Send {
-    futures_util::stream::unfold(Some(subscription), |state| async move {
-        let mut subscription = state?;
-        match subscription.recv().await {
-            Ok(HubMessage::Operation(operation)) => Some((Ok(operation), Some(subscription))),
-            Ok(HubMessage::Resync) => Some((Err(FeedError::Missed), None)),
-            Err(RecvError::Lagged(_)) => Some((Err(FeedError::Lagged), None)),
-            Err(RecvError::Closed) => None,
+    let state = Some((subscription, VecDeque::<Arc<operation::Model>>::new()));
+    futures_util::stream::unfold(state, |state| async move {
+        let (mut subscription, mut ready) = state?;
+        loop {
+            if let Some(operation) = ready.pop_front() {
+                return Some((Ok(operation), Some((subscription, ready))));
+            }
+            match subscription.recv().await {
+                Ok(HubMessage::Operations(operations)) => ready.extend(operations.iter().cloned()),
+                Ok(HubMessage::Resync) => return Some((Err(FeedError::Missed), None)),
+                Err(RecvError::Lagged(_)) => return Some((Err(FeedError::Lagged), None)),
+                Err(RecvError::Closed) => return None,
+            }
         }
     })
 }

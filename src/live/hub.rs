@@ -8,8 +8,11 @@ use uuid::Uuid;
 /// What a subscriber receives from the hub.
 #[derive(Clone, Debug)]
 pub enum HubMessage {
-    /// A committed operation.
-    Operation(Arc<operation::Model>),
+    /// Operations committed together, in commit order (on a wallet's
+    /// channel, that wallet's only): one message per batch however many
+    /// rows it has, so a subscriber that has read everything never lags on
+    /// a single batch, even a `transferBatch` of 1,000 rows on one wallet.
+    Operations(Arc<[Arc<operation::Model>]>),
     /// Events may have been lost (the listening connection was down): check
     /// the ledger for anything after the last event seen.
     Resync,
@@ -64,18 +67,29 @@ impl Hub {
 
     /// Delivers committed operations, in the order given.
     pub fn dispatch(&self, operations: impl IntoIterator<Item = operation::Model>) {
+        let operations: Vec<Arc<operation::Model>> = operations.into_iter().map(Arc::new).collect();
+        if operations.is_empty() {
+            return;
+        }
         let mut wallets = self.wallets();
-        for operation in operations {
-            let message = HubMessage::Operation(Arc::new(operation));
-            if let HubMessage::Operation(op) = &message
-                && let Some(sender) = wallets.get(&op.wallet_id)
-                && sender.send(message.clone()).is_err()
+        let mut watched: HashMap<Uuid, Vec<Arc<operation::Model>>> = HashMap::new();
+        for op in &operations {
+            if wallets.contains_key(&op.wallet_id) {
+                watched.entry(op.wallet_id).or_default().push(op.clone());
+            }
+        }
+        for (wallet, ops) in watched {
+            if let Some(sender) = wallets.get(&wallet)
+                && sender.send(HubMessage::Operations(ops.into())).is_err()
             {
                 // Nobody listens any more.
-                wallets.remove(&op.wallet_id);
+                wallets.remove(&wallet);
             }
-            let _ = self.inner.all.send(message);
         }
+        let _ = self
+            .inner
+            .all
+            .send(HubMessage::Operations(operations.into()));
     }
 
     /// Whether anyone here listens to this wallet's operations.

@@ -284,50 +284,37 @@ impl MutationRoot {
             Caller::Operator => return Err(AppError::Forbidden.into()),
         };
         let atomic = input.atomic;
-        let mut requests = Vec::with_capacity(input.transfers.len());
-        let mut invalid = Vec::new();
-        for (index, item) in input.transfers.into_iter().enumerate() {
-            match transfer_request(item) {
-                Ok(request) => requests.push(request),
-                Err(err) if atomic => return Err(at_index(err, index)),
-                Err(err) => invalid.push((index, err)),
-            }
-        }
-        // Items refused before queueing keep their place among the results.
+        let requests: Vec<AppResult<TransferRequest>> =
+            input.transfers.into_iter().map(transfer_request).collect();
         let outcomes = ledger(ctx)?
             .transfer_batch(caller, requests, atomic)
             .await
             .map_err(|refused| at_index(refused.error, refused.index))?;
-        let mut outcomes = outcomes.into_iter();
-        let mut invalid = invalid.into_iter().peekable();
-        let mut results = Vec::new();
-        let mut index = 0;
-        loop {
-            let item = match invalid.peek() {
-                Some((at, _)) if *at == index => invalid.next().map(|(_, err)| Err(err)),
-                _ => outcomes.next().map(|o| o.map(|t| t.transfer)),
-            };
-            let Some(item) = item else { break };
-            crate::metrics::ledger_request(
-                "transferBatch",
-                item.as_ref().map_or_else(AppError::code, |_| "OK"),
-            );
-            results.push(match item {
-                Ok(transfer) => TransferBatchResult {
-                    index: i32::try_from(index).unwrap_or(i32::MAX),
-                    transfer: Some(Transfer(transfer)),
-                    code: None,
-                    message: None,
-                },
-                Err(err) => TransferBatchResult {
-                    index: i32::try_from(index).unwrap_or(i32::MAX),
-                    transfer: None,
-                    code: Some(err.code().to_owned()),
-                    message: Some(err.to_string()),
-                },
-            });
-            index += 1;
-        }
+        let results = outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(index, outcome)| {
+                crate::metrics::ledger_request(
+                    "transferBatch",
+                    outcome.as_ref().map_or_else(AppError::code, |_| "OK"),
+                );
+                let index = i32::try_from(index).unwrap_or(i32::MAX);
+                match outcome {
+                    Ok(posted) => TransferBatchResult {
+                        index,
+                        transfer: Some(Transfer(posted.transfer)),
+                        code: None,
+                        message: None,
+                    },
+                    Err(err) => TransferBatchResult {
+                        index,
+                        transfer: None,
+                        code: Some(err.code().to_owned()),
+                        message: Some(err.to_string()),
+                    },
+                }
+            })
+            .collect();
         Ok(TransferBatchPayload {
             results,
             from_wallet_id,

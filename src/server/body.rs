@@ -3,10 +3,10 @@
 //! (up to 1,000 transfers), which may reach `MAX_BATCH_BODY_BYTES`.
 //!
 //! The layer in front (`router`) stops any body past the larger limit as it
-//! arrives; this reads what got through and lets a body past the smaller
-//! one on only if its caller is known and its document is that one
-//! mutation. WebSocket messages keep `MAX_BODY_BYTES`: mutations are not
-//! served there.
+//! arrives. This reads the body; once it passes the smaller limit, the
+//! caller must be known (a stranger is refused before the rest is read)
+//! and, once read, the document must be that one mutation. WebSocket
+//! messages keep `MAX_BODY_BYTES`: mutations are not served there.
 
 use async_graphql::parser::parse_query;
 use async_graphql::parser::types::{OperationType, Selection};

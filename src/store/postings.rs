@@ -74,18 +74,31 @@ pub struct BatchWrite<'a> {
     pub notices: &'a [String],
 }
 
+/// What claiming a key found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claimed {
+    /// The key is this batch's now.
+    Ours,
+    /// Used before, by the same request: answer with the first result.
+    Used,
+    /// Used before, by another request (verb, target or parameters).
+    Reused,
+}
+
 /// Claims `claims`, in (scope, key) order so that two batches claiming the
-/// same keys queue instead of deadlocking. Returns, for each claim, whether
-/// it is this batch's; a key held by an uncommitted transaction is waited
-/// for (its holder commits: taken; rolls back: ours).
+/// same keys queue instead of deadlocking. A key held by an uncommitted
+/// transaction is waited for (its holder commits: taken; rolls back: ours).
+/// For a key used before, its stored fingerprint says whether this is the
+/// same request, inside the batch's transaction (so that an atomic batch
+/// can refuse a reused key before anything commits).
 pub async fn claim_keys<C: ConnectionTrait>(
     conn: &C,
     claims: &[KeyClaim<'_>],
-) -> Result<Vec<bool>, DbErr> {
+) -> Result<Vec<Claimed>, DbErr> {
     if claims.is_empty() {
         return Ok(Vec::new());
     }
-    if conn.get_database_backend() == DbBackend::Postgres {
+    let won = if conn.get_database_backend() == DbBackend::Postgres {
         let sql = "INSERT INTO idempotency_key (scope, key, fingerprint, transfer_id, operation_id, created_at) \
             SELECT k.scope, k.key, k.fingerprint, k.transfer_id, k.operation_id, now() \
             FROM json_to_recordset(CAST($1 AS json)) AS k(scope text, key text, fingerprint text, transfer_id uuid, operation_id uuid) \
@@ -105,29 +118,94 @@ pub async fn claim_keys<C: ConnectionTrait>(
                 row.try_get_by_index::<String>(1)?,
             ));
         }
-        return Ok(claims
+        claims
             .iter()
             .map(|c| won.contains(&(c.scope.to_owned(), c.key.to_owned())))
-            .collect());
+            .collect::<Vec<bool>>()
+    } else {
+        let now = Utc::now();
+        let mut won = Vec::with_capacity(claims.len());
+        for c in claims {
+            let row = idempotency_key::ActiveModel {
+                scope: Set(c.scope.to_owned()),
+                key: Set(c.key.to_owned()),
+                fingerprint: Set(c.fingerprint.to_owned()),
+                transfer_id: Set(c.transfer_id),
+                operation_id: Set(c.operation_id),
+                created_at: Set(now),
+            };
+            let result = idempotency_key::Entity::insert(row)
+                .on_conflict_do_nothing()
+                .exec_without_returning(conn)
+                .await?;
+            won.push(matches!(result, TryInsertResult::Inserted(n) if n > 0));
+        }
+        won
+    };
+    let taken: Vec<&KeyClaim<'_>> = claims
+        .iter()
+        .zip(&won)
+        .filter(|(_, won)| !**won)
+        .map(|(c, _)| c)
+        .collect();
+    let stored = stored_fingerprints(conn, &taken).await?;
+    Ok(claims
+        .iter()
+        .zip(won)
+        .map(|(c, won)| match won {
+            true => Claimed::Ours,
+            false if stored.get(&(c.scope, c.key)) == Some(&c.fingerprint.to_owned()) => {
+                Claimed::Used
+            }
+            false => Claimed::Reused,
+        })
+        .collect())
+}
+
+/// The fingerprints stored for these (used) keys.
+async fn stored_fingerprints<'a, C: ConnectionTrait>(
+    conn: &C,
+    claims: &[&KeyClaim<'a>],
+) -> Result<std::collections::HashMap<(&'a str, &'a str), String>, DbErr> {
+    let mut found = std::collections::HashMap::with_capacity(claims.len());
+    if claims.is_empty() {
+        return Ok(found);
     }
-    let now = Utc::now();
-    let mut claimed = Vec::with_capacity(claims.len());
-    for c in claims {
-        let row = idempotency_key::ActiveModel {
-            scope: Set(c.scope.to_owned()),
-            key: Set(c.key.to_owned()),
-            fingerprint: Set(c.fingerprint.to_owned()),
-            transfer_id: Set(c.transfer_id),
-            operation_id: Set(c.operation_id),
-            created_at: Set(now),
-        };
-        let result = idempotency_key::Entity::insert(row)
-            .on_conflict_do_nothing()
-            .exec_without_returning(conn)
-            .await?;
-        claimed.push(matches!(result, TryInsertResult::Inserted(n) if n > 0));
+    // Few (a retry's keys): one primary-key lookup each, in one statement
+    // on PostgreSQL.
+    let rows = if conn.get_database_backend() == DbBackend::Postgres {
+        let keys: Vec<Released> = claims
+            .iter()
+            .map(|c| Released {
+                scope: c.scope,
+                key: c.key,
+            })
+            .collect();
+        idempotency_key::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT i.* FROM json_to_recordset(CAST($1 AS json)) AS r(scope text, key text) \
+                 JOIN idempotency_key i ON i.scope = r.scope AND i.key = r.key",
+                [json(&keys)?.into()],
+            ))
+            .all(conn)
+            .await?
+    } else {
+        let mut rows = Vec::with_capacity(claims.len());
+        for c in claims {
+            rows.extend(key_record(conn, c.scope, c.key).await?);
+        }
+        rows
+    };
+    for row in rows {
+        if let Some(c) = claims
+            .iter()
+            .find(|c| c.scope == row.scope && c.key == row.key)
+        {
+            found.insert((c.scope, c.key), row.fingerprint);
+        }
     }
-    Ok(claimed)
+    Ok(found)
 }
 
 /// Locks and reads the wallets with these ids, in ascending id order (the

@@ -617,7 +617,48 @@ async fn every_new_kind_reaches_subscribers(mut app: TestApp) {
     assert_eq!(kinds, ["WITHDRAWAL", "HOLD_RELEASE", "HOLD"]);
 }
 
+/// A batch reaches a subscriber as one message: 500 transfers of one
+/// `transferBatch` on one wallet, far more than the subscriber buffer
+/// (64 in tests), arrive whole and in order, without a lag.
+async fn one_large_batch_never_lags_a_subscriber(mut app: TestApp) {
+    let live = live(&mut app);
+    let payer = app.create_client("Payer").await;
+    let payee = app.create_client("Payee").await;
+    data(&app.deposit(&payer.wallet, "100.00").await);
+    let mut ws = subscribed(
+        live.subscribe_at,
+        TRANSPORT_WS,
+        &payer.token,
+        "p",
+        from_head(&app, &payer.wallet).await,
+    )
+    .await;
+    let items: Vec<Value> = (0..500)
+        .map(|_| json!({ "fromWalletId": payer.wallet, "toWalletId": payee.wallet, "amount": "0.01" }))
+        .collect();
+    let batch = app
+        .gql(
+            Some(&payer.token),
+            "mutation($input: TransferBatchInput!) { transferBatch(input: $input) { fromWallet { balance } } }",
+            json!({ "input": { "transfers": items, "atomic": true } }),
+        )
+        .await;
+    assert_eq!(
+        data(&batch)["transferBatch"]["fromWallet"]["balance"],
+        "95.00"
+    );
+    for sequence in 2..=501 {
+        let op = ws.next_operation("p").await;
+        assert_eq!(
+            (op["kind"].as_str(), op["sequence"].as_i64()),
+            (Some("TRANSFER_OUT"), Some(sequence))
+        );
+    }
+    ws.assert_silent("p", Duration::from_millis(200)).await;
+}
+
 both_backends!(
+    one_large_batch_never_lags_a_subscriber,
     every_new_kind_reaches_subscribers,
     payer_and_payee_hear_a_transfer,
     a_refused_transfer_emits_nothing,

@@ -668,7 +668,52 @@ async fn concurrent_partial_refunds_stay_within_the_payment(app: TestApp) {
     app.assert_ledger_consistent().await;
 }
 
+/// Open holds page by deadline without repeating or skipping one.
+async fn pending_transfers_page_without_repeats(app: TestApp) {
+    let (payer, payee) = pair(&app, "10.00").await;
+    let mut held = Vec::new();
+    for i in 0..5 {
+        let extra = if i % 2 == 0 {
+            json!({})
+        } else {
+            json!({ "expiresAt": (chrono::Utc::now() + chrono::TimeDelta::days(1)).to_rfc3339() })
+        };
+        let response = authorize(&app, &payer, &payee.wallet, "1.00", extra).await;
+        held.push(text(
+            &data(&response)["authorizeTransfer"]["transfer"]["id"],
+        ));
+    }
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let page = app
+            .gql(
+                Some(&payee.token),
+                "query($w: UUID!, $after: String) { wallet(id: $w) { pendingTransfers(first: 2, after: $after) {
+                    nodes { id expiresAt } pageInfo { hasNextPage endCursor } } } }",
+                json!({ "w": payee.wallet, "after": after }),
+            )
+            .await;
+        let page = &data(&page)["wallet"]["pendingTransfers"];
+        for node in page["nodes"].as_array().into_iter().flatten() {
+            seen.push((text(&node["expiresAt"]), text(&node["id"])));
+        }
+        if page["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "soonest deadline first");
+    let mut ids: Vec<String> = seen.into_iter().map(|(_, id)| id).collect();
+    ids.sort();
+    held.sort();
+    assert_eq!(ids, held, "each open hold once");
+}
+
 both_backends!(
+    pending_transfers_page_without_repeats,
     a_hold_is_captured_in_part,
     a_void_releases_and_ends_the_hold,
     holds_expire_on_their_deadline,
