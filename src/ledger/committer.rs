@@ -56,11 +56,13 @@ pub fn start(
     rules: Rules,
 ) {
     let queue = Arc::new(Mutex::new(queue));
+    let bulk = Arc::new(Mutex::new(()));
     for _ in 0..lanes.max(1) {
         tokio::spawn(lane(
             store.clone(),
             hub.clone(),
             queue.clone(),
+            bulk.clone(),
             max_batch.max(1),
             rules,
         ));
@@ -71,6 +73,7 @@ async fn lane(
     store: Store,
     hub: Hub,
     queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    bulk: Arc<Mutex<()>>,
     max_batch: usize,
     rules: Rules,
 ) {
@@ -105,6 +108,14 @@ async fn lane(
         carried = later;
         let entries: usize = now.iter().map(|job| job.entries.len()).sum();
         crate::metrics::ledger_batch(entries);
+        // Batches larger than `max_batch` (a `transferBatch` of up to 1,000)
+        // commit one at a time: two of them touch many of the same wallets,
+        // and would otherwise queue on each other's row locks in the
+        // database, each holding its own locks while it waits.
+        let _turn = match entries > max_batch {
+            true => Some(bulk.lock().await),
+            false => None,
+        };
         let mut outcomes = commit(&store, &hub, &now, rules).await.into_iter();
         for job in now {
             let mine: Vec<Outcome> = outcomes.by_ref().take(job.entries.len()).collect();
