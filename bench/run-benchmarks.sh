@@ -3,7 +3,8 @@
 # walletql, then for each concurrency run loadgen against walletql and, back
 # to back, pgbench with the minimal raw-SQL transfer (the headline reference)
 # and with walletql's former per-transfer statements (the old ceiling); then
-# hot wallets, reads against a raw primary-key SELECT, the default mix,
+# hot wallets, transferBatch, every verb at once, reads against a raw
+# primary-key SELECT, the default mix,
 # history paging, the audit, and the embedded SQLite backend.
 # Results land in bench/results/ (JSON, logs, summary.json, the SVG chart).
 #
@@ -119,6 +120,16 @@ loadgen -c 64 -d "$DURATION" --mix transfer=100 --hot-wallets 10 --hot-share 0.9
 minimal 64 hot 10 90
 ceiling 64 hot 10 90
 
+echo "== transferBatch: 1,000 transfers per request from one payer to random payees"
+for c in 1 2 4; do
+  before=$(cpu_seconds)
+  loadgen -c "$c" -d "$DURATION" --mix batch=1 --batch-size 1000 --json "$OUT/walletql-batch-c$c.json" | tee "$OUT/walletql-batch-c$c.txt"
+  echo "$before $(cpu_seconds)" > "$OUT/cpu-walletql-batch-c$c.txt"
+done
+
+echo "== every verb: transfers, holds then captures, payments then refunds, withdrawals, 64 connections"
+loadgen -c 64 -d "$DURATION" --mix transfer=40,hold=25,refund=25,withdraw=10 --json "$OUT/walletql-verbs.json" | tee "$OUT/walletql-verbs.txt"
+
 echo "== reads: me { id wallet { balance } } against a raw primary-key SELECT"
 for c in 1 8 64; do
   loadgen -c "$c" -d "$DURATION" --mix me=100 --json "$OUT/walletql-reads-c$c.json" | tee "$OUT/walletql-reads-c$c.txt"
@@ -199,7 +210,25 @@ for c in (8, 64):
         sqlite[c] = walletql(f"sqlite-c{c}")
     except (OSError, KeyError):
         pass
-summary = {"runs": runs, "reads": reads, "sqlite": sqlite,
+batch = {}
+for c in (1, 2, 4):
+    try:
+        r = json.load(open(f"{out}/walletql-batch-c{c}.json"))
+        t = r["by_kind"]["batch"]
+        batch[c] = {"transfers_per_second": r["transfers_per_second"], "requests": t["count"],
+                    "p50_ms": t["p50_us"] / 1000, "p99_ms": t["p99_us"] / 1000, "errors": r["errors"],
+                    **cpu(f"walletql-batch-c{c}")}
+    except (OSError, KeyError):
+        pass
+verbs = {}
+try:
+    r = json.load(open(f"{out}/walletql-verbs.json"))
+    verbs = {k: {"per_second": v["per_second"], "p50_ms": v["p50_us"] / 1000, "p99_ms": v["p99_us"] / 1000}
+             for k, v in r["by_kind"].items()}
+    verbs["errors"] = r["errors"]
+except (OSError, KeyError):
+    pass
+summary = {"runs": runs, "reads": reads, "sqlite": sqlite, "batch": batch, "verbs": verbs,
            "hot": {"walletql": walletql("hot"), "minimal raw transfer": pgbench("minimal-hot"),
                    "old per-transfer statements": pgbench("ceiling-hot")}}
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
