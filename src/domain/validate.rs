@@ -75,41 +75,6 @@ fn is_bidi_control(c: char) -> bool {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_trimmed_and_bounded() {
-        assert_eq!(name("  Ada  ").ok().as_deref(), Some("Ada"));
-        assert!(name("   ").is_err());
-        assert!(name(&"x".repeat(MAX_NAME_CHARS + 1)).is_err());
-        assert!(name(&"é".repeat(MAX_NAME_CHARS)).is_ok());
-        assert!(name("a\u{0}b").is_err());
-        assert!(name("invoice\u{202E}fdp.exe").is_err());
-        assert!(description("pay \u{2067}back").is_err());
-        assert!(name("Zoë Ångström").is_ok());
-    }
-
-    #[test]
-    fn emails_are_lowercased_and_shaped() {
-        assert_eq!(
-            email("Ada@Example.COM").ok().as_deref(),
-            Some("ada@example.com")
-        );
-        for bad in ["", "ada", "@x", "ada@", "a@b@c", "a b@c"] {
-            assert!(email(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn idempotency_keys_are_bounded() {
-        assert!(idempotency_key("").is_err());
-        assert!(idempotency_key(&"k".repeat(256)).is_err());
-        assert!(idempotency_key("order-42").is_ok());
-    }
-}
-
 /// How long a hold lasts when its request names no deadline.
 pub const DEFAULT_HOLD: chrono::TimeDelta = chrono::TimeDelta::days(7);
 /// The furthest deadline a hold may have.
@@ -143,3 +108,52 @@ pub const MAX_BATCH_ITEMS: usize = 1_000;
 /// within about this long after its deadline (and refused to capture or
 /// void from the deadline on, swept or not).
 pub const HOLD_SWEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(name("  Ada  ").ok().as_deref(), Some("Ada"));
+        assert!(name("   ").is_err());
+        assert!(name(&"x".repeat(MAX_NAME_CHARS + 1)).is_err());
+        assert!(name(&"é".repeat(MAX_NAME_CHARS)).is_ok());
+        assert!(name("a\u{0}b").is_err());
+        assert!(name("invoice\u{202E}fdp.exe").is_err());
+        assert!(description("pay \u{2067}back").is_err());
+        assert!(name("Zoë Ångström").is_ok());
+    }
+
+    #[test]
+    fn emails_are_lowercased_and_shaped() {
+        assert_eq!(
+            email("Ada@Example.COM").ok().as_deref(),
+            Some("ada@example.com")
+        );
+        for bad in ["", "ada", "@x", "ada@", "a@b@c", "a b@c"] {
+            assert!(email(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_bounded() {
+        assert!(idempotency_key("").is_err());
+        assert!(idempotency_key(&"k".repeat(256)).is_err());
+        assert!(idempotency_key("order-42").is_ok());
+    }
+
+    #[test]
+    fn deadlines_are_future_bounded_and_to_the_microsecond() {
+        let now = chrono::Utc::now();
+        let default = expires_at(None, now).unwrap_or(now);
+        assert_eq!(
+            default.timestamp_micros(),
+            (now + DEFAULT_HOLD).timestamp_micros()
+        );
+        assert_eq!(default.timestamp_subsec_nanos() % 1_000, 0);
+        assert!(expires_at(Some(now), now).is_err());
+        assert!(expires_at(Some(now + MAX_HOLD + chrono::TimeDelta::seconds(1)), now).is_err());
+        assert!(expires_at(Some(now + MAX_HOLD), now).is_ok());
+    }
+}

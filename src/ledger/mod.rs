@@ -392,7 +392,7 @@ impl Ledger {
 
     async fn answer(&self, outcome: Outcome, claim: Option<&entry::Claim>) -> AppResult<Posted> {
         match outcome {
-            Outcome::Posted(posted) => Ok(posted),
+            Outcome::Posted(posted) => Ok(*posted),
             Outcome::Refused(err) => Err(err),
             Outcome::Aborted => Err(committer::lost()),
             Outcome::Replay => self.replay(claim.ok_or_else(committer::lost)?).await,

@@ -25,7 +25,7 @@ use crate::domain::money::Money;
 /// What happens to one entry of a batch.
 #[derive(Debug)]
 pub enum Outcome {
-    Posted(Posted),
+    Posted(Box<Posted>),
     Refused(AppError),
     /// Its idempotency key was already used: answer from the first use.
     Replay,
@@ -147,7 +147,7 @@ pub fn settle(
             )
         });
         let mut failed = None;
-        for i in index..end {
+        for (i, entry) in entries.iter().enumerate().take(end).skip(index) {
             if key(i) == Key::Used {
                 settlement.outcomes.push(Outcome::Replay);
                 continue;
@@ -158,7 +158,7 @@ pub fn settle(
             }
             let applied = match key(i) {
                 Key::Reused => Err(AppError::IdempotencyKeyReused),
-                _ => apply(entries[i], &mut book, rules, db_now),
+                _ => apply(entry, &mut book, rules, db_now),
             };
             match applied {
                 Ok(posted) => {
@@ -170,7 +170,7 @@ pub fn settle(
                     {
                         settlement.transfers.push(t.clone());
                     }
-                    settlement.outcomes.push(Outcome::Posted(posted));
+                    settlement.outcomes.push(Outcome::Posted(Box::new(posted)));
                 }
                 Err(err) => {
                     settlement.outcomes.push(Outcome::Refused(err));
