@@ -6,7 +6,9 @@
 //   2. a graphql-ws client (over the `ws` package) subscribes to a wallet's
 //      operationCreated while HTTP mutations deposit into it and transfer out
 //      of it, and must see DEPOSIT then TRANSFER_OUT with the right amounts;
-//   3. the wallet query pages through that history.
+//   3. the wallet query pages through that history;
+//   4. a hold: the payer authorises, the payee captures part of it, and the
+//      payer's subscription sees HOLD, HOLD_RELEASE and TRANSFER_OUT.
 // The server is the built binary, on a fresh SQLite database, killed at the
 // end whatever happens.
 //
@@ -56,6 +58,18 @@ const OPERATIONS = {
     toWallet { id }
   }
 }`,
+  AuthorizeTransfer: `mutation AuthorizeTransfer($input: AuthorizeTransferInput!) {
+  authorizeTransfer(input: $input) {
+    transfer { id status amount expiresAt }
+    fromWallet { id balance heldBalance availableBalance }
+  }
+}`,
+  CaptureTransfer: `mutation CaptureTransfer($input: CaptureTransferInput!) {
+  captureTransfer(input: $input) {
+    transfer { id status capturedAmount settledAt }
+    toWallet { id balance }
+  }
+}`,
   WalletHistory: `query WalletHistory($id: UUID!, $first: Int, $after: String) {
   wallet(id: $id) {
     id
@@ -82,6 +96,8 @@ const OPERATIONS = {
 // asserts at the type level that amounts, ids and timestamps are `string`
 // (not `any`, not `unknown`) and that a number is refused as an amount.
 const USAGE = `import type {
+  AuthorizeTransferMutation,
+  CaptureTransferMutation,
   CreateClientMutation,
   DepositMutation,
   OperationCreatedSubscription,
@@ -112,7 +128,14 @@ const scalarChecks: [
   StrictString<Query['wallet']['balance']>,
   StrictString<Mutation['transfer']['transfer']['amount']>,
   StrictString<Subscription['operationCreated']['createdAt']>,
-] = [true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true];
+  StrictString<AuthorizeTransferMutation['authorizeTransfer']['fromWallet']['availableBalance']>,
+  StrictString<NonNullable<CaptureTransferMutation['captureTransfer']['transfer']['capturedAmount']>>,
+] = [true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true];
+
+// Until POSTED a transfer has no captured amount: the type says so.
+export function captured(result: CaptureTransferMutation): string {
+  return result.captureTransfer.transfer.capturedAmount ?? '0.00';
+}
 
 export function transferred(result: TransferMutation): { id: string; amount: string; payee: string; balance: string } {
   const amount: string = result.transfer.transfer.amount;
@@ -430,6 +453,52 @@ async function runChecks(base) {
         if (Number.isNaN(Date.parse(edge.node.createdAt))) throw new Error(`createdAt ${edge.node.createdAt} is not a date`);
       }
       return 'TRANSFER_OUT 2.50, then DEPOSIT 10.00';
+    }, [LIVE]);
+
+    await check('a hold captured in part: graphql-ws sees HOLD, HOLD_RELEASE, TRANSFER_OUT', async () => {
+      const events = [];
+      const problems = [];
+      const ws = createWsClient({
+        url: `${base.replace(/^http/, 'ws')}/graphql`,
+        webSocketImpl: WebSocket,
+        connectionParams: { Authorization: `Bearer ${alice.token}` },
+        retryAttempts: 0,
+        lazy: false,
+      });
+      let unsubscribe = () => {};
+      try {
+        unsubscribe = ws.subscribe(
+          { query: OPERATIONS.OperationCreated, operationName: 'OperationCreated', variables: { walletId: alice.wallet.id, after: alice.wallet.cursor } },
+          {
+            next: (message) => events.push(message),
+            error: (error) => problems.push(`subscription error: ${describeWsError(error)}`),
+            complete: () => problems.push('the subscription completed early'),
+          },
+        );
+        const held = (await run(base, 'AuthorizeTransfer', {
+          input: { fromWalletId: alice.wallet.id, toWalletId: bob.wallet.id, amount: '3.00', idempotencyKey: randomUUID() },
+        }, alice.token)).authorizeTransfer;
+        const w = held.fromWallet;
+        if (held.transfer.status !== 'PENDING' || w.balance !== '7.50' || w.heldBalance !== '3.00' || w.availableBalance !== '4.50') {
+          throw new Error(`unexpected authorisation: ${JSON.stringify(held)}`);
+        }
+        const done = (await run(base, 'CaptureTransfer', {
+          input: { transferId: held.transfer.id, amount: '2.00', idempotencyKey: randomUUID() },
+        }, bob.token)).captureTransfer;
+        if (done.transfer.status !== 'POSTED' || done.transfer.capturedAmount !== '2.00' || done.toWallet.balance !== '4.50') {
+          throw new Error(`unexpected capture: ${JSON.stringify(done)}`);
+        }
+        // From the wallet's first cursor: the deposit and transfer above, then these three.
+        await waitFor(() => events.length >= 5 || problems.length > 0, STEP_TIMEOUT, 'five subscription events');
+        if (problems.length > 0) throw new Error(problems.join('; '));
+        const seen = events.map((e) => e.data?.operationCreated).map((o) => o && `${o.kind} ${o.amount} ${o.balanceAfter}`);
+        const expected = ['DEPOSIT 10.00 10.00', 'TRANSFER_OUT 2.50 7.50', 'HOLD 3.00 7.50', 'HOLD_RELEASE 3.00 7.50', 'TRANSFER_OUT 2.00 5.50'];
+        if (JSON.stringify(seen) !== JSON.stringify(expected)) throw new Error(`events ${JSON.stringify(seen)}, expected ${JSON.stringify(expected)}`);
+        return seen.slice(2).join(', ');
+      } finally {
+        unsubscribe();
+        await ws.dispose();
+      }
     }, [LIVE]);
   } finally {
     rmSync(work, { recursive: true, force: true });
