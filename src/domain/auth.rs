@@ -56,6 +56,24 @@ impl Caller {
         }
     }
 
+    /// Refuses unless the caller may see the transfer `transfer` between
+    /// the wallets `(payer, payee)`: its payer, its payee, or the operator.
+    /// `None` is a transfer that does not exist: only the operator learns
+    /// that; anyone else is refused as if it existed.
+    pub fn require_party(&self, transfer: Option<(Uuid, Uuid)>) -> AppResult<()> {
+        match (self, transfer) {
+            (Caller::Anonymous, _) => Err(AppError::Unauthenticated),
+            (Caller::Operator, Some(_)) => Ok(()),
+            (Caller::Operator, None) => Err(AppError::NotFound("transfer")),
+            (Caller::Client { wallet_id, .. }, Some((payer, payee)))
+                if *wallet_id == payer || *wallet_id == payee =>
+            {
+                Ok(())
+            }
+            (Caller::Client { .. }, _) => Err(AppError::Forbidden),
+        }
+    }
+
     pub fn require_authenticated(&self) -> AppResult<()> {
         match self {
             Caller::Anonymous => Err(AppError::Unauthenticated),

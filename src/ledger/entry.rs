@@ -204,41 +204,45 @@ pub struct WithdrawRequest {
 
 /// A deposit: one credit leg. Only the operator may deposit.
 pub fn deposit(caller: &Caller, request: DepositRequest) -> AppResult<Entry> {
-    caller.require_operator()?;
-    let description = checked_description(request.description)?;
-    let fingerprint = format!(
-        "deposit:{}:{}:{}",
-        request.wallet_id,
-        request.amount.cents(),
-        description.as_deref().unwrap_or("")
-    );
-    let leg = Leg::new(
-        request.wallet_id,
-        request.amount.cents(),
-        OperationKind::Deposit,
-        None,
-    );
-    let claim = claim(caller, request.idempotency_key, fingerprint)?;
-    Ok(post(caller, vec![leg], None, description, claim))
+    let DepositRequest {
+        wallet_id,
+        amount,
+        description,
+        idempotency_key,
+    } = request;
+    let leg = Leg::new(wallet_id, amount.cents(), OperationKind::Deposit, None);
+    operator_leg(caller, "deposit", leg, description, idempotency_key)
 }
 
 /// A withdrawal: money leaving for an outside account (operator only).
 pub fn withdraw(caller: &Caller, request: WithdrawRequest) -> AppResult<Entry> {
+    let WithdrawRequest {
+        wallet_id,
+        amount,
+        description,
+        idempotency_key,
+    } = request;
+    let leg = Leg::new(wallet_id, -amount.cents(), OperationKind::Withdrawal, None);
+    operator_leg(caller, "withdraw", leg, description, Some(idempotency_key))
+}
+
+/// The operator's money in or out of one wallet: a single leg, no transfer.
+fn operator_leg(
+    caller: &Caller,
+    verb: &str,
+    leg: Leg,
+    description: Option<String>,
+    key: Option<String>,
+) -> AppResult<Entry> {
     caller.require_operator()?;
-    let description = checked_description(request.description)?;
+    let description = checked_description(description)?;
     let fingerprint = format!(
-        "withdraw:{}:{}:{}",
-        request.wallet_id,
-        request.amount.cents(),
+        "{verb}:{}:{}:{}",
+        leg.wallet_id,
+        leg.delta.abs(),
         description.as_deref().unwrap_or("")
     );
-    let leg = Leg::new(
-        request.wallet_id,
-        -request.amount.cents(),
-        OperationKind::Withdrawal,
-        None,
-    );
-    let claim = claim(caller, Some(request.idempotency_key), fingerprint)?;
+    let claim = claim(caller, key, fingerprint)?;
     Ok(post(caller, vec![leg], None, description, claim))
 }
 

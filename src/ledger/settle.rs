@@ -496,23 +496,13 @@ fn transfer_leg(wallet_id: Uuid, delta: i64, kind: OperationKind, counterparty: 
     }
 }
 
-/// A stored transfer the caller may see: a client that is neither payer
-/// nor payee is refused the same way whether or not it exists.
+/// A stored transfer the caller may see (see `Caller::require_party`).
 fn visible<'t>(
     caller: &Caller,
     transfer: Option<&'t transfer::Model>,
 ) -> Result<&'t transfer::Model, AppError> {
-    match (caller, transfer) {
-        (Caller::Operator, Some(t)) => Ok(t),
-        (Caller::Operator, None) => Err(AppError::NotFound("transfer")),
-        (Caller::Client { wallet_id, .. }, Some(t))
-            if t.from_wallet_id == *wallet_id || t.to_wallet_id == *wallet_id =>
-        {
-            Ok(t)
-        }
-        (Caller::Anonymous, _) => Err(AppError::Unauthenticated),
-        _ => Err(AppError::Forbidden),
-    }
+    caller.require_party(transfer.map(|t| (t.from_wallet_id, t.to_wallet_id)))?;
+    transfer.ok_or(AppError::NotFound("transfer"))
 }
 
 fn is_payee_or_operator(caller: &Caller, t: &transfer::Model) -> bool {

@@ -701,16 +701,8 @@ pub async fn readable_transfer(ctx: &Context<'_>, id: Uuid) -> AppResult<Transfe
     let caller = caller(ctx)?;
     caller.require_authenticated()?;
     let found = loader(ctx)?.load_one(TransferId(id)).await?;
-    match (caller, found) {
-        (Caller::Operator, Some(t)) => Ok(Transfer(t)),
-        (Caller::Operator, None) => Err(AppError::NotFound("transfer")),
-        (Caller::Client { wallet_id, .. }, Some(t))
-            if t.from_wallet_id == *wallet_id || t.to_wallet_id == *wallet_id =>
-        {
-            Ok(Transfer(t))
-        }
-        _ => Err(AppError::Forbidden),
-    }
+    caller.require_party(found.as_ref().map(|t| (t.from_wallet_id, t.to_wallet_id)))?;
+    found.map(Transfer).ok_or(AppError::NotFound("transfer"))
 }
 
 /// A wallet the caller may read. A client asking for a wallet that is not

@@ -15,8 +15,8 @@ use entity::transfer::TransferStatus;
 use entity::{idempotency_key, transfer, wallet};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
-    Statement, TryInsertResult,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, Statement, TryInsertResult,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -251,19 +251,26 @@ pub async fn lock_transfers<C: ConnectionTrait>(
             .await?;
         return Ok((rows, Utc::now()));
     }
-    let rows = transfer::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(
+    // The clock rides on a row of its own (a NULL id), so that it comes
+    // back in the same round trip even when no transfer is found.
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT * FROM transfer WHERE id = ANY(CAST($1 AS uuid[])) ORDER BY id FOR UPDATE",
+            "SELECT t.*, c.now AS db_now FROM (SELECT now()) AS c(now) \
+             LEFT JOIN LATERAL (SELECT * FROM transfer WHERE id = ANY(CAST($1 AS uuid[])) \
+                 ORDER BY id FOR UPDATE) t ON true",
             [uuid_array(&sorted).into()],
         ))
-        .all(conn)
         .await?;
-    let row = conn
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT now()"))
-        .await?
-        .ok_or_else(|| DbErr::Custom("no clock".into()))?;
-    Ok((rows, row.try_get_by_index(0)?))
+    let mut now = Utc::now();
+    let mut found = Vec::with_capacity(rows.len());
+    for row in rows {
+        now = row.try_get("", "db_now")?;
+        if row.try_get::<Option<Uuid>>("", "id")?.is_some() {
+            found.push(transfer::Model::from_query_result(&row, "")?);
+        }
+    }
+    Ok((found, now))
 }
 
 /// Writes a settled batch. Fails (and the caller rolls back) if a wallet

@@ -15,41 +15,8 @@ use walletql::domain::money::Money;
 use walletql::ledger::{AuthorizeRequest, Ledger, LedgerOptions, RefundRequest};
 use walletql::store::Store;
 
-use crate::helpers::{EmptyDb, OPERATOR, TestApp, TestClient, data, error_code, serve_store, text};
-
-fn key() -> String {
-    Uuid::now_v7().to_string()
-}
-
-async fn authorize(
-    app: &TestApp,
-    payer: &TestClient,
-    payee: &str,
-    amount: &str,
-    expires: Option<chrono::DateTime<Utc>>,
-) -> Value {
-    app.gql(
-        Some(&payer.token),
-        "mutation($input: AuthorizeTransferInput!) { authorizeTransfer(input: $input) { transfer { id status } } }",
-        json!({ "input": { "fromWalletId": payer.wallet, "toWalletId": payee, "amount": amount,
-            "idempotencyKey": key(), "expiresAt": expires.map(|t| t.to_rfc3339()) } }),
-    )
-    .await
-}
-
-async fn end(app: &TestApp, token: &str, verb: &str, id: &str) -> Value {
-    let input_type = if verb == "captureTransfer" {
-        "CaptureTransferInput"
-    } else {
-        "VoidTransferInput"
-    };
-    app.gql(
-        Some(token),
-        &format!("mutation($input: {input_type}!) {{ {verb}(input: $input) {{ transfer {{ id status }} }} }}"),
-        json!({ "input": { "transferId": id, "idempotencyKey": key() } }),
-    )
-    .await
-}
+use crate::helpers::{EmptyDb, OPERATOR, TestApp, data, error_code, serve_store, text};
+use crate::verbs::{authorize, end, key};
 
 async fn status(app: &TestApp, id: &str) -> String {
     let seen = app
@@ -70,17 +37,30 @@ async fn the_deadline_holds_before_any_sweep(app: TestApp) {
     let payee = app.create_client("Payee").await;
     data(&app.deposit(&payer.wallet, "10.00").await);
     let soon = Utc::now() + TimeDelta::milliseconds(300);
-    let held = authorize(&app, &payer, &payee.wallet, "4.00", Some(soon)).await;
+    let held = authorize(
+        &app,
+        &payer,
+        &payee.wallet,
+        "4.00",
+        json!({ "expiresAt": soon.to_rfc3339() }),
+    )
+    .await;
     let id = text(&data(&held)["authorizeTransfer"]["transfer"]["id"]);
-    let second = authorize(&app, &payer, &payee.wallet, "1.00", None).await;
+    let second = authorize(&app, &payer, &payee.wallet, "1.00", json!({})).await;
     let second = text(&data(&second)["authorizeTransfer"]["transfer"]["id"]);
     assert_eq!(
-        error_code(&authorize(&app, &payer, &payee.wallet, "1.00", None).await),
+        error_code(&authorize(&app, &payer, &payee.wallet, "1.00", json!({})).await),
         "TOO_MANY_HOLDS"
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
     for verb in ["captureTransfer", "voidTransfer"] {
-        let late = end(&app, &payee.token, verb, &id).await;
+        let late = end(
+            &app,
+            &payee.token,
+            verb,
+            json!({ "transferId": id, "idempotencyKey": key() }),
+        )
+        .await;
         assert_eq!(error_code(&late), "TRANSFER_NOT_PENDING");
         assert_eq!(late["errors"][0]["extensions"]["status"], "EXPIRED");
     }
@@ -89,12 +69,20 @@ async fn the_deadline_holds_before_any_sweep(app: TestApp) {
     assert_eq!(app.ledger.expire_overdue_holds().await.ok(), Some(0));
     assert_eq!(status(&app, &id).await, "EXPIRED");
     // The expired hold no longer counts; the other still does.
-    data(&authorize(&app, &payer, &payee.wallet, "1.00", None).await);
+    data(&authorize(&app, &payer, &payee.wallet, "1.00", json!({})).await);
     assert_eq!(
-        error_code(&authorize(&app, &payer, &payee.wallet, "1.00", None).await),
+        error_code(&authorize(&app, &payer, &payee.wallet, "1.00", json!({})).await),
         "TOO_MANY_HOLDS"
     );
-    data(&end(&app, &payee.token, "captureTransfer", &second).await);
+    data(
+        &end(
+            &app,
+            &payee.token,
+            "captureTransfer",
+            json!({ "transferId": second, "idempotencyKey": key() }),
+        )
+        .await,
+    );
     app.assert_ledger_consistent().await;
 }
 
