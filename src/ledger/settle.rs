@@ -124,7 +124,9 @@ pub fn settle(
         previous_seq: HashMap::new(),
         transfers: locked.transfers,
         changed: BTreeSet::new(),
-        clock: now,
+        // To the microsecond, as the databases store times: what a request
+        // is answered with is what a later read returns.
+        clock: DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now),
     };
     let mut settlement = Settlement::default();
     let key = |i: usize| keys.get(i).copied().unwrap_or_default();
@@ -600,6 +602,13 @@ mod tests {
         assert_eq!(
             payer_rows,
             [(4, 600), (5, 300), (6, 200), (7, 150), (8, 149)]
+        );
+        // Times are to the microsecond, as stored: an answer and a later
+        // read agree.
+        assert!(
+            s.operations
+                .iter()
+                .all(|op| op.created_at.timestamp_subsec_nanos() % 1_000 == 0)
         );
         let final_payer = s.wallets.iter().find(|c| c.wallet.id == payer);
         assert_eq!(

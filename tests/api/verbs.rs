@@ -11,11 +11,11 @@ const TRANSFER_FIELDS: &str =
     "id kind status amount capturedAmount refundedAmount settledAt expiresAt
     fromWalletId toWalletId description refundOf { id } refunds { id amount }";
 
-fn key() -> String {
+pub(crate) fn key() -> String {
     Uuid::now_v7().to_string()
 }
 
-async fn authorize(
+pub(crate) async fn authorize(
     app: &TestApp,
     payer: &TestClient,
     payee: &str,
@@ -39,7 +39,7 @@ async fn authorize(
 }
 
 /// Captures (`verb` = "captureTransfer") or voids ("voidTransfer").
-async fn end(app: &TestApp, token: &str, verb: &str, input: Value) -> Value {
+pub(crate) async fn end(app: &TestApp, token: &str, verb: &str, input: Value) -> Value {
     let input_type = if verb == "captureTransfer" {
         "CaptureTransferInput"
     } else {
@@ -275,7 +275,7 @@ async fn a_void_releases_and_ends_the_hold(app: TestApp) {
         ("10.00".into(), "0.00".into(), "10.00".into())
     );
     assert_eq!(balances(&app, &payee.wallet).await.0, "0.00");
-    // A key used for one verb cannot be reused for another, or another target.
+    // A key refused with its request is free again (here the operator's).
     let shared = key();
     let first = end(
         &app,
@@ -285,23 +285,30 @@ async fn a_void_releases_and_ends_the_hold(app: TestApp) {
     )
     .await;
     assert_eq!(error_code(&first), "TRANSFER_NOT_PENDING");
-    let again = authorize(
+    let again = end(
         &app,
-        &payer,
-        &payee.wallet,
-        "1.00",
-        json!({ "idempotencyKey": shared }),
-    )
-    .await;
-    data(&again);
-    let reused = end(
-        &app,
-        &payee.token,
+        OPERATOR,
         "voidTransfer",
         json!({ "transferId": id, "idempotencyKey": shared }),
     )
     .await;
-    assert_ne!(error_code(&reused), "OK");
+    assert_eq!(error_code(&again), "TRANSFER_NOT_PENDING");
+    // A caller's key stands for one verb on one target: the same request
+    // again answers the same; another verb or another transfer is refused.
+    let held = authorize(&app, &payer, &payee.wallet, "1.00", json!({})).await;
+    let other = text(&data(&held)["authorizeTransfer"]["transfer"]["id"]);
+    let capture = json!({ "transferId": other, "idempotencyKey": shared });
+    let captured = end(&app, &payee.token, "captureTransfer", capture.clone()).await;
+    let retried = end(&app, &payee.token, "captureTransfer", capture).await;
+    assert_eq!(
+        data(&retried)["captureTransfer"]["transfer"],
+        data(&captured)["captureTransfer"]["transfer"]
+    );
+    for (verb, target) in [("voidTransfer", &other), ("captureTransfer", &id)] {
+        let input = json!({ "transferId": target, "idempotencyKey": shared });
+        let reused = end(&app, &payee.token, verb, input).await;
+        assert_eq!(error_code(&reused), "IDEMPOTENCY_KEY_REUSED", "{verb}");
+    }
     let unknown = end(
         &app,
         OPERATOR,
