@@ -237,7 +237,19 @@ pub struct Config {
     )]
     pub max_batch_body_bytes: usize,
 
-    /// Seconds a request may take before it is answered with TIMEOUT.
+    /// Most mutation fields one request may run (aliases and fragments
+    /// counted); each spends one unit of the caller's rate budget.
+    #[arg(
+        long,
+        env = "MAX_MUTATIONS_PER_REQUEST",
+        default_value_t = 10,
+        global = true
+    )]
+    pub max_mutations_per_request: usize,
+
+    /// Seconds a request may take before it is answered with TIMEOUT (a
+    /// mutation's fields that had not started by then are refused with
+    /// TIMEOUT; those that committed are answered).
     #[arg(
         long,
         env = "REQUEST_TIMEOUT_SECS",
@@ -363,6 +375,7 @@ pub struct ApiLimits {
     pub max_page_size: usize,
     pub max_body_bytes: usize,
     pub max_batch_body_bytes: usize,
+    pub max_mutations_per_request: usize,
     pub request_timeout: std::time::Duration,
     pub header_timeout: std::time::Duration,
     pub rate_limits: RateLimits,
@@ -384,6 +397,7 @@ impl Default for ApiLimits {
             max_page_size: 100,
             max_body_bytes: 64 * 1024,
             max_batch_body_bytes: 512 * 1024,
+            max_mutations_per_request: 10,
             request_timeout: std::time::Duration::from_secs(30),
             header_timeout: std::time::Duration::from_secs(10),
             rate_limits: RateLimits::default(),
@@ -406,6 +420,7 @@ impl Config {
             max_page_size: self.max_page_size,
             max_body_bytes: self.max_body_bytes,
             max_batch_body_bytes: self.max_batch_body_bytes.max(self.max_body_bytes),
+            max_mutations_per_request: self.max_mutations_per_request,
             request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
             header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
             rate_limits: RateLimits {

@@ -32,6 +32,8 @@ pub enum AppError {
     Unauthenticated,
     #[error("not allowed for this caller")]
     Forbidden,
+    #[error("WebSocket connections from this origin are not allowed (see CORS_ALLOWED_ORIGINS)")]
+    ForbiddenOrigin,
     #[error("too many subscriptions on this connection (at most {0})")]
     TooManySubscriptions(usize),
     #[error(
@@ -56,6 +58,10 @@ pub enum AppError {
     RateLimited { retry_after_secs: u64 },
     #[error("the request took too long and was stopped; nothing was changed unless it committed")]
     Timeout,
+    #[error("too many mutations in one request: {0}")]
+    TooManyMutations(String),
+    #[error("the request ran out of time before this mutation ran: it changed nothing")]
+    TimedOutBeforeRun,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -76,12 +82,13 @@ impl AppError {
             AppError::TooManyHolds(_) => "TOO_MANY_HOLDS",
             AppError::EmailTaken => "EMAIL_TAKEN",
             AppError::Unauthenticated => "UNAUTHENTICATED",
-            AppError::Forbidden => "FORBIDDEN",
+            AppError::Forbidden | AppError::ForbiddenOrigin => "FORBIDDEN",
             AppError::TooManySubscriptions(_) => "TOO_MANY_SUBSCRIPTIONS",
             AppError::SubscriptionLagged => "SUBSCRIPTION_LAGGED",
             AppError::EventsMissed => "EVENTS_MISSED",
             AppError::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",
-            AppError::Timeout => "TIMEOUT",
+            AppError::Timeout | AppError::TimedOutBeforeRun => "TIMEOUT",
+            AppError::TooManyMutations(_) => "TOO_MANY_MUTATIONS",
             AppError::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
             AppError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             AppError::TooManyConnections(_) => "TOO_MANY_CONNECTIONS",

@@ -275,14 +275,18 @@ pub fn transfer(caller: &Caller, request: TransferRequest) -> AppResult<Entry> {
 
 /// An authorisation: a hold on the payer's available balance, and a
 /// PENDING transfer to capture or void before `expires_at`.
+///
+/// The deadline is checked against the clock last, once the claim is
+/// built: a request refused only by the clock (its `expiresAt` has passed)
+/// may be the retry of one that was stored, whose answer was lost; the
+/// refusal carries the claim so the stored answer can be given instead.
 pub fn authorize(
     caller: &Caller,
     request: AuthorizeRequest,
     now: DateTime<Utc>,
-) -> AppResult<Entry> {
+) -> Result<Entry, ClockRefusal> {
     let (from, to) = payer_and_payee(caller, request.from_wallet_id, request.to_wallet_id)?;
     let amount = request.amount.cents();
-    let expires_at = validate::expires_at(request.expires_at, now)?;
     let description = checked_description(request.description)?;
     // The deadline is part of the request only when the caller gave one
     // (a retry without one is the same request, whenever it comes).
@@ -292,6 +296,12 @@ pub fn authorize(
         deadline.as_deref().unwrap_or(""),
         description.as_deref().unwrap_or("")
     );
+    let claim = claim(caller, Some(request.idempotency_key), fingerprint)?;
+    let expires_at =
+        validate::expires_at(request.expires_at, now).map_err(|error| ClockRefusal {
+            error,
+            claim: claim.clone(),
+        })?;
     let header = NewTransfer {
         id: Uuid::now_v7(),
         from_wallet_id: from,
@@ -303,8 +313,21 @@ pub fn authorize(
         refund_of: None,
     };
     let legs = vec![Leg::hold(from, amount, OperationKind::Hold, to)];
-    let claim = claim(caller, Some(request.idempotency_key), fingerprint)?;
     Ok(post(caller, legs, Some(header), description, claim))
+}
+
+/// A request refused before queueing. When only the clock refused it,
+/// `claim` is its idempotency claim: a stored use of it is answered instead.
+#[derive(Debug)]
+pub struct ClockRefusal {
+    pub error: AppError,
+    pub claim: Option<Claim>,
+}
+
+impl From<AppError> for ClockRefusal {
+    fn from(error: AppError) -> Self {
+        ClockRefusal { error, claim: None }
+    }
 }
 
 /// Capturing or voiding a pending transfer (its payee or the operator).

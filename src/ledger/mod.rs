@@ -223,7 +223,19 @@ impl Ledger {
         caller: &Caller,
         request: AuthorizeRequest,
     ) -> AppResult<transfer::Model> {
-        let entry = entry::authorize(caller, request, chrono::Utc::now())?;
+        let entry = match entry::authorize(caller, request, chrono::Utc::now()) {
+            Ok(entry) => entry,
+            // A retry after the deadline passed: the stored answer, if the
+            // first attempt committed.
+            Err(entry::ClockRefusal {
+                error,
+                claim: Some(claim),
+            }) => {
+                let stored = self.stored(&claim).await?;
+                return stored.ok_or(error)?.into_transfer_row();
+            }
+            Err(refusal) => return Err(refusal.error),
+        };
         self.post(entry).await?.into_transfer_row()
     }
 
@@ -400,12 +412,18 @@ impl Ledger {
     }
 
     async fn replay(&self, claim: &entry::Claim) -> AppResult<Posted> {
+        self.stored(claim).await?.ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!("idempotency key vanished after a conflict"))
+        })
+    }
+
+    /// What the first use of `claim`'s key posted, if it is stored; a key
+    /// stored for another request is `IDEMPOTENCY_KEY_REUSED`.
+    async fn stored(&self, claim: &entry::Claim) -> AppResult<Option<Posted>> {
         let db = self.store().db();
-        let record = postings::key_record(db, &claim.scope, &claim.key)
-            .await?
-            .ok_or_else(|| {
-                AppError::Internal(anyhow::anyhow!("idempotency key vanished after a conflict"))
-            })?;
+        let Some(record) = postings::key_record(db, &claim.scope, &claim.key).await? else {
+            return Ok(None);
+        };
         if record.fingerprint != claim.fingerprint {
             return Err(AppError::IdempotencyKeyReused);
         }
@@ -423,12 +441,12 @@ impl Ledger {
             .iter()
             .filter_map(|id| found.iter().find(|w| w.id == *id).cloned())
             .collect();
-        Ok(Posted {
+        Ok(Some(Posted {
             transfer,
             original: None,
             operations,
             wallets,
-        })
+        }))
     }
 }
 

@@ -685,7 +685,7 @@ mod tests {
             },
             Utc::now(),
         )
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{}", e.error))
     }
 
     #[test]

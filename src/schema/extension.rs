@@ -1,12 +1,14 @@
 //! The schema's one extension, wiring the request hooks to the concerns
-//! that need them: the document guard (`guard.rs`), null propagation
-//! (`nulls.rs`), error codes (`errors.rs`) and request metrics
-//! (`metrics.rs`).
+//! that need them: the document guard (`guard.rs`), the bounds and deadline
+//! of mutations (`budget.rs`), null propagation (`nulls.rs`), error codes
+//! (`errors.rs`) and request metrics (`metrics.rs`).
 //!
 //! One extension rather than one per concern: async-graphql runs every
 //! extension's `resolve` hook around every field and list item, so each
 //! extension costs on every field of every response.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -19,10 +21,12 @@ use async_graphql::{Response, ServerResult, Value, Variables};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
-use super::errors::with_codes;
+use super::budget::{self, MutationWork, RequestBudget};
+use super::errors::{server_error, with_codes};
 use super::guard::{self, DocumentLimits, Transport};
 use super::metrics;
 use super::nulls::NullPropagation;
+use crate::domain::error::AppError;
 
 pub struct RequestHooks(pub DocumentLimits);
 
@@ -32,6 +36,7 @@ impl ExtensionFactory for RequestHooks {
             limits: self.0,
             operations: Mutex::default(),
             chosen: Mutex::default(),
+            mutation: AtomicBool::new(false),
             nulls: Arc::default(),
         })
     }
@@ -40,22 +45,24 @@ impl ExtensionFactory for RequestHooks {
 /// One request's hooks and what they learn along the way.
 struct Hooks {
     limits: DocumentLimits,
-    /// The document's operations: name and type.
-    operations: Mutex<Vec<(Option<String>, OperationType)>>,
+    /// The document's operations: name, type, and what a mutation asks for.
+    operations: Mutex<Vec<(Option<String>, OperationType, MutationWork)>>,
     /// The operation that ran: type and metrics label.
     chosen: Mutex<Option<(&'static str, String)>>,
+    /// The operation that runs is a mutation.
+    mutation: AtomicBool,
     /// Shared with the stream of a subscription's responses.
     nulls: Arc<NullPropagation>,
 }
 
 impl Hooks {
-    fn operation(&self, name: Option<&str>) -> Option<OperationType> {
+    fn operation(&self, name: Option<&str>) -> Option<(OperationType, MutationWork)> {
         self.operations
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .find(|(n, _)| name.is_none() || n.as_deref() == name)
-            .map(|(_, ty)| *ty)
+            .find(|(n, _, _)| name.is_none() || n.as_deref() == name)
+            .map(|(_, ty, work)| (*ty, *work))
     }
 }
 
@@ -94,6 +101,17 @@ impl Extension for Hooks {
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
         let (path, return_type) = (info.path_node, info.return_type);
+        // A root mutation field that has not started when time is up does
+        // not start.
+        if path.parent.is_none()
+            && self.mutation.load(Ordering::Acquire)
+            && ctx
+                .data_opt::<Arc<RequestBudget>>()
+                .is_some_and(|budget| budget.expired())
+        {
+            let refused = Err(server_error(AppError::TimedOutBeforeRun, None));
+            return self.nulls.settle(path, return_type, refused);
+        }
         let result = next.run(ctx, info).await;
         self.nulls.settle(path, return_type, result)
     }
@@ -108,14 +126,36 @@ impl Extension for Hooks {
         _next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let document = guard::parse(query, variables, &self.limits)?;
+        let operations = document
+            .operations
+            .iter()
+            .map(|(name, op)| {
+                let op = &op.node;
+                let work = match op.ty {
+                    OperationType::Mutation => {
+                        let defaults: HashMap<_, _> = op
+                            .variable_definitions
+                            .iter()
+                            .filter_map(|def| {
+                                Some((&def.node.name.node, def.node.default_value()?))
+                            })
+                            .collect();
+                        budget::mutation_work(
+                            &document,
+                            &op.selection_set.node,
+                            variables,
+                            &defaults,
+                        )
+                    }
+                    _ => MutationWork::default(),
+                };
+                (name.map(|n| n.to_string()), op.ty, work)
+            })
+            .collect();
         *self
             .operations
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = document
-            .operations
-            .iter()
-            .map(|(name, op)| (name.map(|n| n.to_string()), op.node.ty))
-            .collect();
+            .unwrap_or_else(PoisonError::into_inner) = operations;
         Ok(document)
     }
 
@@ -125,9 +165,19 @@ impl Extension for Hooks {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        if let Some(ty) = self.operation(operation_name) {
+        if let Some((ty, work)) = self.operation(operation_name) {
             if let Some(refusal) = guard::transport_refusal(ctx.data_opt::<Transport>(), ty) {
                 return Response::from_errors(vec![refusal]);
+            }
+            if ty == OperationType::Mutation {
+                let budget = ctx.data_opt::<Arc<RequestBudget>>();
+                let allowed = work
+                    .check(self.limits.max_mutations)
+                    .and_then(|()| budget.map_or(Ok(()), |budget| budget.start_mutation(work)));
+                if let Err(err) = allowed {
+                    return Response::from_errors(vec![server_error(err, None)]);
+                }
+                self.mutation.store(true, Ordering::Release);
             }
             *self.chosen.lock().unwrap_or_else(PoisonError::into_inner) =
                 Some((metrics::kind(ty), metrics::label(operation_name)));

@@ -52,6 +52,8 @@ pub struct DocumentLimits {
     pub max_fields: usize,
     /// Largest `first` / `last`.
     pub max_page_size: usize,
+    /// Most root fields of a mutation (see `budget`).
+    pub max_mutations: usize,
 }
 
 /// Parses `query` and bounds its cost (see the module's documentation).

@@ -2,6 +2,7 @@
 //! input, and call the ledger (writes) or the store (reads, via batching loaders).
 
 mod batch;
+mod budget;
 mod errors;
 mod extension;
 mod guard;
@@ -17,6 +18,7 @@ mod types;
 
 use async_graphql::Schema;
 
+pub use budget::{RequestBudget, SpendRate};
 pub use errors::server_error;
 pub use extension::RequestHooks;
 pub use guard::{DocumentLimits, Transport};
@@ -47,6 +49,7 @@ pub fn build(ledger: Ledger, limits: &ApiLimits) -> WalletSchema {
         max_introspection_depth: limits.max_introspection_depth,
         max_fields: limits.max_complexity,
         max_page_size: limits.max_page_size,
+        max_mutations: limits.max_mutations_per_request,
     };
     let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(ledger.store().clone())

@@ -13,6 +13,11 @@ use crate::ledger::{
     AuthorizeRequest, DepositRequest, RefundRequest, TransferRequest, WithdrawRequest,
 };
 
+/// Every root field is nullable and independent of its siblings (the
+/// GraphQL spec's serial execution): a document with several mutations
+/// answers each on its own, so one refused field never hides another that
+/// committed. Per field, data means it committed and an error means it
+/// changed nothing.
 pub struct MutationRoot;
 
 #[derive(InputObject)]
@@ -131,19 +136,23 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         input: CreateClientInput,
-    ) -> Result<CreateClientPayload> {
+    ) -> Result<Option<CreateClientPayload>> {
         let created = ledger(ctx)?
             .create_client(&input.name, input.email.as_deref())
             .await?;
-        Ok(CreateClientPayload {
+        Ok(Some(CreateClientPayload {
             client: created.client,
             wallet: created.wallet,
             token: created.token,
-        })
+        }))
     }
 
     /// Puts money into a wallet (operator only).
-    async fn deposit(&self, ctx: &Context<'_>, input: DepositInput) -> Result<DepositPayload> {
+    async fn deposit(
+        &self,
+        ctx: &Context<'_>,
+        input: DepositInput,
+    ) -> Result<Option<DepositPayload>> {
         let request = DepositRequest {
             wallet_id: input.wallet_id.0,
             amount: amount(input.amount)?,
@@ -151,15 +160,19 @@ impl MutationRoot {
             idempotency_key: input.idempotency_key,
         };
         let outcome = counted("deposit", ledger(ctx)?.deposit(caller(ctx)?, request).await)?;
-        Ok(DepositPayload {
+        Ok(Some(DepositPayload {
             operation: outcome.operation,
             wallet: outcome.wallet,
-        })
+        }))
     }
 
     /// Takes money out of a wallet to an outside account (operator only):
     /// a WITHDRAWAL row, within the wallet's available balance.
-    async fn withdraw(&self, ctx: &Context<'_>, input: WithdrawInput) -> Result<WithdrawPayload> {
+    async fn withdraw(
+        &self,
+        ctx: &Context<'_>,
+        input: WithdrawInput,
+    ) -> Result<Option<WithdrawPayload>> {
         let request = WithdrawRequest {
             wallet_id: input.wallet_id.0,
             amount: amount(input.amount)?,
@@ -170,23 +183,27 @@ impl MutationRoot {
             "withdraw",
             ledger(ctx)?.withdraw(caller(ctx)?, request).await,
         )?;
-        Ok(WithdrawPayload {
+        Ok(Some(WithdrawPayload {
             operation: outcome.operation,
             wallet: outcome.wallet,
-        })
+        }))
     }
 
     /// Moves money from the caller's wallet to another wallet, atomically.
-    async fn transfer(&self, ctx: &Context<'_>, input: TransferInput) -> Result<TransferPayload> {
+    async fn transfer(
+        &self,
+        ctx: &Context<'_>,
+        input: TransferInput,
+    ) -> Result<Option<TransferPayload>> {
         let request = transfer_request(input)?;
         let outcome = counted(
             "transfer",
             ledger(ctx)?.transfer(caller(ctx)?, request).await,
         )?;
-        Ok(TransferPayload {
+        Ok(Some(TransferPayload {
             transfer: outcome.transfer,
             debit: outcome.debit,
-        })
+        }))
     }
 
     /// Holds money of the caller's wallet for a payee: a PENDING transfer,
@@ -196,7 +213,7 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         input: AuthorizeTransferInput,
-    ) -> Result<AuthorizeTransferPayload> {
+    ) -> Result<Option<AuthorizeTransferPayload>> {
         let request = AuthorizeRequest {
             from_wallet_id: input.from_wallet_id.0,
             to_wallet_id: input.to_wallet_id.0,
@@ -206,10 +223,10 @@ impl MutationRoot {
             idempotency_key: input.idempotency_key,
         };
         let transfer = ledger(ctx)?.authorize(caller(ctx)?, request).await;
-        Ok(AuthorizeTransferPayload(counted(
+        Ok(Some(AuthorizeTransferPayload(counted(
             "authorizeTransfer",
             transfer,
-        )?))
+        )?)))
     }
 
     /// Posts a pending transfer (its payee or the operator): the hold is
@@ -218,7 +235,7 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         input: CaptureTransferInput,
-    ) -> Result<CaptureTransferPayload> {
+    ) -> Result<Option<CaptureTransferPayload>> {
         let amount = input.amount.map(amount).transpose()?;
         let transfer = ledger(ctx)?
             .capture(
@@ -228,10 +245,10 @@ impl MutationRoot {
                 input.idempotency_key,
             )
             .await;
-        Ok(CaptureTransferPayload(counted(
+        Ok(Some(CaptureTransferPayload(counted(
             "captureTransfer",
             transfer,
-        )?))
+        )?)))
     }
 
     /// Cancels a pending transfer (its payee or the operator): the hold is
@@ -240,11 +257,14 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         input: VoidTransferInput,
-    ) -> Result<VoidTransferPayload> {
+    ) -> Result<Option<VoidTransferPayload>> {
         let transfer = ledger(ctx)?
             .void(caller(ctx)?, input.transfer_id.0, input.idempotency_key)
             .await;
-        Ok(VoidTransferPayload(counted("voidTransfer", transfer)?))
+        Ok(Some(VoidTransferPayload(counted(
+            "voidTransfer",
+            transfer,
+        )?)))
     }
 
     /// Pays back (part of) a POSTED payment (its payee or the operator): a
@@ -253,7 +273,7 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         input: RefundTransferInput,
-    ) -> Result<RefundTransferPayload> {
+    ) -> Result<Option<RefundTransferPayload>> {
         let request = RefundRequest {
             transfer_id: input.transfer_id.0,
             amount: input.amount.map(amount).transpose()?,
@@ -264,10 +284,10 @@ impl MutationRoot {
             "refundTransfer",
             ledger(ctx)?.refund(caller(ctx)?, request).await,
         )?;
-        Ok(RefundTransferPayload {
+        Ok(Some(RefundTransferPayload {
             refund: outcome.refund,
             original: outcome.original,
-        })
+        }))
     }
 
     /// Up to 1,000 transfers out of the caller's wallet in one request and
@@ -276,7 +296,7 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         input: TransferBatchInput,
-    ) -> Result<TransferBatchPayload> {
+    ) -> Result<Option<TransferBatchPayload>> {
         let caller = caller(ctx)?;
         let from_wallet_id = match caller {
             Caller::Client { wallet_id, .. } => *wallet_id,
@@ -315,10 +335,10 @@ impl MutationRoot {
                 }
             })
             .collect();
-        Ok(TransferBatchPayload {
+        Ok(Some(TransferBatchPayload {
             results,
             from_wallet_id,
-        })
+        }))
     }
 }
 

@@ -18,7 +18,7 @@ use axum::response::Response;
 
 use super::AppState;
 use super::auth::authenticate;
-use super::graphql::refused;
+use super::graphql::{Media, refused_as};
 use super::listener::Peer;
 use crate::domain::auth::Caller;
 use crate::domain::error::AppError;
@@ -35,6 +35,8 @@ pub async fn gate(
     }
     let max = limits.max_body_bytes;
     let (parts, body) = request.into_parts();
+    let media = Media::for_post(&parts.headers);
+    let refused = |err| refused_as(err, media);
     let bytes = match axum::body::to_bytes(body, limits.max_batch_body_bytes).await {
         Ok(bytes) => bytes,
         Err(err) if err.to_string().contains("length limit") => {

@@ -1,12 +1,13 @@
 //! The GraphQL endpoint over HTTP: POST, and GET for queries (the
 //! GraphQL-over-HTTP spec, which urql and others use for queries).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_graphql::ParseRequestError;
 use async_graphql::{Response as GqlResponse, ServerError};
+use async_graphql_axum::GraphQLRequest;
 use async_graphql_axum::rejection::GraphQLRejection;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +17,7 @@ use super::AppState;
 use super::auth::authenticate;
 use super::listener::Peer;
 use crate::domain::error::AppError;
-use crate::schema::{Transport, new_loader, server_error};
+use crate::schema::{RequestBudget, Transport, new_loader, server_error};
 
 /// The media type of the GraphQL-over-HTTP spec.
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
@@ -29,24 +30,20 @@ pub async fn graphql(
     headers: HeaderMap,
     request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
+    let media = Media::for_post(&headers);
+    let too_large = || AppError::PayloadTooLarge(state.api_limits.max_body_bytes);
     let request = match request {
         Ok(request) => request.into_inner(),
         Err(GraphQLRejection(ParseRequestError::PayloadTooLarge)) => {
-            return refused(AppError::PayloadTooLarge(state.api_limits.max_body_bytes));
+            return refused_as(too_large(), media);
         }
         Err(GraphQLRejection(err)) if err.to_string().contains("length limit") => {
-            return refused(AppError::PayloadTooLarge(state.api_limits.max_body_bytes));
+            return refused_as(too_large(), media);
         }
         Err(GraphQLRejection(err)) => {
-            return refused(AppError::invalid(format!(
-                "malformed GraphQL request: {err}"
-            )));
+            let malformed = AppError::invalid(format!("malformed GraphQL request: {err}"));
+            return refused_as(malformed, media);
         }
-    };
-    let media = if accepts_graphql_response(&headers) {
-        Media::GraphqlResponse
-    } else {
-        Media::Json
     };
     execute(&state, peer, &headers, request, media).await
 }
@@ -59,37 +56,59 @@ pub async fn graphql_get(
     headers: &HeaderMap,
     query_string: Option<&str>,
 ) -> Response {
+    let media = Media::for_get(headers);
     let max = state.api_limits.max_body_bytes;
     let query_string = query_string.unwrap_or_default();
     // The URL carries what a POST body would: the same size limit.
     if query_string.len() > max {
-        return refused(AppError::PayloadTooLarge(max));
+        return refused_as(AppError::PayloadTooLarge(max), media);
     }
     let request = match async_graphql::http::parse_query_string(query_string) {
         Ok(request) => request,
         Err(err) => {
-            return refused(AppError::invalid(format!(
-                "malformed GraphQL request: {err}"
-            )));
+            let malformed = AppError::invalid(format!("malformed GraphQL request: {err}"));
+            return refused_as(malformed, media);
         }
     };
     let request = request.data(Transport::HttpGet);
-    let media = if accepts_only_json(headers) {
-        Media::Json
-    } else {
-        Media::GraphqlResponse
-    };
     execute(state, peer, headers, request, media).await
 }
 
-/// How a response is framed.
+/// How a response is framed: the GraphQL-over-HTTP spec's two media types.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Media {
+pub enum Media {
     /// `application/json`: always 200 once the request was accepted.
     Json,
     /// `application/graphql-response+json`: 4xx for a request that failed
     /// before execution (it has no data).
     GraphqlResponse,
+}
+
+impl Media {
+    /// A POST is answered as it asks; without an Accept naming the new
+    /// media type, as `application/json` (the spec's legacy default).
+    pub fn for_post(headers: &HeaderMap) -> Media {
+        match accepts_graphql_response(headers) {
+            true => Media::GraphqlResponse,
+            false => Media::Json,
+        }
+    }
+
+    /// A GET is answered as `application/graphql-response+json` unless it
+    /// asks for `application/json` alone.
+    pub fn for_get(headers: &HeaderMap) -> Media {
+        match accepts_only_json(headers) {
+            true => Media::Json,
+            false => Media::GraphqlResponse,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Media::Json => "application/json",
+            Media::GraphqlResponse => GRAPHQL_RESPONSE_JSON,
+        }
+    }
 }
 
 fn accept(headers: &HeaderMap) -> &str {
@@ -118,23 +137,39 @@ async fn execute(
     let address = peer.0.map(|addr| addr.ip());
     let caller = match authenticate(state, headers, address).await {
         Ok(caller) => caller,
-        Err(err) => return refused(err),
+        Err(err) => return refused_as(err, media),
     };
     if let Err(err) = state.rate_limiter.check(&caller, address) {
-        return refused(err);
+        return refused_as(err, media);
     }
     let span = tracing::info_span!(
         "graphql",
         operation = request.operation_name.as_deref().unwrap_or("-"),
         caller = caller.kind(),
     );
-    let request = request.data(caller).data(new_loader(state.store.clone()));
     let started = Instant::now();
+    let deadline = started + state.api_limits.request_timeout;
+    let budget = {
+        let (limiter, caller) = (state.rate_limiter.clone(), caller.clone());
+        Arc::new(RequestBudget::new(
+            deadline,
+            Box::new(move |units| limiter.check_n(&caller, address, units)),
+        ))
+    };
+    let request = request
+        .data(caller)
+        .data(new_loader(state.store.clone()))
+        .data(budget.clone());
     let execution = state.schema.execute(request).instrument(span.clone());
-    let Ok(response) = tokio::time::timeout(state.api_limits.request_timeout, execution).await
-    else {
-        // Dropping the execution rolls back any transaction it had open.
-        return refused(AppError::Timeout);
+    tokio::pin!(execution);
+    let response = match tokio::time::timeout_at(deadline.into(), &mut execution).await {
+        Ok(response) => response,
+        // A mutation is never cut off mid-field: the field in flight is
+        // answered (it may have committed) and the ones after it are
+        // refused with TIMEOUT without running (see `schema::budget`).
+        Err(_) if budget.writing() => execution.await,
+        // A query is dropped, which rolls back any transaction it had open.
+        Err(_) => return refused_as(AppError::Timeout, media),
     };
     // Only when debug logging is on: collecting the codes allocates.
     if tracing::enabled!(tracing::Level::DEBUG) {
@@ -166,39 +201,60 @@ fn respond(response: GqlResponse, media: Media) -> Response {
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return refused;
     }
-    match media {
-        Media::Json => GraphQLResponse::from(response).into_response(),
-        Media::GraphqlResponse => {
-            // No data and no error with a path: the request failed before
-            // execution (parse, validation, limits).
-            let request_error = response.data == async_graphql::Value::Null
-                && !response.errors.is_empty()
-                && response.errors.iter().all(|e| e.path.is_empty());
-            let status = if request_error {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::OK
-            };
-            framed(response, media, status)
-        }
+    // No data and no error with a path: the request failed before
+    // execution (parse, validation, limits).
+    let request_error = response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    // A mutation past the caller's rate is refused as the door refuses a
+    // request: 429 with Retry-After, whatever the media type.
+    if request_error && let Some(retry_after) = rate_limited(&response) {
+        let mut limited = framed(response, media, StatusCode::TOO_MANY_REQUESTS);
+        limited
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        return limited;
+    }
+    let status = match media {
+        // application/json: 200 once the request was accepted.
+        Media::Json => StatusCode::OK,
+        Media::GraphqlResponse if request_error => StatusCode::BAD_REQUEST,
+        Media::GraphqlResponse => StatusCode::OK,
+    };
+    framed(response, media, status)
+}
+
+/// The wait of a `RATE_LIMITED` refusal, if the response is one.
+fn rate_limited(response: &GqlResponse) -> Option<u64> {
+    let error = response
+        .errors
+        .iter()
+        .find(|e| code_of(e) == Some("RATE_LIMITED"))?;
+    match error.extensions.as_ref()?.get("retryAfter")? {
+        async_graphql::Value::Number(secs) => secs.as_u64(),
+        _ => None,
     }
 }
 
 fn framed(response: GqlResponse, media: Media, status: StatusCode) -> Response {
-    let content_type = match media {
-        Media::Json => "application/json",
-        Media::GraphqlResponse => GRAPHQL_RESPONSE_JSON,
-    };
     match serde_json::to_vec(&response) {
-        Ok(body) => (status, [(header::CONTENT_TYPE, content_type)], body).into_response(),
-        Err(err) => refused(AppError::Internal(err.into())),
+        Ok(body) => (status, [(header::CONTENT_TYPE, media.content_type())], body).into_response(),
+        Err(err) => refused_as(AppError::Internal(err.into()), media),
     }
 }
 
-/// A request refused outside GraphQL execution, in GraphQL's error shape.
+/// A request refused outside GraphQL execution, in GraphQL's error shape,
+/// as `application/graphql-response+json` (for when the request's Accept
+/// is not known).
 pub fn refused(err: AppError) -> Response {
+    refused_as(err, Media::GraphqlResponse)
+}
+
+/// A request refused outside GraphQL execution, framed as `media`.
+pub fn refused_as(err: AppError, media: Media) -> Response {
     let status = match err {
         AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
+        AppError::ForbiddenOrigin => StatusCode::FORBIDDEN,
         AppError::InvalidInput(_) => StatusCode::BAD_REQUEST,
         AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         AppError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -216,11 +272,7 @@ pub fn refused(err: AppError) -> Response {
         _ => None,
     };
     let error = server_error(err, None);
-    let mut response = (
-        status,
-        GraphQLResponse::from(GqlResponse::from_errors(vec![error])),
-    )
-        .into_response();
+    let mut response = framed(GqlResponse::from_errors(vec![error]), media, status);
     if let Some(secs) = retry_after {
         response
             .headers_mut()

@@ -109,6 +109,13 @@ impl RateLimiter {
 
     /// Spends one request of the caller's budget, or says how long to wait.
     pub fn check(&self, caller: &Caller, peer: Option<IpAddr>) -> AppResult<()> {
+        self.check_n(caller, peer, 1)
+    }
+
+    /// Spends `units` of the caller's budget at once, or none of them and
+    /// says how long to wait. More than the burst can ever allow is refused
+    /// for a second's wait: the caller should split its request.
+    pub fn check_n(&self, caller: &Caller, peer: Option<IpAddr>, units: u32) -> AppResult<()> {
         let (limiter, key) = match caller {
             Caller::Operator => return Ok(()),
             Caller::Client { client_id, .. } => (&self.clients, Key::Client(*client_id)),
@@ -117,12 +124,14 @@ impl RateLimiter {
                 None => return Ok(()),
             },
         };
-        let Some(limiter) = limiter else {
+        let (Some(limiter), Some(units)) = (limiter, NonZeroU32::new(units)) else {
             return Ok(());
         };
-        limiter
-            .check_key(&key)
-            .map_err(|not_until| Self::limited(not_until.wait_time_from(self.clock.now())))
+        match limiter.check_key_n(&key, units) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(Self::limited(not_until.wait_time_from(self.clock.now()))),
+            Err(_) => Err(Self::limited(Duration::from_secs(1))),
+        }
     }
 
     /// Forgets budgets that are full again and blocks that ended, so idle

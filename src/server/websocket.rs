@@ -37,6 +37,9 @@ use crate::schema::{SubscriptionSlots, Transport, new_loader};
 pub async fn graphql_get(State(state): State<AppState>, peer: Peer, request: Request) -> Response {
     let (mut parts, _body) = request.into_parts();
     if let Some(protocol) = protocol(&parts.headers) {
+        if !origin_allowed(&parts.headers, &state.api_limits.cors_allowed_origins) {
+            return super::graphql::refused(AppError::ForbiddenOrigin);
+        }
         let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
             Ok(upgrade) => upgrade,
             Err(rejection) => return rejection.into_response(),
@@ -53,6 +56,32 @@ pub async fn graphql_get(State(state): State<AppState>, peer: Peer, request: Req
         return super::playground::page(&state);
     }
     super::graphql::graphql_get(&state, peer, &parts.headers, parts.uri.query()).await
+}
+
+/// Whether a WebSocket upgrade may be served to the page it comes from.
+/// Browsers send `Origin` with every upgrade and CORS does not apply to
+/// WebSockets, so this is the check that keeps other sites' pages out: no
+/// `Origin` (not a browser), the server's own (the bundled GraphiQL), or
+/// one of `CORS_ALLOWED_ORIGINS` (`*` allows any).
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let own = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .is_some_and(|host| {
+            [("http://", host), ("https://", host)]
+                .iter()
+                .any(|(scheme, host)| origin.strip_prefix(scheme) == Some(host))
+        });
+    own || allowed
+        .iter()
+        .map(|o| o.trim())
+        .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
 }
 
 /// A browser navigating to the endpoint (its Accept starts with text/html).

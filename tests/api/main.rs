@@ -18,6 +18,7 @@ mod history;
 mod holds;
 mod idempotency;
 mod limits;
+mod mutations;
 mod observability;
 mod pagination;
 mod properties;

@@ -592,9 +592,10 @@ async fn batches_settle_item_by_item_or_all_at_once(app: TestApp) {
     let too_many: Vec<Value> = (0..1_001)
         .map(|_| item(&payer, &payee.wallet, "0.01", None))
         .collect();
+    // Past 1,000 entries the request is refused before anything runs.
     assert_eq!(
         error_code(&transfer_batch(&app, &payer, too_many, false).await),
-        "INVALID_INPUT"
+        "TOO_MANY_MUTATIONS"
     );
     app.assert_ledger_consistent().await;
 }

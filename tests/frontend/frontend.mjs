@@ -111,12 +111,21 @@ import type { Mutation, Query, Scalars, Subscription } from './schema-types';
 type IsAny<T> = 0 extends 1 & T ? true : false;
 type IsUnknown<T> = IsAny<T> extends true ? false : unknown extends T ? true : false;
 type StrictString<T> = IsAny<T> extends true ? 'any' : IsUnknown<T> extends true ? 'unknown' : [T] extends [string] ? true : 'not a string';
+// Every mutation field is nullable: one refused alias is null on its own
+// and never hides another that committed.
+type Nullable<T> = null extends T ? true : 'never null';
+const nullableMutations: [
+  Nullable<TransferMutation['transfer']>,
+  Nullable<DepositMutation['deposit']>,
+  Nullable<CaptureTransferMutation['captureTransfer']>,
+  Nullable<Mutation['transferBatch']>,
+] = [true, true, true, true];
 const scalarChecks: [
-  StrictString<TransferMutation['transfer']['transfer']['amount']>,
-  StrictString<TransferMutation['transfer']['transfer']['id']>,
-  StrictString<TransferMutation['transfer']['fromWallet']['balance']>,
-  StrictString<DepositMutation['deposit']['operation']['amount']>,
-  StrictString<CreateClientMutation['createClient']['wallet']['id']>,
+  StrictString<NonNullable<TransferMutation['transfer']>['transfer']['amount']>,
+  StrictString<NonNullable<TransferMutation['transfer']>['transfer']['id']>,
+  StrictString<NonNullable<TransferMutation['transfer']>['fromWallet']['balance']>,
+  StrictString<NonNullable<DepositMutation['deposit']>['operation']['amount']>,
+  StrictString<NonNullable<CreateClientMutation['createClient']>['wallet']['id']>,
   StrictString<WalletHistoryQuery['wallet']['operations']['edges'][number]['node']['createdAt']>,
   StrictString<WalletHistoryQuery['wallet']['operations']['edges'][number]['node']['balanceAfter']>,
   StrictString<OperationCreatedSubscription['operationCreated']['amount']>,
@@ -126,29 +135,33 @@ const scalarChecks: [
   StrictString<Scalars['UUID']['input']>,
   StrictString<Scalars['DateTime']['output']>,
   StrictString<Query['wallet']['balance']>,
-  StrictString<Mutation['transfer']['transfer']['amount']>,
+  StrictString<NonNullable<Mutation['transfer']>['transfer']['amount']>,
   StrictString<Subscription['operationCreated']['createdAt']>,
-  StrictString<AuthorizeTransferMutation['authorizeTransfer']['fromWallet']['availableBalance']>,
-  StrictString<NonNullable<CaptureTransferMutation['captureTransfer']['transfer']['capturedAmount']>>,
+  StrictString<NonNullable<AuthorizeTransferMutation['authorizeTransfer']>['fromWallet']['availableBalance']>,
+  StrictString<NonNullable<NonNullable<CaptureTransferMutation['captureTransfer']>['transfer']['capturedAmount']>>,
 ] = [true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true, true];
 
 // Until POSTED a transfer has no captured amount: the type says so.
-export function captured(result: CaptureTransferMutation): string {
-  return result.captureTransfer.transfer.capturedAmount ?? '0.00';
+export function captured(result: CaptureTransferMutation): string | null {
+  return result.captureTransfer ? result.captureTransfer.transfer.capturedAmount ?? '0.00' : null;
 }
 
-export function transferred(result: TransferMutation): { id: string; amount: string; payee: string; balance: string } {
-  const amount: string = result.transfer.transfer.amount;
+// null: refused (its error says why), and nothing moved.
+export function transferred(result: TransferMutation): { id: string; amount: string; payee: string; balance: string } | null {
+  const paid = result.transfer;
+  if (!paid) return null;
+  const amount: string = paid.transfer.amount;
   return {
-    id: result.transfer.transfer.id,
+    id: paid.transfer.id,
     amount: amount.padStart(12),
-    payee: result.transfer.toWallet.id,
-    balance: result.transfer.fromWallet.balance,
+    payee: paid.toWallet.id,
+    balance: paid.fromWallet.balance,
   };
 }
 
-export function signUp(result: CreateClientMutation): { token: string; walletId: string; name: string } {
-  return { token: result.createClient.token, walletId: result.createClient.wallet.id, name: result.createClient.client.name };
+export function signUp(result: CreateClientMutation): { token: string; walletId: string; name: string } | null {
+  const created = result.createClient;
+  return created && { token: created.token, walletId: created.wallet.id, name: created.client.name };
 }
 
 export function historyRows(result: WalletHistoryQuery): string[] {
@@ -177,6 +190,7 @@ function randomId(): string {
   return '00000000-0000-0000-0000-000000000000';
 }
 void scalarChecks;
+void nullableMutations;
 `;
 
 const CUSTOM_SCALARS = ['Decimal', 'UUID', 'DateTime'];
