@@ -3,32 +3,57 @@
 
 mod batch;
 mod budget;
+mod clients;
+mod context;
 mod errors;
 mod extension;
 mod guard;
+mod holds;
 mod loaders;
 mod metrics;
-mod mutation;
 mod nulls;
+mod operations;
 mod pagination;
-mod query;
+mod payments;
 mod scalars;
 mod subscription;
-mod types;
+mod wallets;
 
-use async_graphql::Schema;
+use async_graphql::{MergedObject, Schema};
 
 pub use budget::{RequestBudget, SpendRate};
 pub use errors::server_error;
 pub use extension::RequestHooks;
 pub use guard::{DocumentLimits, Transport};
 pub use loaders::{RequestLoader, new_loader};
-pub use mutation::MutationRoot;
-pub use query::QueryRoot;
 pub use subscription::{SubscriptionRoot, SubscriptionSlots};
 
 use crate::config::ApiLimits;
 use crate::ledger::Ledger;
+
+// The queries, by area (one module each: its types, inputs and resolvers).
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(
+    clients::ClientsQuery,
+    wallets::WalletsQuery,
+    payments::PaymentsQuery,
+);
+
+/// Every mutation field is nullable and independent of its siblings (the
+/// GraphQL spec's serial execution): a document with several mutations
+/// answers each on its own, so one refused field never hides another that
+/// committed. Per field, data means it committed and an error means it
+/// changed nothing.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+// The areas, as for queries.
+pub struct MutationRoot(
+    clients::ClientsMutation,
+    wallets::WalletsMutation,
+    payments::PaymentsMutation,
+    holds::HoldsMutation,
+);
 
 pub type WalletSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
@@ -51,12 +76,16 @@ pub fn build(ledger: Ledger, limits: &ApiLimits) -> WalletSchema {
         max_page_size: limits.max_page_size,
         max_mutations: limits.max_mutations_per_request,
     };
-    let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .data(ledger.store().clone())
-        .data(ledger)
-        .data(MaxPageSize(limits.max_page_size))
-        .limit_complexity(limits.max_complexity)
-        .extension(RequestHooks(guard));
+    let mut builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot,
+    )
+    .data(ledger.store().clone())
+    .data(ledger)
+    .data(MaxPageSize(limits.max_page_size))
+    .limit_complexity(limits.max_complexity)
+    .extension(RequestHooks(guard));
     if !limits.introspection {
         builder = builder.disable_introspection();
     }
@@ -65,7 +94,11 @@ pub fn build(ledger: Ledger, limits: &ApiLimits) -> WalletSchema {
 
 /// The SDL the server serves; `schema.graphql` must equal it.
 pub fn sdl() -> String {
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .finish()
-        .sdl_with_options(async_graphql::SDLExportOptions::new().include_specified_by())
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot,
+    )
+    .finish()
+    .sdl_with_options(async_graphql::SDLExportOptions::new().include_specified_by())
 }

@@ -4,8 +4,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_graphql::{Context, Result, Subscription};
 use futures_util::{Stream, StreamExt};
 
+use super::context::{caller, ledger, readable_wallet, store};
+use super::operations::Operation;
 use super::scalars::Id;
-use super::types::{Operation, caller, ledger, readable_wallet, store};
 use crate::domain::cursor::OperationCursor;
 use crate::domain::error::{AppError, AppResult};
 use crate::live::{self, FeedError};

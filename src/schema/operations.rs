@@ -1,0 +1,167 @@
+//! A wallet's history: its operations, their kinds, and paging through
+//! them with filters.
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Enum, InputObject, Object, Result};
+use entity::operation;
+use uuid::Uuid;
+
+use super::context::{loader, max_page_size, money, wallet_by_id};
+use super::loaders::{OperationPage, TransferId};
+use super::pagination::PageArgs;
+use super::payments::Transfer;
+use super::scalars::{Dec, Id, Timestamp};
+use super::wallets::{PublicWallet, Wallet};
+use crate::domain::cursor::OperationCursor;
+use crate::domain::error::{AppError, AppResult};
+use crate::store::reads::OperationFilter;
+
+/// One page of a wallet's history; the caller has been authorized already.
+pub async fn operations_connection(
+    ctx: &Context<'_>,
+    wallet_id: Uuid,
+    args: PageArgs,
+    filter: Option<OperationFilterInput>,
+) -> AppResult<Connection<String, Operation>> {
+    let page = args.parse(max_page_size(ctx), |cursor| {
+        OperationCursor::decode_for(cursor, wallet_id)
+    })?;
+    let filter = filter.map(OperationFilter::from).unwrap_or_default();
+    let key = OperationPage {
+        wallet_id,
+        page: page.query.clone(),
+        filter,
+    };
+    let rows = loader(ctx)?.load_one(key).await?.unwrap_or_default();
+    Ok(page.connection(rows, cursor_of, Operation))
+}
+
+fn cursor_of(op: &operation::Model) -> String {
+    OperationCursor {
+        wallet_id: op.wallet_id,
+        seq: op.seq,
+    }
+    .encode()
+}
+
+/// What an operation did to its wallet.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(remote = "operation::OperationKind")]
+pub enum OperationKind {
+    Deposit,
+    TransferOut,
+    TransferIn,
+    /// Money leaving the system to an outside account.
+    Withdrawal,
+    /// Money set aside for a pending transfer: the balance is unchanged,
+    /// the available balance lowered.
+    Hold,
+    /// A hold given back, whole, on capture, void or expiry.
+    HoldRelease,
+}
+
+/// Narrows a history: by kind, and by time (`from` inclusive, `to` exclusive).
+#[derive(InputObject, Default)]
+pub struct OperationFilterInput {
+    pub kinds: Option<Vec<OperationKind>>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+}
+
+impl From<OperationFilterInput> for OperationFilter {
+    fn from(input: OperationFilterInput) -> Self {
+        OperationFilter {
+            kinds: input.kinds.map(|kinds| {
+                let mut kinds: Vec<operation::OperationKind> =
+                    kinds.into_iter().map(Into::into).collect();
+                // A canonical order, so equal filters batch together.
+                kinds.sort_by_key(|k| *k as u8);
+                kinds.dedup();
+                kinds
+            }),
+            from: input.from.map(|t| t.0),
+            to: input.to.map(|t| t.0),
+        }
+    }
+}
+
+/// One entry of a wallet's ledger. Never changes once written.
+pub struct Operation(pub operation::Model);
+
+#[Object]
+impl Operation {
+    async fn id(&self) -> Id {
+        Id(self.0.id)
+    }
+
+    /// Position of this operation in its wallet's history; usable as `after`
+    /// or `before` in `operations`.
+    async fn cursor(&self) -> String {
+        cursor_of(&self.0)
+    }
+
+    /// 1 for a wallet's first operation, then 2, 3... without gaps.
+    async fn sequence(&self) -> i64 {
+        self.0.seq
+    }
+
+    async fn kind(&self) -> OperationKind {
+        self.0.kind.into()
+    }
+
+    async fn amount(&self) -> Result<Dec> {
+        Ok(money(self.0.amount)?)
+    }
+
+    /// The wallet's balance right after this operation.
+    async fn balance_after(&self) -> Result<Dec> {
+        Ok(money(self.0.balance_after)?)
+    }
+
+    /// The wallet's available balance (balance - held) right after it.
+    async fn available_balance_after(&self) -> Result<Dec> {
+        Ok(money(self.0.available_after())?)
+    }
+
+    /// The request's description. A transfer's is stored once, on the
+    /// transfer, and read from there for both legs.
+    async fn description(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        let Some(transfer_id) = self.0.transfer_id.filter(|_| self.0.description.is_none()) else {
+            return Ok(self.0.description.clone());
+        };
+        let transfer = loader(ctx)?
+            .load_one(TransferId(transfer_id))
+            .await
+            .map_err(AppError::from)?;
+        Ok(transfer.and_then(|t| t.description))
+    }
+
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
+    }
+
+    async fn wallet_id(&self) -> Id {
+        Id(self.0.wallet_id)
+    }
+
+    async fn wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
+        Ok(wallet_by_id(ctx, self.0.wallet_id).await?)
+    }
+
+    /// The other wallet of a transfer or hold; null for a deposit or a
+    /// withdrawal.
+    async fn counterparty(&self) -> Option<PublicWallet> {
+        self.0.counterparty_wallet_id.map(PublicWallet::new)
+    }
+
+    async fn transfer(&self, ctx: &Context<'_>) -> Result<Option<Transfer>> {
+        let Some(id) = self.0.transfer_id else {
+            return Ok(None);
+        };
+        let transfer = loader(ctx)?
+            .load_one(TransferId(id))
+            .await
+            .map_err(AppError::from)?;
+        Ok(transfer.map(Transfer))
+    }
+}

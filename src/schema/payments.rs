@@ -1,0 +1,374 @@
+//! Payments: transfers between wallets (`transfer`, `transferBatch`),
+//! refunds, and reading a transfer.
+
+use async_graphql::{Context, Enum, ErrorExtensions, InputObject, Object, Result, SimpleObject};
+use entity::{operation, transfer};
+use uuid::Uuid;
+
+use super::context::{
+    amount, caller, counted, ledger, loader, money, readable_transfer, wallet_by_id,
+};
+use super::loaders::{RefundsOf, TransferId};
+use super::operations::Operation;
+use super::scalars::{Dec, Id, Timestamp};
+use super::wallets::{PublicWallet, Wallet};
+use crate::domain::auth::Caller;
+use crate::domain::error::{AppError, AppResult};
+use crate::ledger::{RefundRequest, TransferRequest};
+
+/// Why money moved.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(remote = "transfer::TransferKind")]
+pub enum TransferKind {
+    Payment,
+    /// Money paid back on a payment (`refundOf`).
+    Refund,
+}
+
+/// Where a transfer is: PENDING (held, until captured, voided or
+/// expired), then POSTED, VOIDED or EXPIRED for good. A one-phase
+/// transfer is POSTED from the start.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(remote = "transfer::TransferStatus")]
+pub enum TransferStatus {
+    Pending,
+    Posted,
+    Voided,
+    Expired,
+}
+
+/// A movement of money between two wallets.
+pub struct Transfer(pub transfer::Model);
+
+#[Object]
+#[allow(clippy::wrong_self_convention)]
+impl Transfer {
+    async fn id(&self) -> Id {
+        Id(self.0.id)
+    }
+
+    /// What was sent, or authorised; never changes.
+    async fn amount(&self) -> Result<Dec> {
+        Ok(money(self.0.amount)?)
+    }
+
+    async fn kind(&self) -> TransferKind {
+        self.0.kind.into()
+    }
+
+    async fn status(&self) -> TransferStatus {
+        self.0.status.into()
+    }
+
+    /// What moved: null until POSTED (a one-phase transfer: `amount`).
+    async fn captured_amount(&self) -> Result<Option<Dec>> {
+        Ok(self.0.captured().map(money).transpose()?)
+    }
+
+    /// The sum of this payment's refunds so far.
+    async fn refunded_amount(&self) -> Result<Dec> {
+        Ok(money(self.0.refunded_amount)?)
+    }
+
+    /// A PENDING transfer's deadline: captured or voided before it, or it
+    /// expires.
+    async fn expires_at(&self) -> Option<Timestamp> {
+        self.0.expires_at.map(Timestamp)
+    }
+
+    /// When it reached its final status; null while PENDING.
+    async fn settled_at(&self) -> Option<Timestamp> {
+        self.0.settled().map(Timestamp)
+    }
+
+    /// The payment a REFUND pays back.
+    async fn refund_of(&self, ctx: &Context<'_>) -> Result<Option<Transfer>> {
+        let Some(id) = self.0.refund_of else {
+            return Ok(None);
+        };
+        let transfer = loader(ctx)?
+            .load_one(TransferId(id))
+            .await
+            .map_err(AppError::from)?;
+        Ok(transfer.map(Transfer))
+    }
+
+    /// This payment's refunds, oldest first.
+    async fn refunds(&self, ctx: &Context<'_>) -> Result<Vec<Transfer>> {
+        let refunds = loader(ctx)?
+            .load_one(RefundsOf(self.0.id))
+            .await
+            .map_err(AppError::from)?
+            .unwrap_or_default();
+        Ok(refunds.into_iter().map(Transfer).collect())
+    }
+
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
+    }
+
+    async fn from_wallet_id(&self) -> Id {
+        Id(self.0.from_wallet_id)
+    }
+
+    async fn to_wallet_id(&self) -> Id {
+        Id(self.0.to_wallet_id)
+    }
+
+    /// The payer (read its details with `wallet(id:)` if it is yours).
+    async fn from_wallet(&self) -> PublicWallet {
+        PublicWallet::new(self.0.from_wallet_id)
+    }
+
+    /// The payee (read its details with `wallet(id:)` if it is yours).
+    async fn to_wallet(&self) -> PublicWallet {
+        PublicWallet::new(self.0.to_wallet_id)
+    }
+}
+
+#[derive(InputObject)]
+pub struct TransferInput {
+    pub from_wallet_id: Id,
+    pub to_wallet_id: Id,
+    /// Greater than zero, at most two decimals, at most 1000000000.00.
+    pub amount: Dec,
+    /// Makes retries safe: the same key returns the first result.
+    pub idempotency_key: Option<String>,
+    pub description: Option<String>,
+}
+
+fn transfer_request(input: TransferInput) -> AppResult<TransferRequest> {
+    Ok(TransferRequest {
+        from_wallet_id: input.from_wallet_id.0,
+        to_wallet_id: input.to_wallet_id.0,
+        amount: amount(input.amount)?,
+        description: input.description,
+        idempotency_key: input.idempotency_key,
+    })
+}
+
+pub struct TransferPayload {
+    pub transfer: transfer::Model,
+    pub debit: operation::Model,
+}
+
+#[Object]
+#[allow(clippy::wrong_self_convention)]
+impl TransferPayload {
+    async fn transfer(&self) -> Transfer {
+        Transfer(self.transfer.clone())
+    }
+
+    /// The payer's TRANSFER_OUT entry.
+    async fn operation(&self) -> Operation {
+        Operation(self.debit.clone())
+    }
+
+    /// The payer's wallet (the caller's own) as it is now.
+    async fn from_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
+        Ok(wallet_by_id(ctx, self.transfer.from_wallet_id).await?)
+    }
+
+    /// The payee: another client's wallet, of which only the id is visible.
+    async fn to_wallet(&self) -> PublicWallet {
+        PublicWallet::new(self.transfer.to_wallet_id)
+    }
+}
+
+#[derive(InputObject)]
+pub struct RefundTransferInput {
+    /// A POSTED payment.
+    pub transfer_id: Id,
+    /// At most what is left to refund; all of it when left out.
+    pub amount: Option<Dec>,
+    /// Makes retries safe: the same key returns the first result.
+    pub idempotency_key: String,
+    pub description: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct TransferBatchInput {
+    /// Up to 1,000 transfers, each out of the caller's own wallet; their
+    /// idempotency keys must differ.
+    pub transfers: Vec<TransferInput>,
+    /// true: all post or none does (a refusal is the failing item's code,
+    /// with `extensions.index`). false: each item posts on its own.
+    pub atomic: bool,
+}
+
+/// A refund: from the original payee (the caller) back to the payer.
+pub struct RefundTransferPayload {
+    pub refund: transfer::Model,
+    pub original: transfer::Model,
+}
+
+#[Object]
+#[allow(clippy::wrong_self_convention)]
+impl RefundTransferPayload {
+    /// The new REFUND transfer.
+    async fn refund(&self) -> Transfer {
+        Transfer(self.refund.clone())
+    }
+
+    /// The payment refunded, with its `refundedAmount` raised.
+    async fn transfer(&self) -> Transfer {
+        Transfer(self.original.clone())
+    }
+
+    /// The refund's payer: the payment's payee, the caller's own wallet.
+    async fn from_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
+        Ok(wallet_by_id(ctx, self.refund.from_wallet_id).await?)
+    }
+
+    /// The refund's payee: the payment's payer (only its id).
+    async fn to_wallet(&self) -> PublicWallet {
+        PublicWallet::new(self.refund.to_wallet_id)
+    }
+}
+
+/// One item of a `transferBatch`: its transfer, or why it was refused.
+#[derive(SimpleObject)]
+pub struct TransferBatchResult {
+    /// The item's position in `transfers`.
+    pub index: i32,
+    pub transfer: Option<Transfer>,
+    /// The refusal's code (as `extensions.code` would be); null if it posted.
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+pub struct TransferBatchPayload {
+    pub results: Vec<TransferBatchResult>,
+    pub from_wallet_id: Uuid,
+}
+
+#[Object]
+#[allow(clippy::wrong_self_convention)]
+impl TransferBatchPayload {
+    /// One per item, in input order.
+    async fn results(&self) -> &[TransferBatchResult] {
+        &self.results
+    }
+
+    /// The payer's wallet (the caller's own) as it is now.
+    async fn from_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
+        Ok(wallet_by_id(ctx, self.from_wallet_id).await?)
+    }
+}
+
+#[derive(Default)]
+pub struct PaymentsQuery;
+
+#[Object]
+impl PaymentsQuery {
+    /// A transfer: for its payer, its payee, or the operator.
+    async fn transfer(&self, ctx: &Context<'_>, id: Id) -> Result<Transfer> {
+        Ok(readable_transfer(ctx, id.0).await?)
+    }
+}
+
+#[derive(Default)]
+pub struct PaymentsMutation;
+
+#[Object]
+impl PaymentsMutation {
+    /// Moves money from the caller's wallet to another wallet, atomically.
+    async fn transfer(
+        &self,
+        ctx: &Context<'_>,
+        input: TransferInput,
+    ) -> Result<Option<TransferPayload>> {
+        let request = transfer_request(input)?;
+        let outcome = counted(
+            "transfer",
+            ledger(ctx)?.transfer(caller(ctx)?, request).await,
+        )?;
+        Ok(Some(TransferPayload {
+            transfer: outcome.transfer,
+            debit: outcome.debit,
+        }))
+    }
+
+    /// Pays back (part of) a POSTED payment (its payee or the operator): a
+    /// new REFUND transfer from the payee to the payer.
+    async fn refund_transfer(
+        &self,
+        ctx: &Context<'_>,
+        input: RefundTransferInput,
+    ) -> Result<Option<RefundTransferPayload>> {
+        let request = RefundRequest {
+            transfer_id: input.transfer_id.0,
+            amount: input.amount.map(amount).transpose()?,
+            description: input.description,
+            idempotency_key: input.idempotency_key,
+        };
+        let outcome = counted(
+            "refundTransfer",
+            ledger(ctx)?.refund(caller(ctx)?, request).await,
+        )?;
+        Ok(Some(RefundTransferPayload {
+            refund: outcome.refund,
+            original: outcome.original,
+        }))
+    }
+
+    /// Up to 1,000 transfers out of the caller's wallet in one request and
+    /// one transaction.
+    async fn transfer_batch(
+        &self,
+        ctx: &Context<'_>,
+        input: TransferBatchInput,
+    ) -> Result<Option<TransferBatchPayload>> {
+        let caller = caller(ctx)?;
+        let from_wallet_id = match caller {
+            Caller::Client { wallet_id, .. } => *wallet_id,
+            Caller::Anonymous => return Err(AppError::Unauthenticated.into()),
+            Caller::Operator => return Err(AppError::Forbidden.into()),
+        };
+        let atomic = input.atomic;
+        let requests: Vec<AppResult<TransferRequest>> =
+            input.transfers.into_iter().map(transfer_request).collect();
+        let outcomes = ledger(ctx)?
+            .transfer_batch(caller, requests, atomic)
+            .await
+            .map_err(|refused| at_index(refused.error, refused.index))?;
+        let results = outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(index, outcome)| {
+                crate::metrics::ledger_request(
+                    "transferBatch",
+                    outcome.as_ref().map_or_else(AppError::code, |_| "OK"),
+                );
+                let index = i32::try_from(index).unwrap_or(i32::MAX);
+                match outcome {
+                    Ok(posted) => TransferBatchResult {
+                        index,
+                        transfer: Some(Transfer(posted.transfer)),
+                        code: None,
+                        message: None,
+                    },
+                    Err(err) => TransferBatchResult {
+                        index,
+                        transfer: None,
+                        code: Some(err.code().to_owned()),
+                        message: Some(err.to_string()),
+                    },
+                }
+            })
+            .collect();
+        Ok(Some(TransferBatchPayload {
+            results,
+            from_wallet_id,
+        }))
+    }
+}
+
+/// A refusal of one item of an atomic batch: its code, and its index.
+fn at_index(err: AppError, index: usize) -> async_graphql::Error {
+    async_graphql::Error::from(err).extend_with(|_, ext| ext.set("index", index))
+}

@@ -1,0 +1,323 @@
+//! Wallets: reading them (`wallet`, `wallets`, `operations`) and money
+//! entering or leaving one (`deposit`, `withdraw`, the operator's).
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
+use entity::{operation, wallet};
+use uuid::Uuid;
+
+use super::clients::{Client, client_by_id};
+use super::context::{
+    amount, caller, counted, ledger, max_page_size, money, readable_wallet, store,
+};
+use super::operations::{Operation, OperationFilterInput, operations_connection};
+use super::pagination::PageArgs;
+use super::payments::Transfer;
+use super::scalars::{Dec, Id, Timestamp};
+use crate::domain::auth::Caller;
+use crate::domain::cursor::{OperationCursor, TransferCursor, WalletCursor};
+use crate::domain::error::AppError;
+use crate::ledger::{DepositRequest, WithdrawRequest};
+use crate::store::reads;
+
+/// A wallet holding USD, as its owner (or the operator) sees it. Built only
+/// where the caller may read it: its own wallet, or any for the operator.
+pub struct Wallet(pub wallet::Model);
+
+/// Another client's wallet, as a counterparty sees it: only its id.
+#[derive(SimpleObject)]
+pub struct PublicWallet {
+    pub id: Id,
+}
+
+impl PublicWallet {
+    pub fn new(id: Uuid) -> PublicWallet {
+        PublicWallet { id: Id(id) }
+    }
+}
+
+#[Object]
+impl Wallet {
+    async fn id(&self) -> Id {
+        Id(self.0.id)
+    }
+
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+
+    /// The posted balance, always with two decimals.
+    async fn balance(&self) -> Result<Dec> {
+        Ok(money(self.0.balance)?)
+    }
+
+    /// The sum of the wallet's open holds as payer (pending transfers).
+    async fn held_balance(&self) -> Result<Dec> {
+        Ok(money(self.0.held)?)
+    }
+
+    /// What the wallet may spend: `balance - heldBalance`. Transfers,
+    /// withdrawals, refunds and new holds spend only this.
+    async fn available_balance(&self) -> Result<Dec> {
+        Ok(money(self.0.balance - self.0.held)?)
+    }
+
+    /// Open holds where this wallet is payer or payee, soonest deadline
+    /// first: what a payee may capture, what a payer has promised.
+    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    async fn pending_transfers(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, Transfer>> {
+        let page = PageArgs {
+            first,
+            after,
+            last: None,
+            before: None,
+        }
+        .parse(max_page_size(ctx), TransferCursor::decode)?;
+        let rows = reads::pending_transfers(
+            store(ctx)?.db(),
+            self.0.id,
+            page.query.after,
+            page.query.fetch,
+        )
+        .await
+        .map_err(AppError::from)?;
+        Ok(page.connection(
+            rows,
+            |t| TransferCursor::encode(t.expires_at.unwrap_or(t.created_at), t.id),
+            Transfer,
+        ))
+    }
+
+    /// The posted balance from all the wallet's operations strictly before
+    /// `at` (0.00 before the first), so that `balanceAt(to) -
+    /// balanceAt(from)` is the net of `operations(filter: {from, to})`. One
+    /// index probe, however deep the history.
+    async fn balance_at(&self, ctx: &Context<'_>, at: Timestamp) -> Result<Dec> {
+        let cents = reads::balance_before(store(ctx)?.db(), self.0.id, at.0)
+            .await
+            .map_err(AppError::from)?;
+        Ok(money(cents)?)
+    }
+
+    /// Number of operations in the wallet's history (the newest one's sequence).
+    async fn operation_count(&self) -> i64 {
+        self.0.last_seq
+    }
+
+    /// The position of the wallet's newest operation, consistent with
+    /// `balance`: pass it as `after` to `operationCreated` to hear exactly
+    /// what happens from this snapshot on.
+    async fn cursor(&self) -> String {
+        OperationCursor {
+            wallet_id: self.0.id,
+            seq: self.0.last_seq,
+        }
+        .encode()
+    }
+
+    async fn client(&self, ctx: &Context<'_>) -> Result<Client> {
+        client_by_id(ctx, self.0.client_id).await
+    }
+
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
+    }
+
+    async fn updated_at(&self) -> Timestamp {
+        Timestamp(self.0.updated_at)
+    }
+
+    /// The wallet's history, newest first.
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity")]
+    async fn operations(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<OperationFilterInput>,
+    ) -> Result<Connection<String, Operation>> {
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        Ok(operations_connection(ctx, self.0.id, args, filter).await?)
+    }
+}
+
+#[derive(Default)]
+pub struct WalletsQuery;
+
+#[Object]
+impl WalletsQuery {
+    /// A wallet: the caller's own, or any for the operator.
+    async fn wallet(&self, ctx: &Context<'_>, id: Id) -> Result<Wallet> {
+        Ok(readable_wallet(ctx, id.0).await?)
+    }
+
+    /// Wallets, oldest first: all of them for the operator, a client's own
+    /// for a client.
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity")]
+    async fn wallets(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> Result<Connection<String, Wallet>> {
+        let owner = match caller(ctx)? {
+            Caller::Anonymous => return Err(AppError::Unauthenticated.into()),
+            Caller::Operator => None,
+            Caller::Client { client_id, .. } => Some(*client_id),
+        };
+        let page = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        }
+        .parse(max_page_size(ctx), WalletCursor::decode)?;
+        let store = store(ctx)?;
+        let rows = reads::wallet_page(store.db(), owner, &page.query)
+            .await
+            .map_err(AppError::from)?;
+        Ok(page.connection(rows, |w| WalletCursor::encode(w.id), Wallet))
+    }
+
+    /// A wallet's history, newest first.
+    #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity")]
+    async fn operations(
+        &self,
+        ctx: &Context<'_>,
+        wallet_id: Id,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<OperationFilterInput>,
+    ) -> Result<Connection<String, Operation>> {
+        let wallet_id = wallet_id.0;
+        readable_wallet(ctx, wallet_id).await?;
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        Ok(operations_connection(ctx, wallet_id, args, filter).await?)
+    }
+}
+
+#[derive(InputObject)]
+pub struct DepositInput {
+    pub wallet_id: Id,
+    /// Greater than zero, at most two decimals, at most 1000000000.00.
+    pub amount: Dec,
+    /// Makes retries safe: the same key returns the first result.
+    pub idempotency_key: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct WithdrawInput {
+    pub wallet_id: Id,
+    /// Greater than zero, at most two decimals; within the available balance.
+    pub amount: Dec,
+    /// Makes retries safe: the same key returns the first result.
+    pub idempotency_key: String,
+    pub description: Option<String>,
+}
+
+pub struct DepositPayload {
+    pub operation: operation::Model,
+    pub wallet: wallet::Model,
+}
+
+#[Object]
+impl DepositPayload {
+    /// The DEPOSIT entry in the wallet's history.
+    async fn operation(&self) -> Operation {
+        Operation(self.operation.clone())
+    }
+
+    /// The wallet as it is now (deposits are the operator's, who reads all).
+    async fn wallet(&self) -> Wallet {
+        Wallet(self.wallet.clone())
+    }
+}
+
+pub struct WithdrawPayload {
+    pub operation: operation::Model,
+    pub wallet: wallet::Model,
+}
+
+#[Object]
+impl WithdrawPayload {
+    /// The WITHDRAWAL entry in the wallet's history.
+    async fn operation(&self) -> Operation {
+        Operation(self.operation.clone())
+    }
+
+    /// The wallet as it is now (withdrawals are the operator's).
+    async fn wallet(&self) -> Wallet {
+        Wallet(self.wallet.clone())
+    }
+}
+
+#[derive(Default)]
+pub struct WalletsMutation;
+
+#[Object]
+impl WalletsMutation {
+    /// Puts money into a wallet (operator only).
+    async fn deposit(
+        &self,
+        ctx: &Context<'_>,
+        input: DepositInput,
+    ) -> Result<Option<DepositPayload>> {
+        let request = DepositRequest {
+            wallet_id: input.wallet_id.0,
+            amount: amount(input.amount)?,
+            description: input.description,
+            idempotency_key: input.idempotency_key,
+        };
+        let outcome = counted("deposit", ledger(ctx)?.deposit(caller(ctx)?, request).await)?;
+        Ok(Some(DepositPayload {
+            operation: outcome.operation,
+            wallet: outcome.wallet,
+        }))
+    }
+
+    /// Takes money out of a wallet to an outside account (operator only):
+    /// a WITHDRAWAL row, within the wallet's available balance.
+    async fn withdraw(
+        &self,
+        ctx: &Context<'_>,
+        input: WithdrawInput,
+    ) -> Result<Option<WithdrawPayload>> {
+        let request = WithdrawRequest {
+            wallet_id: input.wallet_id.0,
+            amount: amount(input.amount)?,
+            description: input.description,
+            idempotency_key: input.idempotency_key,
+        };
+        let outcome = counted(
+            "withdraw",
+            ledger(ctx)?.withdraw(caller(ctx)?, request).await,
+        )?;
+        Ok(Some(WithdrawPayload {
+            operation: outcome.operation,
+            wallet: outcome.wallet,
+        }))
+    }
+}
