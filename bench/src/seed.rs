@@ -105,12 +105,17 @@ async fn flows(store: &Store, config: &SeedConfig) -> anyhow::Result<u64> {
                     0 => {
                         let part = cents(amount.cents() / 2 + 1)?;
                         ledger
-                            .capture(&Caller::Operator, held.id, Some(part), key(&mut rng))
+                            .capture(
+                                &Caller::Operator,
+                                held.transfer.id,
+                                Some(part),
+                                key(&mut rng),
+                            )
                             .await?;
                     }
                     1 => {
                         ledger
-                            .void(&Caller::Operator, held.id, key(&mut rng))
+                            .void(&Caller::Operator, held.transfer.id, key(&mut rng))
                             .await?;
                     }
                     _ => {}

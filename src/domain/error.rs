@@ -7,7 +7,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{0}")]
-    InvalidInput(String),
+    InvalidInput(Invalid),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("insufficient funds")]
@@ -62,50 +62,239 @@ pub enum AppError {
     TooManyMutations(String),
     #[error("the request ran out of time before this mutation ran: it changed nothing")]
     TimedOutBeforeRun,
+    #[error("this server runs only its trusted documents: send a listed document id")]
+    DocumentNotTrusted,
+    #[error("PersistedQueryNotFound")]
+    PersistedQueryNotFound,
+    /// An item of an atomic `transferBatch` refused, so none posted.
+    #[error("{error}")]
+    BatchItemRefused { index: usize, error: Box<AppError> },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+/// Every code a caller can meet, in `extensions.code`, in a batch item's
+/// result, and in the schema's `ErrorCode` enum (derived from this one, so a
+/// new code is in the schema or the build fails).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidInput,
+    NotFound,
+    InsufficientFunds,
+    SameWallet,
+    IdempotencyKeyReused,
+    BalanceLimitExceeded,
+    TransferNotPending,
+    TransferNotRefundable,
+    RefundExceedsTransfer,
+    TooManyHolds,
+    EmailTaken,
+    Unauthenticated,
+    Forbidden,
+    TooManySubscriptions,
+    SubscriptionLagged,
+    EventsMissed,
+    ServiceUnavailable,
+    Timeout,
+    TooManyMutations,
+    QueryTooComplex,
+    MethodNotAllowed,
+    TooManyConnections,
+    RateLimited,
+    PayloadTooLarge,
+    DocumentNotTrusted,
+    PersistedQueryNotFound,
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, in the order of the README's table.
+    pub const ALL: [ErrorCode; 27] = [
+        ErrorCode::InvalidInput,
+        ErrorCode::NotFound,
+        ErrorCode::InsufficientFunds,
+        ErrorCode::SameWallet,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::BalanceLimitExceeded,
+        ErrorCode::TransferNotPending,
+        ErrorCode::TransferNotRefundable,
+        ErrorCode::RefundExceedsTransfer,
+        ErrorCode::TooManyHolds,
+        ErrorCode::EmailTaken,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::TooManySubscriptions,
+        ErrorCode::SubscriptionLagged,
+        ErrorCode::EventsMissed,
+        ErrorCode::ServiceUnavailable,
+        ErrorCode::Timeout,
+        ErrorCode::TooManyMutations,
+        ErrorCode::QueryTooComplex,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::TooManyConnections,
+        ErrorCode::RateLimited,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::DocumentNotTrusted,
+        ErrorCode::PersistedQueryNotFound,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidInput => "INVALID_INPUT",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::InsufficientFunds => "INSUFFICIENT_FUNDS",
+            ErrorCode::SameWallet => "SAME_WALLET",
+            ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ErrorCode::BalanceLimitExceeded => "BALANCE_LIMIT_EXCEEDED",
+            ErrorCode::TransferNotPending => "TRANSFER_NOT_PENDING",
+            ErrorCode::TransferNotRefundable => "TRANSFER_NOT_REFUNDABLE",
+            ErrorCode::RefundExceedsTransfer => "REFUND_EXCEEDS_TRANSFER",
+            ErrorCode::TooManyHolds => "TOO_MANY_HOLDS",
+            ErrorCode::EmailTaken => "EMAIL_TAKEN",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
+            ErrorCode::SubscriptionLagged => "SUBSCRIPTION_LAGGED",
+            ErrorCode::EventsMissed => "EVENTS_MISSED",
+            ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::TooManyMutations => "TOO_MANY_MUTATIONS",
+            ErrorCode::QueryTooComplex => "QUERY_TOO_COMPLEX",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::DocumentNotTrusted => "DOCUMENT_NOT_TRUSTED",
+            ErrorCode::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// One step of the path to an input value: a field of an input object or
+/// an item of a list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FieldStep {
+    Name(&'static str),
+    Index(usize),
+}
+
+/// An input the caller must fix: why, and where (`extensions.field`, the
+/// path from the field's arguments to the offending value; empty when the
+/// request as a whole is at fault).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Invalid {
+    pub message: String,
+    pub field: Vec<FieldStep>,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 impl AppError {
     /// The value of `extensions.code` in the GraphQL error.
     pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
+    }
+
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            AppError::InvalidInput(_) => "INVALID_INPUT",
-            AppError::NotFound(_) => "NOT_FOUND",
-            AppError::InsufficientFunds => "INSUFFICIENT_FUNDS",
-            AppError::SameWallet => "SAME_WALLET",
-            AppError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
-            AppError::BalanceLimitExceeded => "BALANCE_LIMIT_EXCEEDED",
-            AppError::TransferNotPending(_) => "TRANSFER_NOT_PENDING",
-            AppError::TransferNotRefundable => "TRANSFER_NOT_REFUNDABLE",
-            AppError::RefundExceedsTransfer => "REFUND_EXCEEDS_TRANSFER",
-            AppError::TooManyHolds(_) => "TOO_MANY_HOLDS",
-            AppError::EmailTaken => "EMAIL_TAKEN",
-            AppError::Unauthenticated => "UNAUTHENTICATED",
-            AppError::Forbidden | AppError::ForbiddenOrigin => "FORBIDDEN",
-            AppError::TooManySubscriptions(_) => "TOO_MANY_SUBSCRIPTIONS",
-            AppError::SubscriptionLagged => "SUBSCRIPTION_LAGGED",
-            AppError::EventsMissed => "EVENTS_MISSED",
-            AppError::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",
-            AppError::Timeout | AppError::TimedOutBeforeRun => "TIMEOUT",
-            AppError::TooManyMutations(_) => "TOO_MANY_MUTATIONS",
-            AppError::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
-            AppError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-            AppError::TooManyConnections(_) => "TOO_MANY_CONNECTIONS",
-            AppError::RateLimited { .. } => "RATE_LIMITED",
-            AppError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
-            AppError::Internal(_) => "INTERNAL",
+            AppError::InvalidInput(_) => ErrorCode::InvalidInput,
+            AppError::NotFound(_) => ErrorCode::NotFound,
+            AppError::InsufficientFunds => ErrorCode::InsufficientFunds,
+            AppError::SameWallet => ErrorCode::SameWallet,
+            AppError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            AppError::BalanceLimitExceeded => ErrorCode::BalanceLimitExceeded,
+            AppError::TransferNotPending(_) => ErrorCode::TransferNotPending,
+            AppError::TransferNotRefundable => ErrorCode::TransferNotRefundable,
+            AppError::RefundExceedsTransfer => ErrorCode::RefundExceedsTransfer,
+            AppError::TooManyHolds(_) => ErrorCode::TooManyHolds,
+            AppError::EmailTaken => ErrorCode::EmailTaken,
+            AppError::Unauthenticated => ErrorCode::Unauthenticated,
+            AppError::Forbidden | AppError::ForbiddenOrigin => ErrorCode::Forbidden,
+            AppError::TooManySubscriptions(_) => ErrorCode::TooManySubscriptions,
+            AppError::SubscriptionLagged => ErrorCode::SubscriptionLagged,
+            AppError::EventsMissed => ErrorCode::EventsMissed,
+            AppError::ServiceUnavailable(_) => ErrorCode::ServiceUnavailable,
+            AppError::Timeout | AppError::TimedOutBeforeRun => ErrorCode::Timeout,
+            AppError::TooManyMutations(_) => ErrorCode::TooManyMutations,
+            AppError::QueryTooComplex(_) => ErrorCode::QueryTooComplex,
+            AppError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            AppError::TooManyConnections(_) => ErrorCode::TooManyConnections,
+            AppError::RateLimited { .. } => ErrorCode::RateLimited,
+            AppError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            AppError::DocumentNotTrusted => ErrorCode::DocumentNotTrusted,
+            AppError::PersistedQueryNotFound => ErrorCode::PersistedQueryNotFound,
+            AppError::BatchItemRefused { error, .. } => error.error_code(),
+            AppError::Internal(_) => ErrorCode::Internal,
         }
     }
 
+    /// An input refused as a whole (no single field to point at).
     pub fn invalid(message: impl Into<String>) -> AppError {
-        AppError::InvalidInput(message.into())
+        AppError::InvalidInput(Invalid {
+            message: message.into(),
+            field: Vec::new(),
+        })
+    }
+
+    /// An input refused for the value of `field`.
+    pub fn invalid_field(field: &'static str, message: impl Into<String>) -> AppError {
+        AppError::InvalidInput(Invalid {
+            message: message.into(),
+            field: vec![FieldStep::Name(field)],
+        })
+    }
+
+    /// The same error, its field (if it names one) found inside `step`:
+    /// `amount` inside `input` is `["input", "amount"]`.
+    pub fn within(mut self, step: FieldStep) -> AppError {
+        match &mut self {
+            AppError::InvalidInput(invalid) if !invalid.field.is_empty() => {
+                invalid.field.insert(0, step);
+            }
+            AppError::BatchItemRefused { error, .. } => {
+                let inner = std::mem::replace(error.as_mut(), AppError::Forbidden);
+                **error = inner.within(step);
+            }
+            _ => {}
+        }
+        self
+    }
+
+    /// The same error pointing at `name` if it points nowhere yet (a
+    /// malformed cursor: at the argument it came in).
+    pub fn for_field(mut self, name: &'static str) -> AppError {
+        if let AppError::InvalidInput(invalid) = &mut self
+            && invalid.field.is_empty()
+        {
+            invalid.field.push(FieldStep::Name(name));
+        }
+        self
+    }
+
+    /// The same error, its field (if any) found inside argument `name`.
+    pub fn in_argument(self, name: &'static str) -> AppError {
+        self.within(FieldStep::Name(name))
+    }
+
+    /// The field an `INVALID_INPUT` points at (empty if none).
+    pub fn field(&self) -> &[FieldStep] {
+        match self {
+            AppError::InvalidInput(invalid) => &invalid.field,
+            AppError::BatchItemRefused { error, .. } => error.field(),
+            _ => &[],
+        }
     }
 }
 
 impl From<super::money::AmountError> for AppError {
     fn from(err: super::money::AmountError) -> Self {
-        AppError::InvalidInput(err.to_string())
+        AppError::invalid_field("amount", err.to_string())
     }
 }
 

@@ -11,7 +11,7 @@ pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 pub fn name(raw: &str) -> AppResult<String> {
     let name = raw.trim();
     if name.is_empty() {
-        return Err(AppError::invalid("name must not be empty"));
+        return Err(AppError::invalid_field("name", "name must not be empty"));
     }
     bounded_text("name", name, MAX_NAME_CHARS)?;
     Ok(name.to_owned())
@@ -32,7 +32,10 @@ pub fn email(raw: &str) -> AppResult<String> {
         None => false,
     };
     if !valid {
-        return Err(AppError::invalid("email must look like name@example.com"));
+        return Err(AppError::invalid_field(
+            "email",
+            "email must look like name@example.com",
+        ));
     }
     Ok(email)
 }
@@ -45,22 +48,27 @@ pub fn description(raw: &str) -> AppResult<String> {
 /// Idempotency keys are opaque to us, but bounded and printable.
 pub fn idempotency_key(raw: &str) -> AppResult<String> {
     if raw.is_empty() {
-        return Err(AppError::invalid("idempotencyKey must not be empty"));
+        return Err(AppError::invalid_field(
+            "idempotencyKey",
+            "idempotencyKey must not be empty",
+        ));
     }
     bounded_text("idempotencyKey", raw, MAX_IDEMPOTENCY_KEY_CHARS)?;
     Ok(raw.to_owned())
 }
 
-fn bounded_text(field: &str, value: &str, max_chars: usize) -> AppResult<()> {
+fn bounded_text(field: &'static str, value: &str, max_chars: usize) -> AppResult<()> {
     if value.chars().count() > max_chars {
-        return Err(AppError::invalid(format!(
-            "{field} must be at most {max_chars} characters"
-        )));
+        return Err(AppError::invalid_field(
+            field,
+            format!("{field} must be at most {max_chars} characters"),
+        ));
     }
     if value.chars().any(|c| c.is_control() || is_bidi_control(c)) {
-        return Err(AppError::invalid(format!(
-            "{field} must not contain control or bidirectional-override characters"
-        )));
+        return Err(AppError::invalid_field(
+            field,
+            format!("{field} must not contain control or bidirectional-override characters"),
+        ));
     }
     Ok(())
 }
@@ -93,10 +101,16 @@ pub fn expires_at(
         return Ok(at);
     }
     if at <= now {
-        return Err(AppError::invalid("expiresAt must be in the future"));
+        return Err(AppError::invalid_field(
+            "expiresAt",
+            "expiresAt must be in the future",
+        ));
     }
     if at > now + MAX_HOLD {
-        return Err(AppError::invalid("expiresAt must be at most 30 days ahead"));
+        return Err(AppError::invalid_field(
+            "expiresAt",
+            "expiresAt must be at most 30 days ahead",
+        ));
     }
     Ok(at)
 }

@@ -162,6 +162,40 @@ pub struct DepositRequest {
 pub struct OperationOutcome {
     pub operation: operation::Model,
     pub wallet: wallet::Model,
+    pub changes: Changes,
+}
+
+/// What a request changed: the ledger rows its entry wrote (in leg order)
+/// and every wallet whose balances it changed, as the entry left it, each
+/// once (in the order first touched). A replay shows the rows first
+/// written and the wallets as they are now.
+#[derive(Clone, Debug, Default)]
+pub struct Changes {
+    pub operations: Vec<operation::Model>,
+    pub wallets: Vec<wallet::Model>,
+}
+
+impl Changes {
+    fn of(posted: &Posted) -> Changes {
+        let mut wallets: Vec<wallet::Model> = Vec::with_capacity(posted.wallets.len());
+        for wallet in &posted.wallets {
+            match wallets.iter_mut().find(|w| w.id == wallet.id) {
+                // A later leg on the same wallet: its state after both.
+                Some(seen) => *seen = wallet.clone(),
+                None => wallets.push(wallet.clone()),
+            }
+        }
+        Changes {
+            operations: posted.operations.clone(),
+            wallets,
+        }
+    }
+}
+
+/// A hold placed, captured, voided or expired: the transfer as it is now.
+pub struct HoldOutcome {
+    pub transfer: transfer::Model,
+    pub changes: Changes,
 }
 
 pub struct TransferRequest {
@@ -177,6 +211,7 @@ pub struct TransferOutcome {
     /// The payer's TRANSFER_OUT row and the payee's TRANSFER_IN row.
     pub debit: operation::Model,
     pub credit: operation::Model,
+    pub changes: Changes,
 }
 
 pub struct AuthorizeRequest {
@@ -428,7 +463,9 @@ fn payer_and_payee(caller: &Caller, from: Uuid, to: Uuid) -> AppResult<(Uuid, Uu
 impl Posted {
     pub fn into_operation(self) -> AppResult<OperationOutcome> {
         let missing = || AppError::Internal(anyhow::anyhow!("an entry without its ledger row"));
+        let changes = Changes::of(&self);
         Ok(OperationOutcome {
+            changes,
             operation: self.operations.into_iter().next().ok_or_else(missing)?,
             wallet: self.wallets.into_iter().next().ok_or_else(missing)?,
         })
@@ -444,6 +481,7 @@ impl Posted {
                 .ok_or_else(missing)
         };
         Ok(TransferOutcome {
+            changes: Changes::of(&self),
             debit: find(OperationKind::TransferOut)?,
             credit: find(OperationKind::TransferIn)?,
             transfer: self.transfer.ok_or_else(missing)?,
@@ -451,9 +489,17 @@ impl Posted {
     }
 
     /// The transfer the entry made or ended.
-    pub fn into_transfer_row(self) -> AppResult<transfer::Model> {
-        self.transfer
-            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("an entry without its transfer")))
+    pub fn into_hold(self) -> AppResult<HoldOutcome> {
+        let changes = Changes::of(&self);
+        let transfer = self
+            .transfer
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("an entry without its transfer")))?;
+        Ok(HoldOutcome { transfer, changes })
+    }
+
+    /// What the entry changed.
+    pub fn changes(&self) -> Changes {
+        Changes::of(self)
     }
 }
 

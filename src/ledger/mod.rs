@@ -13,8 +13,8 @@ mod settle;
 
 pub use crate::store::clients::NewClient;
 pub use entry::{
-    AuthorizeRequest, DepositRequest, OperationOutcome, RefundRequest, TransferOutcome,
-    TransferRequest, WithdrawRequest,
+    AuthorizeRequest, Changes, DepositRequest, HoldOutcome, OperationOutcome, RefundRequest,
+    TransferOutcome, TransferRequest, WithdrawRequest,
 };
 
 use std::sync::Arc;
@@ -126,6 +126,7 @@ pub struct BatchRefused {
 pub struct RefundOutcome {
     pub refund: transfer::Model,
     pub original: transfer::Model,
+    pub changes: Changes,
 }
 
 impl Ledger {
@@ -222,7 +223,7 @@ impl Ledger {
         &self,
         caller: &Caller,
         request: AuthorizeRequest,
-    ) -> AppResult<transfer::Model> {
+    ) -> AppResult<HoldOutcome> {
         let entry = match entry::authorize(caller, request, chrono::Utc::now()) {
             Ok(entry) => entry,
             // A retry after the deadline passed: the stored answer, if the
@@ -232,11 +233,11 @@ impl Ledger {
                 claim: Some(claim),
             }) => {
                 let stored = self.stored(&claim).await?;
-                return stored.ok_or(error)?.into_transfer_row();
+                return stored.ok_or(error)?.into_hold();
             }
             Err(refusal) => return Err(refusal.error),
         };
-        self.post(entry).await?.into_transfer_row()
+        self.post(entry).await?.into_hold()
     }
 
     /// Captures a pending transfer (all of it, or `amount`).
@@ -246,10 +247,10 @@ impl Ledger {
         transfer_id: Uuid,
         amount: Option<Money>,
         idempotency_key: String,
-    ) -> AppResult<transfer::Model> {
+    ) -> AppResult<HoldOutcome> {
         let end = End::Capture(amount.map(Money::cents));
         let entry = entry::end(caller, transfer_id, end, idempotency_key)?;
-        self.post(entry).await?.into_transfer_row()
+        self.post(entry).await?.into_hold()
     }
 
     /// Voids a pending transfer: its hold is released.
@@ -258,9 +259,9 @@ impl Ledger {
         caller: &Caller,
         transfer_id: Uuid,
         idempotency_key: String,
-    ) -> AppResult<transfer::Model> {
+    ) -> AppResult<HoldOutcome> {
         let entry = entry::end(caller, transfer_id, End::Void, idempotency_key)?;
-        self.post(entry).await?.into_transfer_row()
+        self.post(entry).await?.into_hold()
     }
 
     /// Pays back (part of) a posted payment, from its payee to its payer.
@@ -271,6 +272,7 @@ impl Ledger {
     ) -> AppResult<RefundOutcome> {
         let entry = entry::refund(caller, request)?;
         let posted = self.post(entry).await?;
+        let changes = posted.changes();
         let original = match posted.original {
             Some(original) => original,
             // A replay: the payment as it is now.
@@ -285,6 +287,7 @@ impl Ledger {
         Ok(RefundOutcome {
             refund: posted.transfer.ok_or_else(committer::lost)?,
             original,
+            changes,
         })
     }
 
@@ -305,10 +308,13 @@ impl Ledger {
         if requests.len() > validate::MAX_BATCH_ITEMS {
             return Err(BatchRefused {
                 index: validate::MAX_BATCH_ITEMS,
-                error: AppError::invalid(format!(
-                    "a batch holds at most {} transfers",
-                    validate::MAX_BATCH_ITEMS
-                )),
+                error: AppError::invalid_field(
+                    "transfers",
+                    format!(
+                        "a batch holds at most {} transfers",
+                        validate::MAX_BATCH_ITEMS
+                    ),
+                ),
             });
         }
         let mut keys = std::collections::HashSet::new();
@@ -317,7 +323,8 @@ impl Ledger {
             let entry = request
                 .and_then(|r| entry::transfer(caller, r))
                 .and_then(|entry| match &entry.claim {
-                    Some(c) if !keys.insert(c.key.clone()) => Err(AppError::invalid(
+                    Some(c) if !keys.insert(c.key.clone()) => Err(AppError::invalid_field(
+                        "idempotencyKey",
                         "idempotencyKey is used by another item of this batch",
                     )),
                     _ => Ok(entry),

@@ -416,7 +416,8 @@ fn plan(
                 End::Capture(amount) => {
                     let amount = amount.unwrap_or(t.amount);
                     if amount > t.amount {
-                        return Err(AppError::invalid(
+                        return Err(AppError::invalid_field(
+                            "amount",
                             "amount must not exceed the authorised amount",
                         ));
                     }

@@ -1,11 +1,12 @@
 //! Clients: who they are, signing up (`createClient`), and `me`.
 
-use async_graphql::{ComplexObject, Context, InputObject, Object, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, InputObject, Object, Result, SimpleObject};
 use entity::{client, wallet};
 use uuid::Uuid;
 
-use super::context::{caller, ledger, loader};
+use super::context::{answer, caller, ledger, loader};
 use super::loaders::{ClientId, WalletOfClient};
+use super::node::node_id;
 use super::scalars::{Id, Timestamp};
 use super::wallets::Wallet;
 use crate::domain::auth::Caller;
@@ -16,8 +17,9 @@ pub struct Client(pub client::Model);
 
 #[Object]
 impl Client {
-    async fn id(&self) -> Id {
-        Id(self.0.id)
+    /// Globally unique (a UUID): the `Node` id.
+    pub async fn id(&self) -> ID {
+        node_id(self.0.id)
     }
 
     async fn name(&self) -> &str {
@@ -115,13 +117,18 @@ impl ClientsMutation {
         ctx: &Context<'_>,
         input: CreateClientInput,
     ) -> Result<Option<CreateClientPayload>> {
-        let created = ledger(ctx)?
-            .create_client(&input.name, input.email.as_deref())
-            .await?;
-        Ok(Some(CreateClientPayload {
-            client: created.client,
-            wallet: created.wallet,
-            token: created.token,
-        }))
+        answer(
+            async {
+                let created = ledger(ctx)?
+                    .create_client(&input.name, input.email.as_deref())
+                    .await?;
+                Ok(CreateClientPayload {
+                    client: created.client,
+                    wallet: created.wallet,
+                    token: created.token,
+                })
+            }
+            .await,
+        )
     }
 }

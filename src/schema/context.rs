@@ -96,3 +96,11 @@ pub async fn readable_wallet(ctx: &Context<'_>, id: Uuid) -> AppResult<Wallet> {
         None => Err(AppError::Forbidden),
     }
 }
+
+/// A mutation's answer: its payload, or its refusal with the refused value
+/// located inside the mutation's one argument, `input`.
+pub fn answer<T>(outcome: AppResult<T>) -> async_graphql::Result<Option<T>> {
+    outcome
+        .map(Some)
+        .map_err(|err| err.in_argument("input").into())
+}

@@ -1,11 +1,14 @@
 //! From `AppError` to GraphQL errors with `extensions.code`.
 
-use async_graphql::{Error, ErrorExtensions, Pos, Response, ServerError, Value};
+use async_graphql::{Enum, Error, ErrorExtensions, Pos, Response, ServerError, Value};
 
-use crate::domain::error::AppError;
+use crate::domain::error::{AppError, FieldStep};
 
 impl From<AppError> for Error {
     fn from(err: AppError) -> Error {
+        if let AppError::BatchItemRefused { index, error } = err {
+            return Error::from(*error).extend_with(|_, ext| ext.set("index", index));
+        }
         if let AppError::Internal(cause) = &err {
             // The cause is for the operators' logs, never for the caller.
             tracing::error!(error = ?cause, "internal error");
@@ -19,8 +22,12 @@ impl From<AppError> for Error {
             AppError::TransferNotPending(status) => Some(*status),
             _ => None,
         };
+        let field = field_value(err.field());
         Error::new(err.to_string()).extend_with(|_, ext| {
             ext.set("code", code);
+            if let Some(field) = field {
+                ext.set("field", field);
+            }
             if let Some(secs) = retry_after {
                 ext.set("retryAfter", secs);
             }
@@ -29,6 +36,40 @@ impl From<AppError> for Error {
             }
         })
     }
+}
+
+/// `extensions.field`: the path to the offending input value, as a list of
+/// names and indexes; none when the error points at no single value.
+fn field_value(path: &[FieldStep]) -> Option<Value> {
+    if path.is_empty() {
+        return None;
+    }
+    Some(Value::List(
+        path.iter()
+            .map(|step| match step {
+                FieldStep::Name(name) => Value::from(*name),
+                FieldStep::Index(index) => Value::from(*index),
+            })
+            .collect(),
+    ))
+}
+
+/// The input path of async-graphql's own refusal of a value, from its
+/// message (`Invalid value for argument "input.transfers.3.toWalletId",
+/// expected type "UUID"`).
+fn coercion_field(message: &str) -> Option<Value> {
+    let path = message
+        .strip_prefix("Invalid value for argument \"")?
+        .split('"')
+        .next()?;
+    let steps = path
+        .split('.')
+        .map(|step| match step.parse::<usize>() {
+            Ok(index) => Value::from(index),
+            Err(_) => Value::from(step),
+        })
+        .collect();
+    Some(Value::List(steps))
 }
 
 /// A refusal outside a resolver, with its code, located only when it has a
@@ -58,10 +99,59 @@ pub fn with_codes(mut response: Response) -> Response {
         } else {
             AppError::invalid("").code()
         };
+        let field = coercion_field(&error.message);
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_none() {
             extensions.set("code", Value::from(code));
+            if let Some(field) = field {
+                extensions.set("field", field);
+            }
         }
     }
     response
+}
+
+/// Every code an error can carry, in `extensions.code` (over HTTP and
+/// WebSocket alike) and in a batch item's `code`. Choose what to show by
+/// code, never by message text; the README's table says what each means.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::domain::error::ErrorCode")]
+pub enum ErrorCode {
+    /// A malformed request or value; `extensions.field` points at the value.
+    InvalidInput,
+    NotFound,
+    /// The payer's available balance is below the amount.
+    InsufficientFunds,
+    SameWallet,
+    /// The idempotency key was used before for another request.
+    IdempotencyKeyReused,
+    BalanceLimitExceeded,
+    /// `extensions.status` says what the transfer is now.
+    TransferNotPending,
+    TransferNotRefundable,
+    RefundExceedsTransfer,
+    TooManyHolds,
+    EmailTaken,
+    Unauthenticated,
+    Forbidden,
+    TooManySubscriptions,
+    /// Resubscribe with the last event's cursor.
+    SubscriptionLagged,
+    EventsMissed,
+    /// Retry with backoff, with the same idempotency key.
+    ServiceUnavailable,
+    Timeout,
+    /// More mutation fields or entries than one request may run; nothing ran.
+    TooManyMutations,
+    QueryTooComplex,
+    MethodNotAllowed,
+    TooManyConnections,
+    /// `extensions.retryAfter` says how many seconds to wait.
+    RateLimited,
+    PayloadTooLarge,
+    /// With trusted documents on, only listed documents run.
+    DocumentNotTrusted,
+    /// The server does not know the persisted query's hash: send the query.
+    PersistedQueryNotFound,
+    Internal,
 }

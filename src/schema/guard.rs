@@ -247,10 +247,11 @@ impl<'a> Measure<'a> {
     /// `first` and `last` within the largest page, as literals or variables.
     fn page_arguments(&self, field: &async_graphql::parser::types::Field) -> ServerResult<()> {
         for (name, value) in &field.arguments {
-            let name = name.node.as_str();
-            if name != "first" && name != "last" {
-                continue;
-            }
+            let name = match name.node.as_str() {
+                "first" => "first",
+                "last" => "last",
+                _ => continue,
+            };
             let resolved = value.node.clone().into_const_with(|var| {
                 self.variables
                     .get(&var)
@@ -266,10 +267,13 @@ impl<'a> Measure<'a> {
                 && !(0..=self.limits.max_page_size as i64).contains(&n)
             {
                 return Err(server_error(
-                    AppError::invalid(format!(
-                        "`{name}` must be between 0 and {}",
-                        self.limits.max_page_size
-                    )),
+                    AppError::invalid_field(
+                        name,
+                        format!(
+                            "`{name}` must be between 0 and {}",
+                            self.limits.max_page_size
+                        ),
+                    ),
                     Some(value.pos),
                 ));
             }

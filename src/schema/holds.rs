@@ -1,10 +1,11 @@
 //! Holds: a transfer authorised now (`authorizeTransfer`), captured or
 //! voided later by its payee, or expired.
 
-use async_graphql::{Context, InputObject, Object, Result};
+use async_graphql::{ComplexObject, Context, InputObject, Object, Result, SimpleObject};
 use entity::transfer;
 
-use super::context::{amount, caller, counted, ledger, wallet_by_id};
+use super::changes::Changed;
+use super::context::{amount, answer, caller, counted, ledger, wallet_by_id};
 use super::payments::Transfer;
 use super::scalars::{Dec, Id, Timestamp};
 use super::wallets::{PublicWallet, Wallet};
@@ -41,18 +42,25 @@ pub struct VoidTransferInput {
 }
 
 /// A new PENDING transfer: its hold is on the caller's wallet.
-pub struct AuthorizeTransferPayload(pub transfer::Model);
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct AuthorizeTransferPayload {
+    #[graphql(skip)]
+    pub transfer: transfer::Model,
+    #[graphql(flatten)]
+    pub changed: Changed,
+}
 
-#[Object]
+#[ComplexObject]
 #[allow(clippy::wrong_self_convention)]
 impl AuthorizeTransferPayload {
     async fn transfer(&self) -> Transfer {
-        Transfer(self.0.clone())
+        Transfer(self.transfer.clone())
     }
 
     /// The payer's wallet (the caller's own) as it is now.
     async fn from_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
-        Ok(wallet_by_id(ctx, self.0.from_wallet_id).await?)
+        Ok(wallet_by_id(ctx, self.transfer.from_wallet_id).await?)
     }
 }
 
@@ -60,23 +68,31 @@ impl AuthorizeTransferPayload {
 /// (or the operator); the payer is another client, the payee the caller.
 macro_rules! ended_transfer_payload {
     ($name:ident) => {
-        pub struct $name(pub transfer::Model);
+        #[derive(SimpleObject)]
+        #[graphql(complex)]
+        pub struct $name {
+            #[graphql(skip)]
+            pub transfer: transfer::Model,
+            #[graphql(flatten)]
+            pub changed: Changed,
+        }
 
-        #[Object]
+        #[ComplexObject]
         #[allow(clippy::wrong_self_convention)]
         impl $name {
             async fn transfer(&self) -> Transfer {
-                Transfer(self.0.clone())
+                Transfer(self.transfer.clone())
             }
 
-            /// The payer, of which only the id is visible.
+            /// The payer, of which only the id is visible (the operator
+            /// finds it in `wallets`).
             async fn from_wallet(&self) -> PublicWallet {
-                PublicWallet::new(self.0.from_wallet_id)
+                PublicWallet::new(self.transfer.from_wallet_id)
             }
 
             /// The payee (the caller's own wallet) as it is now.
             async fn to_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
-                Ok(wallet_by_id(ctx, self.0.to_wallet_id).await?)
+                Ok(wallet_by_id(ctx, self.transfer.to_wallet_id).await?)
             }
         }
     };
@@ -98,19 +114,26 @@ impl HoldsMutation {
         ctx: &Context<'_>,
         input: AuthorizeTransferInput,
     ) -> Result<Option<AuthorizeTransferPayload>> {
-        let request = AuthorizeRequest {
-            from_wallet_id: input.from_wallet_id.0,
-            to_wallet_id: input.to_wallet_id.0,
-            amount: amount(input.amount)?,
-            expires_at: input.expires_at.map(|t| t.0),
-            description: input.description,
-            idempotency_key: input.idempotency_key,
-        };
-        let transfer = ledger(ctx)?.authorize(caller(ctx)?, request).await;
-        Ok(Some(AuthorizeTransferPayload(counted(
-            "authorizeTransfer",
-            transfer,
-        )?)))
+        answer(
+            async {
+                let caller = caller(ctx)?;
+                let request = AuthorizeRequest {
+                    from_wallet_id: input.from_wallet_id.0,
+                    to_wallet_id: input.to_wallet_id.0,
+                    amount: amount(input.amount)?,
+                    expires_at: input.expires_at.map(|t| t.0),
+                    description: input.description,
+                    idempotency_key: input.idempotency_key,
+                };
+                let held = ledger(ctx)?.authorize(caller, request).await;
+                let held = counted("authorizeTransfer", held)?;
+                Ok(AuthorizeTransferPayload {
+                    changed: Changed::visible(caller, held.changes),
+                    transfer: held.transfer,
+                })
+            }
+            .await,
+        )
     }
 
     /// Posts a pending transfer (its payee or the operator): the hold is
@@ -120,19 +143,21 @@ impl HoldsMutation {
         ctx: &Context<'_>,
         input: CaptureTransferInput,
     ) -> Result<Option<CaptureTransferPayload>> {
-        let amount = input.amount.map(amount).transpose()?;
-        let transfer = ledger(ctx)?
-            .capture(
-                caller(ctx)?,
-                input.transfer_id.0,
-                amount,
-                input.idempotency_key,
-            )
-            .await;
-        Ok(Some(CaptureTransferPayload(counted(
-            "captureTransfer",
-            transfer,
-        )?)))
+        answer(
+            async {
+                let caller = caller(ctx)?;
+                let amount = input.amount.map(amount).transpose()?;
+                let ended = ledger(ctx)?
+                    .capture(caller, input.transfer_id.0, amount, input.idempotency_key)
+                    .await;
+                let ended = counted("captureTransfer", ended)?;
+                Ok(CaptureTransferPayload {
+                    changed: Changed::visible(caller, ended.changes),
+                    transfer: ended.transfer,
+                })
+            }
+            .await,
+        )
     }
 
     /// Cancels a pending transfer (its payee or the operator): the hold is
@@ -142,12 +167,19 @@ impl HoldsMutation {
         ctx: &Context<'_>,
         input: VoidTransferInput,
     ) -> Result<Option<VoidTransferPayload>> {
-        let transfer = ledger(ctx)?
-            .void(caller(ctx)?, input.transfer_id.0, input.idempotency_key)
-            .await;
-        Ok(Some(VoidTransferPayload(counted(
-            "voidTransfer",
-            transfer,
-        )?)))
+        answer(
+            async {
+                let caller = caller(ctx)?;
+                let ended = ledger(ctx)?
+                    .void(caller, input.transfer_id.0, input.idempotency_key)
+                    .await;
+                let ended = counted("voidTransfer", ended)?;
+                Ok(VoidTransferPayload {
+                    changed: Changed::visible(caller, ended.changes),
+                    transfer: ended.transfer,
+                })
+            }
+            .await,
+        )
     }
 }

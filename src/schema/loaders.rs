@@ -31,6 +31,7 @@ pub struct RequestLoader {
     wallets_of_clients: Batcher<WalletOfClient, wallet::Model, LoadError>,
     clients: Batcher<ClientId, client::Model, LoadError>,
     transfers: Batcher<TransferId, transfer::Model, LoadError>,
+    operations: Batcher<OperationId, operation::Model, LoadError>,
     refunds: Batcher<RefundsOf, Vec<transfer::Model>, LoadError>,
     pages: Batcher<OperationPage, Vec<operation::Model>, LoadError>,
 }
@@ -42,6 +43,7 @@ pub fn new_loader(store: Store) -> RequestLoader {
         wallets_of_clients: Batcher::default(),
         clients: Batcher::default(),
         transfers: Batcher::default(),
+        operations: Batcher::default(),
         refunds: Batcher::default(),
         pages: Batcher::default(),
     }
@@ -68,6 +70,7 @@ keyed!(WalletId, wallet::Model, wallets);
 keyed!(WalletOfClient, wallet::Model, wallets_of_clients);
 keyed!(ClientId, client::Model, clients);
 keyed!(TransferId, transfer::Model, transfers);
+keyed!(OperationId, operation::Model, operations);
 keyed!(RefundsOf, Vec<transfer::Model>, refunds);
 keyed!(OperationPage, Vec<operation::Model>, pages);
 
@@ -124,6 +127,9 @@ pub struct WalletOfClient(pub Uuid);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TransferId(pub Uuid);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OperationId(pub Uuid);
 
 /// A payment's refunds, by the payment's id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -192,6 +198,20 @@ impl Loader<TransferId> for DbLoader {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let rows = reads::transfers_by_ids(self.store.db(), &ids).await?;
         Ok(by_key(rows, |t| TransferId(t.id)))
+    }
+}
+
+impl Loader<OperationId> for DbLoader {
+    type Value = operation::Model;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[OperationId],
+    ) -> Result<HashMap<OperationId, operation::Model>, LoadError> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = reads::operations_by_ids(self.store.db(), &ids).await?;
+        Ok(by_key(rows, |op| OperationId(op.id)))
     }
 }
 

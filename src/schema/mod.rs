@@ -3,6 +3,7 @@
 
 mod batch;
 mod budget;
+mod changes;
 mod clients;
 mod context;
 mod errors;
@@ -11,6 +12,7 @@ mod guard;
 mod holds;
 mod loaders;
 mod metrics;
+mod node;
 mod nulls;
 mod operations;
 mod pagination;
@@ -35,6 +37,7 @@ use crate::ledger::Ledger;
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
 pub struct QueryRoot(
+    node::NodeQuery,
     clients::ClientsQuery,
     wallets::WalletsQuery,
     payments::PaymentsQuery,

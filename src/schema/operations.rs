@@ -2,12 +2,13 @@
 //! them with filters.
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, Enum, InputObject, Object, Result};
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
 use entity::operation;
 use uuid::Uuid;
 
 use super::context::{loader, max_page_size, money, wallet_by_id};
 use super::loaders::{OperationPage, TransferId};
+use super::node::node_id;
 use super::pagination::PageArgs;
 use super::payments::Transfer;
 use super::scalars::{Dec, Id, Timestamp};
@@ -90,8 +91,9 @@ pub struct Operation(pub operation::Model);
 
 #[Object]
 impl Operation {
-    async fn id(&self) -> Id {
-        Id(self.0.id)
+    /// Globally unique (a UUID): the `Node` id.
+    pub async fn id(&self) -> ID {
+        node_id(self.0.id)
     }
 
     /// Position of this operation in its wallet's history; usable as `after`

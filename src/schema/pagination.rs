@@ -34,8 +34,10 @@ impl PageArgs {
         };
         Ok(Page {
             query: PageQuery {
-                after: self.after.as_deref().map(&decode).transpose()?,
-                before: self.before.as_deref().map(&decode).transpose()?,
+                after: (self.after.as_deref().map(&decode).transpose())
+                    .map_err(|e| e.for_field("after"))?,
+                before: (self.before.as_deref().map(&decode).transpose())
+                    .map_err(|e| e.for_field("before"))?,
                 fetch: size as u64 + 1,
                 direction,
             },
@@ -44,11 +46,13 @@ impl PageArgs {
     }
 }
 
-fn page_size(name: &str, n: i32, max: usize) -> AppResult<usize> {
+fn page_size(name: &'static str, n: i32, max: usize) -> AppResult<usize> {
     usize::try_from(n)
         .ok()
         .filter(|n| *n <= max)
-        .ok_or_else(|| AppError::invalid(format!("`{name}` must be between 0 and {max}")))
+        .ok_or_else(|| {
+            AppError::invalid_field(name, format!("`{name}` must be between 0 and {max}"))
+        })
 }
 
 impl<K> Page<K> {

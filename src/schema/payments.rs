@@ -1,19 +1,22 @@
 //! Payments: transfers between wallets (`transfer`, `transferBatch`),
 //! refunds, and reading a transfer.
 
-use async_graphql::{Context, Enum, ErrorExtensions, InputObject, Object, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use entity::{operation, transfer};
 use uuid::Uuid;
 
+use super::changes::Changed;
 use super::context::{
-    amount, caller, counted, ledger, loader, money, readable_transfer, wallet_by_id,
+    amount, answer, caller, counted, ledger, loader, money, readable_transfer, wallet_by_id,
 };
+use super::errors::ErrorCode;
 use super::loaders::{RefundsOf, TransferId};
+use super::node::node_id;
 use super::operations::Operation;
 use super::scalars::{Dec, Id, Timestamp};
 use super::wallets::{PublicWallet, Wallet};
 use crate::domain::auth::Caller;
-use crate::domain::error::{AppError, AppResult};
+use crate::domain::error::{AppError, AppResult, FieldStep};
 use crate::ledger::{RefundRequest, TransferRequest};
 
 /// Why money moved.
@@ -43,8 +46,9 @@ pub struct Transfer(pub transfer::Model);
 #[Object]
 #[allow(clippy::wrong_self_convention)]
 impl Transfer {
-    async fn id(&self) -> Id {
-        Id(self.0.id)
+    /// Globally unique (a UUID): the `Node` id.
+    pub async fn id(&self) -> ID {
+        node_id(self.0.id)
     }
 
     /// What was sent, or authorised; never changes.
@@ -151,12 +155,18 @@ fn transfer_request(input: TransferInput) -> AppResult<TransferRequest> {
     })
 }
 
+#[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct TransferPayload {
+    #[graphql(skip)]
     pub transfer: transfer::Model,
+    #[graphql(skip)]
     pub debit: operation::Model,
+    #[graphql(flatten)]
+    pub changed: Changed,
 }
 
-#[Object]
+#[ComplexObject]
 #[allow(clippy::wrong_self_convention)]
 impl TransferPayload {
     async fn transfer(&self) -> Transfer {
@@ -201,12 +211,18 @@ pub struct TransferBatchInput {
 }
 
 /// A refund: from the original payee (the caller) back to the payer.
+#[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct RefundTransferPayload {
+    #[graphql(skip)]
     pub refund: transfer::Model,
+    #[graphql(skip)]
     pub original: transfer::Model,
+    #[graphql(flatten)]
+    pub changed: Changed,
 }
 
-#[Object]
+#[ComplexObject]
 #[allow(clippy::wrong_self_convention)]
 impl RefundTransferPayload {
     /// The new REFUND transfer.
@@ -236,24 +252,26 @@ pub struct TransferBatchResult {
     /// The item's position in `transfers`.
     pub index: i32,
     pub transfer: Option<Transfer>,
-    /// The refusal's code (as `extensions.code` would be); null if it posted.
-    pub code: Option<String>,
+    /// Why the item was refused (as `extensions.code` would say); null if
+    /// it posted.
+    pub code: Option<ErrorCode>,
     pub message: Option<String>,
 }
 
+#[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct TransferBatchPayload {
+    /// One per item, in input order.
     pub results: Vec<TransferBatchResult>,
+    #[graphql(skip)]
     pub from_wallet_id: Uuid,
+    #[graphql(flatten)]
+    pub changed: Changed,
 }
 
-#[Object]
+#[ComplexObject]
 #[allow(clippy::wrong_self_convention)]
 impl TransferBatchPayload {
-    /// One per item, in input order.
-    async fn results(&self) -> &[TransferBatchResult] {
-        &self.results
-    }
-
     /// The payer's wallet (the caller's own) as it is now.
     async fn from_wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
         Ok(wallet_by_id(ctx, self.from_wallet_id).await?)
@@ -282,15 +300,19 @@ impl PaymentsMutation {
         ctx: &Context<'_>,
         input: TransferInput,
     ) -> Result<Option<TransferPayload>> {
-        let request = transfer_request(input)?;
-        let outcome = counted(
-            "transfer",
-            ledger(ctx)?.transfer(caller(ctx)?, request).await,
-        )?;
-        Ok(Some(TransferPayload {
-            transfer: outcome.transfer,
-            debit: outcome.debit,
-        }))
+        answer(
+            async {
+                let caller = caller(ctx)?;
+                let request = transfer_request(input)?;
+                let outcome = counted("transfer", ledger(ctx)?.transfer(caller, request).await)?;
+                Ok(TransferPayload {
+                    changed: Changed::visible(caller, outcome.changes),
+                    transfer: outcome.transfer,
+                    debit: outcome.debit,
+                })
+            }
+            .await,
+        )
     }
 
     /// Pays back (part of) a POSTED payment (its payee or the operator): a
@@ -300,20 +322,25 @@ impl PaymentsMutation {
         ctx: &Context<'_>,
         input: RefundTransferInput,
     ) -> Result<Option<RefundTransferPayload>> {
-        let request = RefundRequest {
-            transfer_id: input.transfer_id.0,
-            amount: input.amount.map(amount).transpose()?,
-            description: input.description,
-            idempotency_key: input.idempotency_key,
-        };
-        let outcome = counted(
-            "refundTransfer",
-            ledger(ctx)?.refund(caller(ctx)?, request).await,
-        )?;
-        Ok(Some(RefundTransferPayload {
-            refund: outcome.refund,
-            original: outcome.original,
-        }))
+        answer(
+            async {
+                let caller = caller(ctx)?;
+                let request = RefundRequest {
+                    transfer_id: input.transfer_id.0,
+                    amount: input.amount.map(amount).transpose()?,
+                    description: input.description,
+                    idempotency_key: input.idempotency_key,
+                };
+                let outcome =
+                    counted("refundTransfer", ledger(ctx)?.refund(caller, request).await)?;
+                Ok(RefundTransferPayload {
+                    changed: Changed::visible(caller, outcome.changes),
+                    refund: outcome.refund,
+                    original: outcome.original,
+                })
+            }
+            .await,
+        )
     }
 
     /// Up to 1,000 transfers out of the caller's wallet in one request and
@@ -323,52 +350,68 @@ impl PaymentsMutation {
         ctx: &Context<'_>,
         input: TransferBatchInput,
     ) -> Result<Option<TransferBatchPayload>> {
-        let caller = caller(ctx)?;
-        let from_wallet_id = match caller {
-            Caller::Client { wallet_id, .. } => *wallet_id,
-            Caller::Anonymous => return Err(AppError::Unauthenticated.into()),
-            Caller::Operator => return Err(AppError::Forbidden.into()),
-        };
-        let atomic = input.atomic;
-        let requests: Vec<AppResult<TransferRequest>> =
-            input.transfers.into_iter().map(transfer_request).collect();
-        let outcomes = ledger(ctx)?
-            .transfer_batch(caller, requests, atomic)
-            .await
-            .map_err(|refused| at_index(refused.error, refused.index))?;
-        let results = outcomes
-            .into_iter()
-            .enumerate()
-            .map(|(index, outcome)| {
-                crate::metrics::ledger_request(
-                    "transferBatch",
-                    outcome.as_ref().map_or_else(AppError::code, |_| "OK"),
-                );
-                let index = i32::try_from(index).unwrap_or(i32::MAX);
-                match outcome {
-                    Ok(posted) => TransferBatchResult {
-                        index,
-                        transfer: Some(Transfer(posted.transfer)),
-                        code: None,
-                        message: None,
-                    },
-                    Err(err) => TransferBatchResult {
-                        index,
-                        transfer: None,
-                        code: Some(err.code().to_owned()),
-                        message: Some(err.to_string()),
-                    },
-                }
-            })
-            .collect();
-        Ok(Some(TransferBatchPayload {
-            results,
-            from_wallet_id,
-        }))
+        answer(transfer_batch(ctx, input).await)
     }
 }
 
-/// A refusal of one item of an atomic batch: its code, and its index.
-fn at_index(err: AppError, index: usize) -> async_graphql::Error {
-    async_graphql::Error::from(err).extend_with(|_, ext| ext.set("index", index))
+async fn transfer_batch(
+    ctx: &Context<'_>,
+    input: TransferBatchInput,
+) -> AppResult<TransferBatchPayload> {
+    let caller = caller(ctx)?;
+    let from_wallet_id = match caller {
+        Caller::Client { wallet_id, .. } => *wallet_id,
+        Caller::Anonymous => return Err(AppError::Unauthenticated),
+        Caller::Operator => return Err(AppError::Forbidden),
+    };
+    let atomic = input.atomic;
+    let requests: Vec<AppResult<TransferRequest>> =
+        input.transfers.into_iter().map(transfer_request).collect();
+    let outcomes = ledger(ctx)?
+        .transfer_batch(caller, requests, atomic)
+        .await
+        .map_err(|refused| {
+            // The failing item, inside `transfers`: `extensions.index`, and
+            // `extensions.field` when it points at one of its values.
+            let item = FieldStep::Index(refused.index);
+            let error = refused
+                .error
+                .within(item)
+                .within(FieldStep::Name("transfers"));
+            AppError::BatchItemRefused {
+                index: refused.index,
+                error: Box::new(error),
+            }
+        })?;
+    let mut changed = Changed::default();
+    let mut results = Vec::with_capacity(outcomes.len());
+    for (index, outcome) in outcomes.into_iter().enumerate() {
+        crate::metrics::ledger_request(
+            "transferBatch",
+            outcome.as_ref().map_or_else(AppError::code, |_| "OK"),
+        );
+        let index = i32::try_from(index).unwrap_or(i32::MAX);
+        results.push(match outcome {
+            Ok(posted) => {
+                changed.append(Changed::visible(caller, posted.changes));
+                TransferBatchResult {
+                    index,
+                    transfer: Some(Transfer(posted.transfer)),
+                    code: None,
+                    message: None,
+                }
+            }
+            Err(err) => TransferBatchResult {
+                index,
+                transfer: None,
+                code: Some(err.error_code().into()),
+                message: Some(err.to_string()),
+            },
+        });
+    }
+    Ok(TransferBatchPayload {
+        results,
+        from_wallet_id,
+        changed,
+    })
 }

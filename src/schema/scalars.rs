@@ -28,6 +28,12 @@ impl From<Money> for Dec {
     specified_by_url = "https://github.com/walletql/walletql#amounts"
 )]
 impl ScalarType for Dec {
+    /// Checked at validation too, so a bad value in variables is refused
+    /// before anything runs, with its path (`extensions.field`).
+    fn is_valid(value: &Value) -> bool {
+        Self::parse(value.clone()).is_ok()
+    }
+
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
             Value::String(text) => parse_decimal(text).map(Dec).ok_or_else(|| {
@@ -67,6 +73,12 @@ pub struct Id(pub Uuid);
     specified_by_url = "https://www.rfc-editor.org/rfc/rfc9562"
 )]
 impl ScalarType for Id {
+    /// Checked at validation too, so a bad value in variables is refused
+    /// before anything runs, with its path (`extensions.field`).
+    fn is_valid(value: &Value) -> bool {
+        Self::parse(value.clone()).is_ok()
+    }
+
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
             Value::String(text) => Uuid::try_parse(text)
@@ -93,6 +105,12 @@ pub struct Timestamp(pub DateTime<Utc>);
     specified_by_url = "https://scalars.graphql.org/chillicream/date-time.html"
 )]
 impl ScalarType for Timestamp {
+    /// Checked at validation too, so a bad value in variables is refused
+    /// before anything runs, with its path (`extensions.field`).
+    fn is_valid(value: &Value) -> bool {
+        Self::parse(value.clone()).is_ok()
+    }
+
     fn parse(value: Value) -> InputValueResult<Self> {
         let Value::String(text) = &value else {
             return Err(InputValueError::expected_type(value));

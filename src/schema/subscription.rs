@@ -38,7 +38,8 @@ impl SubscriptionRoot {
             None => {
                 caller.require_operator()?;
                 if after.is_some() {
-                    return Err(AppError::invalid(
+                    return Err(AppError::invalid_field(
+                        "after",
                         "`after` needs a `walletId`: cursors are per wallet",
                     )
                     .into());
@@ -49,16 +50,19 @@ impl SubscriptionRoot {
                 let after = after
                     .as_deref()
                     .map(|cursor| OperationCursor::decode_for(cursor, wallet_id))
-                    .transpose()?;
+                    .transpose()
+                    .map_err(|e| e.for_field("after"))?;
                 // Subscribe first, then read the wallet: whatever commits in
                 // between arrives live and is told apart by its sequence.
                 let subscription = hub.subscribe(Some(wallet_id));
                 let wallet = readable_wallet(ctx, wallet_id).await?.0;
                 let (start, catch_up) = match after {
                     Some(seq) if seq > wallet.last_seq => {
-                        return Err(
-                            AppError::invalid("cursor is ahead of the wallet's history").into()
-                        );
+                        return Err(AppError::invalid_field(
+                            "after",
+                            "cursor is ahead of the wallet's history",
+                        )
+                        .into());
                     }
                     Some(seq) => (seq, true),
                     None => (wallet.last_seq, false),

@@ -2,14 +2,16 @@
 //! entering or leaving one (`deposit`, `withdraw`, the operator's).
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, InputObject, Object, Result, SimpleObject};
 use entity::{operation, wallet};
 use uuid::Uuid;
 
+use super::changes::Changed;
 use super::clients::{Client, client_by_id};
 use super::context::{
-    amount, caller, counted, ledger, max_page_size, money, readable_wallet, store,
+    amount, answer, caller, counted, ledger, max_page_size, money, readable_wallet, store,
 };
+use super::node::node_id;
 use super::operations::{Operation, OperationFilterInput, operations_connection};
 use super::pagination::PageArgs;
 use super::payments::Transfer;
@@ -27,19 +29,22 @@ pub struct Wallet(pub wallet::Model);
 /// Another client's wallet, as a counterparty sees it: only its id.
 #[derive(SimpleObject)]
 pub struct PublicWallet {
-    pub id: Id,
+    /// The wallet's id. Not `id`: the wallet's own type is `Wallet`, and a
+    /// normalised cache keeps one type per id.
+    pub wallet_id: Id,
 }
 
 impl PublicWallet {
     pub fn new(id: Uuid) -> PublicWallet {
-        PublicWallet { id: Id(id) }
+        PublicWallet { wallet_id: Id(id) }
     }
 }
 
 #[Object]
 impl Wallet {
-    async fn id(&self) -> Id {
-        Id(self.0.id)
+    /// Globally unique (a UUID): the `Node` id.
+    pub async fn id(&self) -> ID {
+        node_id(self.0.id)
     }
 
     async fn currency(&self) -> &str {
@@ -238,41 +243,41 @@ pub struct WithdrawInput {
     pub description: Option<String>,
 }
 
-pub struct DepositPayload {
-    pub operation: operation::Model,
-    pub wallet: wallet::Model,
+/// Money that entered (`deposit`) or left (`withdraw`) a wallet: both are
+/// the operator's, who reads every wallet.
+macro_rules! wallet_operation_payload {
+    ($name:ident, $row:literal) => {
+        #[derive(SimpleObject)]
+        #[graphql(complex)]
+        pub struct $name {
+            #[graphql(skip)]
+            pub operation: operation::Model,
+            #[graphql(skip)]
+            pub wallet: wallet::Model,
+            #[graphql(flatten)]
+            pub changed: Changed,
+        }
+
+        #[ComplexObject]
+        impl $name {
+            #[doc = $row]
+            async fn operation(&self) -> Operation {
+                Operation(self.operation.clone())
+            }
+
+            /// The wallet as the operation left it.
+            async fn wallet(&self) -> Wallet {
+                Wallet(self.wallet.clone())
+            }
+        }
+    };
 }
 
-#[Object]
-impl DepositPayload {
-    /// The DEPOSIT entry in the wallet's history.
-    async fn operation(&self) -> Operation {
-        Operation(self.operation.clone())
-    }
-
-    /// The wallet as it is now (deposits are the operator's, who reads all).
-    async fn wallet(&self) -> Wallet {
-        Wallet(self.wallet.clone())
-    }
-}
-
-pub struct WithdrawPayload {
-    pub operation: operation::Model,
-    pub wallet: wallet::Model,
-}
-
-#[Object]
-impl WithdrawPayload {
-    /// The WITHDRAWAL entry in the wallet's history.
-    async fn operation(&self) -> Operation {
-        Operation(self.operation.clone())
-    }
-
-    /// The wallet as it is now (withdrawals are the operator's).
-    async fn wallet(&self) -> Wallet {
-        Wallet(self.wallet.clone())
-    }
-}
+wallet_operation_payload!(DepositPayload, "The DEPOSIT entry in the wallet's history.");
+wallet_operation_payload!(
+    WithdrawPayload,
+    "The WITHDRAWAL entry in the wallet's history."
+);
 
 #[derive(Default)]
 pub struct WalletsMutation;
@@ -285,17 +290,24 @@ impl WalletsMutation {
         ctx: &Context<'_>,
         input: DepositInput,
     ) -> Result<Option<DepositPayload>> {
-        let request = DepositRequest {
-            wallet_id: input.wallet_id.0,
-            amount: amount(input.amount)?,
-            description: input.description,
-            idempotency_key: input.idempotency_key,
-        };
-        let outcome = counted("deposit", ledger(ctx)?.deposit(caller(ctx)?, request).await)?;
-        Ok(Some(DepositPayload {
-            operation: outcome.operation,
-            wallet: outcome.wallet,
-        }))
+        answer(
+            async {
+                let caller = caller(ctx)?;
+                let request = DepositRequest {
+                    wallet_id: input.wallet_id.0,
+                    amount: amount(input.amount)?,
+                    description: input.description,
+                    idempotency_key: input.idempotency_key,
+                };
+                let outcome = counted("deposit", ledger(ctx)?.deposit(caller, request).await)?;
+                Ok(DepositPayload {
+                    changed: Changed::visible(caller, outcome.changes),
+                    operation: outcome.operation,
+                    wallet: outcome.wallet,
+                })
+            }
+            .await,
+        )
     }
 
     /// Takes money out of a wallet to an outside account (operator only):
@@ -305,19 +317,23 @@ impl WalletsMutation {
         ctx: &Context<'_>,
         input: WithdrawInput,
     ) -> Result<Option<WithdrawPayload>> {
-        let request = WithdrawRequest {
-            wallet_id: input.wallet_id.0,
-            amount: amount(input.amount)?,
-            description: input.description,
-            idempotency_key: input.idempotency_key,
-        };
-        let outcome = counted(
-            "withdraw",
-            ledger(ctx)?.withdraw(caller(ctx)?, request).await,
-        )?;
-        Ok(Some(WithdrawPayload {
-            operation: outcome.operation,
-            wallet: outcome.wallet,
-        }))
+        answer(
+            async {
+                let caller = caller(ctx)?;
+                let request = WithdrawRequest {
+                    wallet_id: input.wallet_id.0,
+                    amount: amount(input.amount)?,
+                    description: input.description,
+                    idempotency_key: input.idempotency_key,
+                };
+                let outcome = counted("withdraw", ledger(ctx)?.withdraw(caller, request).await)?;
+                Ok(WithdrawPayload {
+                    changed: Changed::visible(caller, outcome.changes),
+                    operation: outcome.operation,
+                    wallet: outcome.wallet,
+                })
+            }
+            .await,
+        )
     }
 }

@@ -86,6 +86,16 @@ pub async fn transfers_by_ids<C: ConnectionTrait>(
         .await
 }
 
+pub async fn operations_by_ids<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[Uuid],
+) -> Result<Vec<operation::Model>, DbErr> {
+    operation::Entity::find()
+        .filter(operation::Column::Id.is_in(ids.iter().copied()))
+        .all(conn)
+        .await
+}
+
 pub async fn operation_by_id<C: ConnectionTrait>(
     conn: &C,
     id: Uuid,

@@ -58,8 +58,7 @@ async fn a_counterparty_link_reveals_only_the_wallet_id(app: TestApp) {
     app.deposit(&bob.wallet, "99.00").await;
     app.deposit(&alice.wallet, "1.00").await;
     app.transfer(&alice, &bob.wallet, "1.00").await;
-    let query =
-        "query($id: UUID!) { operations(walletId: $id) { nodes { counterparty { id BALANCE } } } }";
+    let query = "query($id: UUID!) { operations(walletId: $id) { nodes { counterparty { walletId BALANCE } } } }";
     let id_only = app
         .gql(
             Some(&alice.token),
@@ -68,7 +67,7 @@ async fn a_counterparty_link_reveals_only_the_wallet_id(app: TestApp) {
         )
         .await;
     assert_eq!(
-        data(&id_only)["operations"]["nodes"][0]["counterparty"]["id"],
+        data(&id_only)["operations"]["nodes"][0]["counterparty"]["walletId"],
         bob.wallet.as_str()
     );
     for field in [

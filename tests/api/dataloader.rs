@@ -17,7 +17,7 @@ async fn a_page_of_wallets_costs_a_few_statements(app: TestApp) {
     }
     let query = "{ wallets(first: 100) { nodes {
         id balance client { name wallet { id } }
-        operations(first: 3) { nodes { amount wallet { id } counterparty { id } transfer { amount } } } } } }";
+        operations(first: 3) { nodes { amount wallet { id } counterparty { walletId } transfer { amount } } } } } }";
     let before = app.store.statements_run();
     let response = app.gql(Some(OPERATOR), query, json!({})).await;
     let statements = app.store.statements_run() - before;

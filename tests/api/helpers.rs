@@ -521,11 +521,40 @@ pub fn data(response: &Value) -> &Value {
     &response["data"]
 }
 
-/// The `extensions.code` of the response's first error.
+/// The `extensions.code` of the response's first error, which must be a
+/// value of the schema's `ErrorCode` enum (so every test that looks at a
+/// code checks that too).
 pub fn error_code(response: &Value) -> &str {
-    response["errors"][0]["extensions"]["code"]
+    let code = response["errors"][0]["extensions"]["code"]
         .as_str()
-        .unwrap_or_else(|| panic!("expected an error with a code: {response}"))
+        .unwrap_or_else(|| panic!("expected an error with a code: {response}"));
+    assert!(
+        schema_error_codes().iter().any(|c| c == code),
+        "{code} is not a value of the schema's ErrorCode: {response}"
+    );
+    code
+}
+
+/// The values of `enum ErrorCode` in the checked-in `schema.graphql`.
+pub fn schema_error_codes() -> Vec<String> {
+    let sdl = include_str!("../../schema.graphql");
+    let body = sdl
+        .split("enum ErrorCode {")
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .expect("schema.graphql has enum ErrorCode");
+    let mut in_description = false;
+    body.lines()
+        .map(str::trim)
+        .filter(|line| {
+            if *line == "\"\"\"" {
+                in_description = !in_description;
+                return false;
+            }
+            !in_description && !line.is_empty()
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 pub fn text(value: &Value) -> String {

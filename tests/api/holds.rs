@@ -292,7 +292,10 @@ async fn upgrade(db: EmptyDb) {
         )
         .await
         .expect("authorize");
-    assert_eq!(held.status, entity::transfer::TransferStatus::Pending);
+    assert_eq!(
+        held.transfer.status,
+        entity::transfer::TransferStatus::Pending
+    );
     let audit = walletql::store::audit::audit(store.db())
         .await
         .expect("audit");

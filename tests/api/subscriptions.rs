@@ -128,7 +128,7 @@ async fn payer_and_payee_hear_a_transfer(mut app: TestApp) {
     assert_eq!(out["kind"], "TRANSFER_OUT");
     assert_eq!(out["amount"], "20.50");
     assert_eq!(out["balanceAfter"], "29.50");
-    assert_eq!(out["counterparty"]["id"], bob.wallet.as_str());
+    assert_eq!(out["counterparty"]["walletId"], bob.wallet.as_str());
     let incoming = bob_ws.next_operation("b").await;
     assert_eq!(incoming["kind"], "TRANSFER_IN");
     assert_eq!(incoming["amount"], "20.50");

@@ -26,7 +26,7 @@ async fn transfer_moves_money_and_writes_both_ledger_rows(app: TestApp) {
         .gql(
             Some(&bob.token),
             "query($w: UUID!) { operations(walletId: $w) { nodes {
-                kind amount balanceAfter sequence counterparty { id } transfer { id amount } wallet { id } } } }",
+                kind amount balanceAfter sequence counterparty { walletId } transfer { id amount } wallet { id } } } }",
             json!({ "w": bob.wallet }),
         )
         .await;
@@ -36,7 +36,7 @@ async fn transfer_moves_money_and_writes_both_ledger_rows(app: TestApp) {
     assert_eq!(nodes[0]["amount"], "30.25");
     assert_eq!(nodes[0]["balanceAfter"], "30.25");
     assert_eq!(nodes[0]["sequence"], 1);
-    assert_eq!(nodes[0]["counterparty"]["id"], alice.wallet.as_str());
+    assert_eq!(nodes[0]["counterparty"]["walletId"], alice.wallet.as_str());
     assert_eq!(nodes[0]["transfer"]["id"], transfer["transfer"]["id"]);
     assert_eq!(nodes[0]["wallet"]["id"], bob.wallet.as_str());
     app.assert_ledger_consistent().await;
@@ -155,7 +155,7 @@ async fn the_payer_cannot_see_the_payees_balance(app: TestApp) {
     // The payee is a PublicWallet: asking for its balance is refused at
     // validation, and nothing moves.
     for selection in [
-        "toWallet { id balance }",
+        "toWallet { walletId balance }",
         "transfer { toWallet { balance } }",
         "operation { counterparty { balance } }",
     ] {
@@ -172,8 +172,8 @@ async fn the_payer_cannot_see_the_payees_balance(app: TestApp) {
         .gql(
             Some(&alice.token),
             &transfer(
-                "transfer { amount fromWallet { id } toWallet { id } } \
-                 operation { counterparty { id } } fromWallet { balance } toWallet { id }",
+                "transfer { amount fromWallet { walletId } toWallet { walletId } } \
+                 operation { counterparty { walletId } } fromWallet { balance } toWallet { walletId }",
             ),
             input("k2"),
         )
@@ -181,9 +181,9 @@ async fn the_payer_cannot_see_the_payees_balance(app: TestApp) {
     assert!(response.get("errors").is_none(), "{response}");
     let payload = &response["data"]["transfer"];
     assert_eq!(payload["transfer"]["amount"], "1.00");
-    assert_eq!(payload["toWallet"]["id"], bob.wallet.as_str());
+    assert_eq!(payload["toWallet"]["walletId"], bob.wallet.as_str());
     assert_eq!(
-        payload["operation"]["counterparty"]["id"],
+        payload["operation"]["counterparty"]["walletId"],
         bob.wallet.as_str()
     );
     assert_eq!(payload["fromWallet"]["balance"], "4.00");

@@ -49,7 +49,7 @@ pub(crate) async fn end(app: &TestApp, token: &str, verb: &str, input: Value) ->
         Some(token),
         &format!(
             "mutation($input: {input_type}!) {{ {verb}(input: $input) {{
-                transfer {{ {TRANSFER_FIELDS} }} fromWallet {{ id }} toWallet {{ balance }} }} }}"
+                transfer {{ {TRANSFER_FIELDS} }} fromWallet {{ walletId }} toWallet {{ balance }} }} }}"
         ),
         json!({ "input": input }),
     )
@@ -62,7 +62,7 @@ async fn refund(app: &TestApp, token: &str, input: Value) -> Value {
         &format!(
             "mutation($input: RefundTransferInput!) {{ refundTransfer(input: $input) {{
                 refund {{ {TRANSFER_FIELDS} }} transfer {{ {TRANSFER_FIELDS} }}
-                fromWallet {{ balance }} toWallet {{ id }} }} }}"
+                fromWallet {{ balance }} toWallet {{ walletId }} }} }}"
         ),
         json!({ "input": input }),
     )
@@ -200,7 +200,7 @@ async fn a_hold_is_captured_in_part(app: TestApp) {
     assert_eq!(captured["transfer"]["capturedAmount"], "25.50");
     assert!(captured["transfer"]["settledAt"].is_string());
     assert_eq!(captured["toWallet"]["balance"], "25.50");
-    assert_eq!(captured["fromWallet"]["id"], payer.wallet.as_str());
+    assert_eq!(captured["fromWallet"]["walletId"], payer.wallet.as_str());
     // A retry with the same key answers the same; a second capture is refused.
     let again = end(&app, &payee.token, "captureTransfer", input).await;
     assert_eq!(
@@ -403,7 +403,7 @@ async fn refunds_never_exceed_the_payment(app: TestApp) {
     assert_eq!(part["refund"]["fromWalletId"], payee.wallet.as_str());
     assert_eq!(part["transfer"]["refundedAmount"], "20.00");
     assert_eq!(part["fromWallet"]["balance"], "30.00");
-    assert_eq!(part["toWallet"]["id"], payer.wallet.as_str());
+    assert_eq!(part["toWallet"]["walletId"], payer.wallet.as_str());
     // A refund is not refundable.
     let refund_id = text(&part["refund"]["id"]);
     let of_refund = refund(

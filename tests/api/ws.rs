@@ -16,7 +16,7 @@ pub const TRANSPORT_WS: &str = "graphql-transport-ws";
 pub const LEGACY_WS: &str = "graphql-ws";
 
 pub const OPERATION_CREATED: &str = "subscription($w: UUID, $after: String) {
-    operationCreated(walletId: $w, after: $after) { id walletId sequence kind amount balanceAfter cursor counterparty { id } } }";
+    operationCreated(walletId: $w, after: $after) { id walletId sequence kind amount balanceAfter cursor counterparty { walletId } } }";
 
 pub struct WsClient {
     socket: WebSocketStream<tokio::net::TcpStream>,

@@ -52,10 +52,10 @@ const OPERATIONS = {
 }`,
   Transfer: `mutation Transfer($input: TransferInput!) {
   transfer(input: $input) {
-    transfer { id amount toWallet { id } }
+    transfer { id amount toWallet { walletId } }
     operation { id }
     fromWallet { id balance }
-    toWallet { id }
+    toWallet { walletId }
   }
 }`,
   AuthorizeTransfer: `mutation AuthorizeTransfer($input: AuthorizeTransferInput!) {
@@ -154,7 +154,7 @@ export function transferred(result: TransferMutation): { id: string; amount: str
   return {
     id: paid.transfer.id,
     amount: amount.padStart(12),
-    payee: paid.toWallet.id,
+    payee: paid.toWallet.walletId,
     balance: paid.fromWallet.balance,
   };
 }
@@ -427,7 +427,7 @@ async function runChecks(base) {
           input: { fromWalletId: alice.wallet.id, toWalletId: bob.wallet.id, amount: '2.50', idempotencyKey: randomUUID(), description: 'frontend test transfer' },
         }, alice.token)).transfer;
         const t = transfer;
-        if (t.transfer.amount !== '2.50' || t.fromWallet.balance !== '7.50' || t.toWallet.id !== bob.wallet.id || t.transfer.toWallet.id !== bob.wallet.id) {
+        if (t.transfer.amount !== '2.50' || t.fromWallet.balance !== '7.50' || t.toWallet.walletId !== bob.wallet.id || t.transfer.toWallet.walletId !== bob.wallet.id) {
           throw new Error(`unexpected transfer result: ${JSON.stringify(t)}`);
         }
 
