@@ -237,6 +237,17 @@ pub struct Config {
     )]
     pub max_batch_body_bytes: usize,
 
+    /// Queries kept for Apollo's automatic persisted queries (by SHA-256
+    /// hash, least recently used out first); 0 turns APQ off.
+    #[arg(long, env = "APQ_CACHE_SIZE", default_value_t = 1000, global = true)]
+    pub apq_cache_size: usize,
+
+    /// A trusted-documents manifest (JSON: id -> document, as graphql-codegen's
+    /// client preset writes it): only listed documents run (the operator is
+    /// exempt), APQ registration, GraphiQL and introspection are off.
+    #[arg(long, env = "TRUSTED_DOCUMENTS", global = true)]
+    pub trusted_documents: Option<std::path::PathBuf>,
+
     /// Most mutation fields one request may run (aliases and fragments
     /// counted); each spends one unit of the caller's rate budget.
     #[arg(
@@ -376,6 +387,9 @@ pub struct ApiLimits {
     pub max_body_bytes: usize,
     pub max_batch_body_bytes: usize,
     pub max_mutations_per_request: usize,
+    pub apq_cache_size: usize,
+    /// The trusted documents, when only they may run.
+    pub trusted_documents: Option<std::sync::Arc<crate::schema::Manifest>>,
     pub request_timeout: std::time::Duration,
     pub header_timeout: std::time::Duration,
     pub rate_limits: RateLimits,
@@ -398,6 +412,8 @@ impl Default for ApiLimits {
             max_body_bytes: 64 * 1024,
             max_batch_body_bytes: 512 * 1024,
             max_mutations_per_request: 10,
+            apq_cache_size: 1000,
+            trusted_documents: None,
             request_timeout: std::time::Duration::from_secs(30),
             header_timeout: std::time::Duration::from_secs(10),
             rate_limits: RateLimits::default(),
@@ -421,6 +437,8 @@ impl Config {
             max_body_bytes: self.max_body_bytes,
             max_batch_body_bytes: self.max_batch_body_bytes.max(self.max_body_bytes),
             max_mutations_per_request: self.max_mutations_per_request,
+            apq_cache_size: self.apq_cache_size,
+            trusted_documents: None,
             request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
             header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
             rate_limits: RateLimits {

@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest,
-    NextResolve, NextSubscribe, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
+    NextRequest, NextResolve, NextSubscribe, ResolveInfo,
 };
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{Response, ServerResult, Value, Variables};
+use async_graphql::{Request, Response, ServerResult, Value, Variables};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
@@ -26,6 +26,8 @@ use super::errors::{server_error, with_codes};
 use super::guard::{self, DocumentLimits, Transport};
 use super::metrics;
 use super::nulls::NullPropagation;
+use super::persisted::{Documents, Resolved};
+use crate::domain::auth::Caller;
 use crate::domain::error::AppError;
 
 pub struct RequestHooks(pub DocumentLimits);
@@ -37,6 +39,7 @@ impl ExtensionFactory for RequestHooks {
             operations: Mutex::default(),
             chosen: Mutex::default(),
             mutation: AtomicBool::new(false),
+            parsed: Mutex::default(),
             nulls: Arc::default(),
         })
     }
@@ -51,11 +54,47 @@ struct Hooks {
     chosen: Mutex<Option<(&'static str, String)>>,
     /// The operation that runs is a mutation.
     mutation: AtomicBool,
+    /// A trusted document's parse, for the parse hook.
+    parsed: Mutex<Option<ExecutableDocument>>,
     /// Shared with the stream of a subscription's responses.
     nulls: Arc<NullPropagation>,
 }
 
 impl Hooks {
+    /// Notes the document's operations: their types, and what a mutation
+    /// asks for (for the execute hook).
+    fn remember(&self, document: &ExecutableDocument, variables: &Variables) {
+        let operations = document
+            .operations
+            .iter()
+            .map(|(name, op)| {
+                let op = &op.node;
+                let work = match op.ty {
+                    OperationType::Mutation => {
+                        let defaults: HashMap<_, _> = op
+                            .variable_definitions
+                            .iter()
+                            .filter_map(|def| {
+                                Some((&def.node.name.node, def.node.default_value()?))
+                            })
+                            .collect();
+                        budget::mutation_work(
+                            document,
+                            &op.selection_set.node,
+                            variables,
+                            &defaults,
+                        )
+                    }
+                    _ => MutationWork::default(),
+                };
+                (name.map(|n| n.to_string()), op.ty, work)
+            })
+            .collect();
+        *self
+            .operations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = operations;
+    }
     fn operation(&self, name: Option<&str>) -> Option<(OperationType, MutationWork)> {
         self.operations
             .lock()
@@ -116,6 +155,35 @@ impl Extension for Hooks {
         self.nulls.settle(path, return_type, result)
     }
 
+    /// Resolves a persisted query (`persisted.rs`) into the text or the
+    /// parsed document the request runs.
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        if let Some(documents) = ctx.data_opt::<Arc<Documents>>() {
+            // HTTP carries the caller in the request, WebSocket in the
+            // connection.
+            let caller = (request.data.get(&std::any::TypeId::of::<Caller>()))
+                .and_then(|caller| caller.downcast_ref::<Caller>())
+                .or_else(|| ctx.data_opt::<Caller>());
+            let resolved = documents
+                .resolve(caller, &request.query, &mut request.extensions)
+                .map_err(|err| server_error(err, None))?;
+            match resolved {
+                Resolved::AsSent => {}
+                Resolved::Text(text) => request.query = text.to_string(),
+                // Parsed once at start-up: the parse hook takes it from here.
+                Resolved::Parsed(document) => {
+                    *self.parsed.lock().unwrap_or_else(PoisonError::into_inner) = Some(document);
+                }
+            }
+        }
+        next.run(ctx, request).await
+    }
+
     /// Replaces the built-in parse (which expands fragments): `next` is not
     /// called.
     async fn parse_query(
@@ -125,37 +193,21 @@ impl Extension for Hooks {
         variables: &Variables,
         _next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let document = guard::parse(query, variables, &self.limits)?;
-        let operations = document
-            .operations
-            .iter()
-            .map(|(name, op)| {
-                let op = &op.node;
-                let work = match op.ty {
-                    OperationType::Mutation => {
-                        let defaults: HashMap<_, _> = op
-                            .variable_definitions
-                            .iter()
-                            .filter_map(|def| {
-                                Some((&def.node.name.node, def.node.default_value()?))
-                            })
-                            .collect();
-                        budget::mutation_work(
-                            &document,
-                            &op.selection_set.node,
-                            variables,
-                            &defaults,
-                        )
-                    }
-                    _ => MutationWork::default(),
-                };
-                (name.map(|n| n.to_string()), op.ty, work)
-            })
-            .collect();
-        *self
-            .operations
+        let cached = self
+            .parsed
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = operations;
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let document = match cached {
+            // A trusted document is bounded against these variables as any
+            // parse is.
+            Some(document) => {
+                guard::check(&document, variables, &self.limits)?;
+                document
+            }
+            None => guard::parse(query, variables, &self.limits)?,
+        };
+        self.remember(&document, variables);
         Ok(document)
     }
 

@@ -119,7 +119,9 @@ struct Measure<'a> {
     sizes: HashMap<&'a Name, Option<Size>>,
 }
 
-fn check(
+/// Bounds an already parsed document's cost (see the module's
+/// documentation).
+pub fn check(
     document: &ExecutableDocument,
     variables: &Variables,
     limits: &DocumentLimits,

@@ -17,6 +17,7 @@ mod nulls;
 mod operations;
 mod pagination;
 mod payments;
+mod persisted;
 mod scalars;
 mod subscription;
 mod wallets;
@@ -28,6 +29,7 @@ pub use errors::server_error;
 pub use extension::RequestHooks;
 pub use guard::{DocumentLimits, Transport};
 pub use loaders::{RequestLoader, new_loader};
+pub use persisted::{DOCUMENT_ID, Documents, Manifest, load_manifest};
 pub use subscription::{SubscriptionRoot, SubscriptionSlots};
 
 use crate::config::ApiLimits;
@@ -87,6 +89,10 @@ pub fn build(ledger: Ledger, limits: &ApiLimits) -> WalletSchema {
     .data(ledger.store().clone())
     .data(ledger)
     .data(MaxPageSize(limits.max_page_size))
+    .data(std::sync::Arc::new(Documents::new(
+        limits.apq_cache_size,
+        limits.trusted_documents.as_deref(),
+    )))
     .limit_complexity(limits.max_complexity)
     .extension(RequestHooks(guard));
     if !limits.introspection {

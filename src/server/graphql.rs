@@ -4,10 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_graphql::ParseRequestError;
 use async_graphql::{Response as GqlResponse, ServerError};
-use async_graphql_axum::GraphQLRequest;
-use async_graphql_axum::rejection::GraphQLRejection;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +15,7 @@ use super::AppState;
 use super::auth::authenticate;
 use super::listener::Peer;
 use crate::domain::error::AppError;
-use crate::schema::{RequestBudget, Transport, new_loader, server_error};
+use crate::schema::{DOCUMENT_ID, RequestBudget, Transport, new_loader, server_error};
 
 /// The media type of the GraphQL-over-HTTP spec.
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
@@ -28,24 +26,61 @@ pub async fn graphql(
     State(state): State<AppState>,
     peer: Peer,
     headers: HeaderMap,
-    request: Result<GraphQLRequest, GraphQLRejection>,
+    body: Body,
 ) -> Response {
     let media = Media::for_post(&headers);
-    let too_large = || AppError::PayloadTooLarge(state.api_limits.max_body_bytes);
-    let request = match request {
-        Ok(request) => request.into_inner(),
-        Err(GraphQLRejection(ParseRequestError::PayloadTooLarge)) => {
-            return refused_as(too_large(), media);
+    // The body limit layer in front stops a body past the limit.
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(err) if err.to_string().contains("length limit") => {
+            let too_large = AppError::PayloadTooLarge(state.api_limits.max_body_bytes);
+            return refused_as(too_large, media);
         }
-        Err(GraphQLRejection(err)) if err.to_string().contains("length limit") => {
-            return refused_as(too_large(), media);
-        }
-        Err(GraphQLRejection(err)) => {
-            let malformed = AppError::invalid(format!("malformed GraphQL request: {err}"));
-            return refused_as(malformed, media);
+        Err(_) => {
+            let unread = AppError::invalid("the request body could not be read");
+            return refused_as(unread, media);
         }
     };
-    execute(&state, peer, &headers, request, media).await
+    match post_request(&bytes) {
+        Ok(request) => execute(&state, peer, &headers, request, media).await,
+        Err(err) => refused_as(err, media),
+    }
+}
+
+/// A POST body: the GraphQL-over-HTTP request, with `documentId` (persisted
+/// documents) carried into the extensions for `schema::persisted`.
+fn post_request(body: &[u8]) -> Result<async_graphql::Request, AppError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PostBody {
+        #[serde(default)]
+        query: String,
+        operation_name: Option<String>,
+        variables: Option<serde_json::Value>,
+        extensions: Option<serde_json::Map<String, serde_json::Value>>,
+        document_id: Option<String>,
+    }
+    if body.trim_ascii_start().starts_with(b"[") {
+        return Err(AppError::invalid(
+            "batched requests are not supported: send one request per POST",
+        ));
+    }
+    let body: PostBody = serde_json::from_slice(body)
+        .map_err(|err| AppError::invalid(format!("malformed GraphQL request: {err}")))?;
+    let mut request = async_graphql::Request::new(body.query);
+    request.operation_name = body.operation_name;
+    if let Some(variables) = body.variables {
+        request.variables = async_graphql::Variables::from_json(variables);
+    }
+    for (name, value) in body.extensions.unwrap_or_default() {
+        let value = async_graphql::Value::from_json(value)
+            .map_err(|_| AppError::invalid("malformed GraphQL request: bad extensions"))?;
+        request.extensions.insert(name, value);
+    }
+    if let Some(id) = body.document_id {
+        request.extensions.insert(DOCUMENT_ID.to_owned(), id.into());
+    }
+    Ok(request)
 }
 
 /// `GET /graphql?query=...` (not a WebSocket, not a browser): a query, never
@@ -63,13 +98,24 @@ pub async fn graphql_get(
     if query_string.len() > max {
         return refused_as(AppError::PayloadTooLarge(max), media);
     }
-    let request = match async_graphql::http::parse_query_string(query_string) {
+    let mut request = match async_graphql::http::parse_query_string(query_string) {
         Ok(request) => request,
         Err(err) => {
             let malformed = AppError::invalid(format!("malformed GraphQL request: {err}"));
             return refused_as(malformed, media);
         }
     };
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Persisted {
+        document_id: Option<String>,
+    }
+    if let Ok(Persisted {
+        document_id: Some(id),
+    }) = serde_urlencoded::from_str(query_string)
+    {
+        request.extensions.insert(DOCUMENT_ID.to_owned(), id.into());
+    }
     let request = request.data(Transport::HttpGet);
     execute(state, peer, headers, request, media).await
 }

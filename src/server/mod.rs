@@ -66,8 +66,13 @@ impl AppState {
         ledger: Ledger,
         operator_token: &str,
         ws_limits: WsLimits,
-        api_limits: ApiLimits,
+        mut api_limits: ApiLimits,
     ) -> AppState {
+        if api_limits.trusted_documents.is_some() {
+            // Only listed documents run: nothing to explore.
+            api_limits.introspection = false;
+            api_limits.graphiql = false;
+        }
         let rate_limiter = RateLimiter::new(&api_limits.rate_limits);
         AppState {
             schema: schema::build(ledger.clone(), &api_limits),
@@ -292,12 +297,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "walletql listening; GraphiQL at http://{}/graphql",
         listener.local_addr()?
     );
-    let state = AppState::with_limits(
-        ledger,
-        &operator_token,
-        config.ws_limits(),
-        config.api_limits(),
-    );
+    let mut api_limits = config.api_limits();
+    if let Some(path) = &config.trusted_documents {
+        let manifest = crate::schema::load_manifest(path)?;
+        tracing::info!(documents = manifest.len(), "running trusted documents only");
+        api_limits.trusted_documents = Some(Arc::new(manifest));
+    }
+    let state = AppState::with_limits(ledger, &operator_token, config.ws_limits(), api_limits);
     state.rate_limiter.spawn_pruning();
     let (stop, stopped) = tokio::sync::watch::channel(());
     if let Some(addr) = config.metrics_listen_addr {

@@ -22,6 +22,7 @@ mod mutations;
 mod nodes;
 mod observability;
 mod pagination;
+mod persisted;
 mod properties;
 mod schema;
 mod subscriptions;
