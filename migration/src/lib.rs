@@ -10,6 +10,7 @@ mod m20261129_000001_constraints;
 mod m20261130_000001_batch_writes;
 mod m20261130_000002_history_indexes;
 mod m20261130_000003_ledger_verbs;
+mod m20261206_000001_transfer_lists;
 mod rules;
 
 /// Largest balance a wallet may hold, in cents (one trillion dollars).
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_batch_writes::Migration),
             Box::new(m20261130_000002_history_indexes::Migration),
             Box::new(m20261130_000003_ledger_verbs::Migration),
+            Box::new(m20261206_000001_transfer_lists::Migration),
         ]
     }
 }

@@ -2,7 +2,7 @@
 //! them with filters.
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
+use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use entity::operation;
 use uuid::Uuid;
 
@@ -18,15 +18,33 @@ use crate::domain::error::{AppError, AppResult};
 use crate::store::reads::OperationFilter;
 
 /// One page of a wallet's history; the caller has been authorized already.
+/// Fields of a history page beyond Relay's.
+#[derive(SimpleObject)]
+pub struct OperationTotals {
+    /// How many operations the wallet has (its `operationCount`, read in
+    /// O(1)). Null when a filter is given: counting what matches would cost
+    /// more than a page does.
+    pub total_count: Option<i64>,
+}
+
+/// A wallet's history, newest first.
+pub type OperationConnection = Connection<String, Operation, OperationTotals>;
+
+/// One page of a wallet's history; the caller may read the wallet, whose
+/// stored `operationCount` is `count`.
 pub async fn operations_connection(
     ctx: &Context<'_>,
     wallet_id: Uuid,
+    count: i64,
     args: PageArgs,
     filter: Option<OperationFilterInput>,
-) -> AppResult<Connection<String, Operation>> {
+) -> AppResult<OperationConnection> {
     let page = args.parse(max_page_size(ctx), |cursor| {
         OperationCursor::decode_for(cursor, wallet_id)
     })?;
+    let totals = OperationTotals {
+        total_count: filter.is_none().then_some(count),
+    };
     let filter = filter.map(OperationFilter::from).unwrap_or_default();
     let key = OperationPage {
         wallet_id,
@@ -34,7 +52,7 @@ pub async fn operations_connection(
         filter,
     };
     let rows = loader(ctx)?.load_one(key).await?.unwrap_or_default();
-    Ok(page.connection(rows, cursor_of, Operation))
+    Ok(page.connection_with(rows, cursor_of, Operation, totals))
 }
 
 fn cursor_of(op: &operation::Model) -> String {

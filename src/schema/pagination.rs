@@ -1,7 +1,7 @@
 //! Relay connection arguments to keyset page queries, and back.
 
-use async_graphql::OutputType;
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{ObjectType, OutputType};
 
 use super::DEFAULT_PAGE_SIZE;
 use crate::domain::error::{AppError, AppResult};
@@ -60,10 +60,21 @@ impl<K> Page<K> {
     /// order, possibly with one extra row beyond the page).
     pub fn connection<Row, Node: OutputType>(
         &self,
-        mut rows: Vec<Row>,
+        rows: Vec<Row>,
         cursor: impl Fn(&Row) -> String,
         node: impl Fn(Row) -> Node,
     ) -> Connection<String, Node> {
+        self.connection_with(rows, cursor, node, EmptyFields)
+    }
+
+    /// The same, with fields of the connection's own (`totalCount`).
+    pub fn connection_with<Row, Node: OutputType, Extra: ObjectType>(
+        &self,
+        mut rows: Vec<Row>,
+        cursor: impl Fn(&Row) -> String,
+        node: impl Fn(Row) -> Node,
+        extra: Extra,
+    ) -> Connection<String, Node, Extra> {
         let more = rows.len() > self.size;
         let (has_previous, has_next) = match self.query.direction {
             Direction::Forward => {
@@ -78,7 +89,7 @@ impl<K> Page<K> {
                 (more, self.query.before.is_some())
             }
         };
-        let mut connection = Connection::new(has_previous, has_next);
+        let mut connection = Connection::with_additional_fields(has_previous, has_next, extra);
         connection.edges = rows
             .into_iter()
             .map(|row| Edge::new(cursor(&row), node(row)))

@@ -1,23 +1,28 @@
 //! Payments: transfers between wallets (`transfer`, `transferBatch`),
 //! refunds, and reading a transfer.
 
+use async_graphql::connection::Connection;
 use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use entity::{operation, transfer};
 use uuid::Uuid;
 
 use super::changes::Changed;
 use super::context::{
-    amount, answer, caller, counted, ledger, loader, money, readable_transfer, wallet_by_id,
+    amount, answer, caller, counted, ledger, loader, max_page_size, money, readable_transfer,
+    readable_wallet, store, wallet_by_id,
 };
 use super::errors::ErrorCode;
 use super::loaders::{RefundsOf, TransferId};
 use super::node::node_id;
 use super::operations::Operation;
+use super::pagination::PageArgs;
 use super::scalars::{Dec, Id, Timestamp};
 use super::wallets::{PublicWallet, Wallet};
 use crate::domain::auth::Caller;
+use crate::domain::cursor::TransferCursor;
 use crate::domain::error::{AppError, AppResult, FieldStep};
 use crate::ledger::{RefundRequest, TransferRequest};
+use crate::store::reads::{self, TransferFilter};
 
 /// Why money moved.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,6 +283,33 @@ impl TransferBatchPayload {
     }
 }
 
+/// Which side of a transfer a wallet is on.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferDirection {
+    /// Transfers the wallet received (it is the payee).
+    Incoming,
+    /// Transfers the wallet paid (it is the payer).
+    Outgoing,
+}
+
+/// Narrows a wallet's transfers; every part left out matches all.
+#[derive(InputObject, Default)]
+pub struct TransferFilterInput {
+    pub statuses: Option<Vec<TransferStatus>>,
+    pub kinds: Option<Vec<TransferKind>>,
+    pub direction: Option<TransferDirection>,
+}
+
+impl From<TransferFilterInput> for TransferFilter {
+    fn from(input: TransferFilterInput) -> Self {
+        TransferFilter {
+            statuses: (input.statuses).map(|s| s.into_iter().map(Into::into).collect()),
+            kinds: input.kinds.map(|k| k.into_iter().map(Into::into).collect()),
+            incoming: input.direction.map(|d| d == TransferDirection::Incoming),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct PaymentsQuery;
 
@@ -286,6 +318,40 @@ impl PaymentsQuery {
     /// A transfer: for its payer, its payee, or the operator.
     async fn transfer(&self, ctx: &Context<'_>, id: Id) -> Result<Transfer> {
         Ok(readable_transfer(ctx, id.0).await?)
+    }
+
+    /// The transfers a wallet paid or received, newest first (its owner or
+    /// the operator). Each page is one walk of an index from its cursor.
+    #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity")]
+    async fn transfers(
+        &self,
+        ctx: &Context<'_>,
+        wallet_id: Id,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<TransferFilterInput>,
+    ) -> Result<Connection<String, Transfer>> {
+        let wallet_id = wallet_id.0;
+        readable_wallet(ctx, wallet_id).await?;
+        let page = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        }
+        .parse(max_page_size(ctx), TransferCursor::decode)?;
+        let filter = filter.map(TransferFilter::from).unwrap_or_default();
+        let rows = reads::transfer_page(store(ctx)?.db(), wallet_id, &page.query, &filter)
+            .await
+            .map_err(AppError::from)?;
+        Ok(page.connection(
+            rows,
+            |t| TransferCursor::encode(t.created_at, t.id),
+            Transfer,
+        ))
     }
 }
 

@@ -12,7 +12,9 @@ use super::context::{
     amount, answer, caller, counted, ledger, max_page_size, money, readable_wallet, store,
 };
 use super::node::node_id;
-use super::operations::{Operation, OperationFilterInput, operations_connection};
+use super::operations::{
+    Operation, OperationConnection, OperationFilterInput, operations_connection,
+};
 use super::pagination::PageArgs;
 use super::payments::Transfer;
 use super::scalars::{Dec, Id, Timestamp};
@@ -147,14 +149,15 @@ impl Wallet {
         last: Option<i32>,
         before: Option<String>,
         filter: Option<OperationFilterInput>,
-    ) -> Result<Connection<String, Operation>> {
+    ) -> Result<OperationConnection> {
         let args = PageArgs {
             first,
             after,
             last,
             before,
         };
-        Ok(operations_connection(ctx, self.0.id, args, filter).await?)
+        let count = self.0.last_seq;
+        Ok(operations_connection(ctx, self.0.id, count, args, filter).await?)
     }
 }
 
@@ -210,16 +213,16 @@ impl WalletsQuery {
         last: Option<i32>,
         before: Option<String>,
         filter: Option<OperationFilterInput>,
-    ) -> Result<Connection<String, Operation>> {
+    ) -> Result<OperationConnection> {
         let wallet_id = wallet_id.0;
-        readable_wallet(ctx, wallet_id).await?;
+        let count = readable_wallet(ctx, wallet_id).await?.0.last_seq;
         let args = PageArgs {
             first,
             after,
             last,
             before,
         };
-        Ok(operations_connection(ctx, wallet_id, args, filter).await?)
+        Ok(operations_connection(ctx, wallet_id, count, args, filter).await?)
     }
 }
 

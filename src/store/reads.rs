@@ -380,6 +380,74 @@ pub async fn pending_transfers<C: ConnectionTrait>(
     Ok(rows)
 }
 
+/// Which of a wallet's transfers a list shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransferFilter {
+    pub statuses: Option<Vec<transfer::TransferStatus>>,
+    pub kinds: Option<Vec<transfer::TransferKind>>,
+    /// `Some(true)`: only what it received; `Some(false)`: only what it
+    /// paid; `None`: both.
+    pub incoming: Option<bool>,
+}
+
+/// A wallet's transfers, paid or received, newest first by `(created_at,
+/// id)`, from a keyset cursor: one walk per side of `transfer_from_time_idx`
+/// and `transfer_to_time_idx`, merged here. Status and kind filters are
+/// applied along the walk.
+pub async fn transfer_page<C: ConnectionTrait>(
+    conn: &C,
+    wallet_id: Uuid,
+    page: &PageQuery<(DateTime<Utc>, Uuid)>,
+    filter: &TransferFilter,
+) -> Result<Vec<transfer::Model>, DbErr> {
+    let key = || {
+        Expr::tuple([
+            Expr::col(transfer::Column::CreatedAt),
+            Expr::col(transfer::Column::Id),
+        ])
+    };
+    let at = |(time, id): (DateTime<Utc>, Uuid)| Expr::tuple([Expr::value(time), Expr::value(id)]);
+    let sides = match filter.incoming {
+        Some(true) => vec![transfer::Column::ToWalletId],
+        Some(false) => vec![transfer::Column::FromWalletId],
+        None => vec![transfer::Column::FromWalletId, transfer::Column::ToWalletId],
+    };
+    let mut rows = Vec::new();
+    for side in sides {
+        let query = transfer::Entity::find()
+            .filter(side.eq(wallet_id))
+            .apply_if(filter.statuses.clone(), |q, statuses| {
+                q.filter(transfer::Column::Status.is_in(statuses))
+            })
+            .apply_if(filter.kinds.clone(), |q, kinds| {
+                q.filter(transfer::Column::Kind.is_in(kinds))
+            })
+            // Newest first: "after" a cursor means older, "before" newer.
+            .apply_if(page.after, |q, after| q.filter(key().lt(at(after))))
+            .apply_if(page.before, |q, before| q.filter(key().gt(at(before))))
+            .limit(page.fetch);
+        let query = match page.direction {
+            Direction::Forward => query
+                .order_by_desc(transfer::Column::CreatedAt)
+                .order_by_desc(transfer::Column::Id),
+            Direction::Backward => query
+                .order_by_asc(transfer::Column::CreatedAt)
+                .order_by_asc(transfer::Column::Id),
+        };
+        rows.extend(query.all(conn).await?);
+    }
+    // Keep the page's `fetch` rows nearest the cursor, newest first.
+    match page.direction {
+        Direction::Forward => {
+            rows.sort_unstable_by_key(|t| std::cmp::Reverse((t.created_at, t.id)))
+        }
+        Direction::Backward => rows.sort_unstable_by_key(|t| (t.created_at, t.id)),
+    }
+    rows.truncate(usize::try_from(page.fetch).unwrap_or(usize::MAX));
+    rows.sort_unstable_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+    Ok(rows)
+}
+
 /// The refunds of these payments, oldest first (`transfer_refund_of_idx`).
 pub async fn refunds_of<C: ConnectionTrait>(
     conn: &C,

@@ -18,6 +18,7 @@ mod history;
 mod holds;
 mod idempotency;
 mod limits;
+mod lists;
 mod mutations;
 mod nodes;
 mod observability;
