@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use entity::operation;
+use entity::{operation, wallet};
 use futures_util::Stream;
 use sea_orm::DbErr;
 use tokio::sync::broadcast::error::RecvError;
@@ -109,6 +109,73 @@ pub fn wallet_feed(
                 Err(RecvError::Lagged(_)) => {
                     state.done = true;
                     return Some((Err(FeedError::Lagged), state));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+/// A wallet's state: first `wallet` as it was read (after `subscription`
+/// was taken), then as each committed batch that changed it left it, one
+/// event per batch, its sequence always higher than the last one sent.
+///
+/// A batch's rows carry what it left the wallet with (`balance_after`,
+/// `available_after`), so an event costs no read. A subscriber that falls
+/// behind, or a listener that may have missed events, gets the wallet read
+/// again: only its newest state, never an error for being slow.
+pub fn wallet_states(
+    store: Store,
+    wallet: wallet::Model,
+    subscription: Subscription,
+) -> impl Stream<Item = Result<wallet::Model, FeedError>> + Send {
+    struct State {
+        store: Store,
+        current: wallet::Model,
+        first: bool,
+        subscription: Subscription,
+    }
+    let state = State {
+        store,
+        current: wallet,
+        first: true,
+        subscription,
+    };
+    futures_util::stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        if state.first {
+            state.first = false;
+            return Some((Ok(state.current.clone()), Some(state)));
+        }
+        loop {
+            match state.subscription.recv().await {
+                Ok(HubMessage::Operations(operations)) => {
+                    let id = state.current.id;
+                    let newest = operations
+                        .iter()
+                        .filter(|op| op.wallet_id == id)
+                        .max_by_key(|op| op.seq);
+                    // Batches before the first read are in it already.
+                    let Some(newest) = newest.filter(|op| op.seq > state.current.last_seq) else {
+                        continue;
+                    };
+                    let current = &mut state.current;
+                    current.balance = newest.balance_after;
+                    current.held = newest.balance_after - newest.available_after();
+                    current.last_seq = newest.seq;
+                    current.updated_at = newest.created_at;
+                    return Some((Ok(current.clone()), Some(state)));
+                }
+                Ok(HubMessage::Resync) | Err(RecvError::Lagged(_)) => {
+                    let read = reads::wallets_by_ids(state.store.db(), &[state.current.id]).await;
+                    match read.map(|rows| rows.into_iter().next()) {
+                        Ok(Some(wallet)) if wallet.last_seq > state.current.last_seq => {
+                            state.current = wallet;
+                            return Some((Ok(state.current.clone()), Some(state)));
+                        }
+                        Ok(_) => continue,
+                        Err(err) => return Some((Err(FeedError::Database(err)), None)),
+                    }
                 }
                 Err(RecvError::Closed) => return None,
             }

@@ -13,7 +13,7 @@ mod hub;
 mod listener;
 pub mod notice;
 
-pub use feed::{FeedError, all_wallets_feed, wallet_feed};
+pub use feed::{FeedError, all_wallets_feed, wallet_feed, wallet_states};
 pub use hub::{Hub, HubMessage};
 pub use listener::{ListenerTask, spawn_postgres_listener};
 

@@ -7,6 +7,7 @@ use futures_util::{Stream, StreamExt};
 use super::context::{caller, ledger, readable_wallet, store};
 use super::operations::Operation;
 use super::scalars::Id;
+use super::wallets::Wallet;
 use crate::domain::cursor::OperationCursor;
 use crate::domain::error::{AppError, AppResult};
 use crate::live::{self, FeedError};
@@ -85,6 +86,44 @@ impl SubscriptionRoot {
                 }
                 Err(FeedError::Missed) => Err(AppError::EventsMissed.into()),
                 Err(FeedError::Database(err)) => Err(AppError::from(err).into()),
+            }
+        }))
+    }
+
+    /// A wallet's balances, live (for its owner or the operator): first the
+    /// wallet as it is, then as each committed batch that changed it left
+    /// it, one event per batch; its `cursor` only moves forward. A
+    /// subscriber that falls behind is sent the newest state, never dropped.
+    async fn wallet_updated(
+        &self,
+        ctx: &Context<'_>,
+        wallet_id: Id,
+    ) -> Result<impl Stream<Item = Result<Wallet>> + use<>> {
+        caller(ctx)?.require_authenticated()?;
+        let slot = match ctx.data_opt::<SubscriptionSlots>() {
+            Some(slots) => Some(slots.acquire()?),
+            None => None,
+        };
+        let store = store(ctx)?.clone();
+        // Subscribe first, then read: a batch committed in between arrives
+        // live, and is told apart by its sequence.
+        let subscription = ledger(ctx)?.hub().subscribe(Some(wallet_id.0));
+        let wallet = readable_wallet(ctx, wallet_id.0).await?.0;
+        let active = ActiveSubscription::start();
+        let states = live::wallet_states(store, wallet, subscription);
+        Ok(states.map(move |state| {
+            let _held = (&slot, &active);
+            match state {
+                Ok(wallet) => {
+                    crate::metrics::event_delivered();
+                    Ok(Wallet(wallet))
+                }
+                Err(err) => Err(match err {
+                    FeedError::Database(err) => AppError::from(err),
+                    FeedError::Lagged => AppError::SubscriptionLagged,
+                    FeedError::Missed => AppError::EventsMissed,
+                }
+                .into()),
             }
         }))
     }

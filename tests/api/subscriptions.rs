@@ -666,7 +666,106 @@ both_backends!(
     resuming_with_a_cursor_has_no_gap_and_no_duplicate,
     a_slow_subscriber_is_dropped_without_hurting_others,
     subscriptions_per_connection_are_capped,
+    wallet_updated_sends_the_state_then_each_batch,
+    a_slow_wallet_subscriber_gets_the_newest_state,
 );
+
+const WALLET_UPDATED: &str = "subscription($w: UUID!) { walletUpdated(walletId: $w) { id balance heldBalance availableBalance operationCount cursor } }";
+
+async fn wallet_updated_sends_the_state_then_each_batch(mut app: TestApp) {
+    let live = live(&mut app);
+    let alice = app.create_client("Alice").await;
+    let bob = app.create_client("Bob").await;
+    let mut ws = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(&alice.token))
+        .await
+        .expect("connect");
+    ws.subscribe("w", WALLET_UPDATED, json!({ "w": alice.wallet }))
+        .await;
+    let first = ws.next_operation("w").await;
+    assert_eq!(first["balance"], "0.00");
+    assert_eq!(first["operationCount"], 0);
+    data(&app.deposit(&alice.wallet, "10.00").await);
+    let deposited = ws.next_operation("w").await;
+    assert_eq!(deposited["balance"], "10.00");
+    assert_eq!(deposited["operationCount"], 1);
+    data(&crate::verbs::authorize(&app, &alice, &bob.wallet, "4.00", json!({})).await);
+    let held = ws.next_operation("w").await;
+    assert_eq!(
+        (
+            &held["balance"],
+            &held["heldBalance"],
+            &held["availableBalance"]
+        ),
+        (&json!("10.00"), &json!("4.00"), &json!("6.00"))
+    );
+    data(&app.transfer(&alice, &bob.wallet, "1.00").await);
+    let paid = ws.next_operation("w").await;
+    assert_eq!(paid["availableBalance"], "5.00");
+    assert_eq!(paid["operationCount"], 3);
+    // Batches of other wallets are not this wallet's events.
+    data(&app.deposit(&bob.wallet, "1.00").await);
+    ws.assert_silent("w", Duration::from_millis(300)).await;
+    // Someone else's wallet: refused like operationCreated.
+    let mut bobs = WsClient::connect(live.subscribe_at, TRANSPORT_WS, Some(&bob.token))
+        .await
+        .expect("connect");
+    bobs.subscribe("x", WALLET_UPDATED, json!({ "w": alice.wallet }))
+        .await;
+    let refused = bobs.next_event("x", Duration::from_secs(5)).await;
+    assert_eq!(refusal_code(&refused), "FORBIDDEN");
+}
+
+/// A subscriber that reads nothing while hundreds of batches commit is
+/// never dropped: when it reads again it gets the newest state.
+async fn a_slow_wallet_subscriber_gets_the_newest_state(mut app: TestApp) {
+    let live = live(&mut app);
+    let alice = app.create_client("Alice").await;
+    let mut slow = WsClient::connect_with_buffer(
+        live.subscribe_at,
+        TRANSPORT_WS,
+        Some(&alice.token),
+        Some(4096),
+    )
+    .await
+    .expect("slow");
+    slow.subscribe("w", WALLET_UPDATED, json!({ "w": alice.wallet }))
+        .await;
+    assert_eq!(slow.next_operation("w").await["balance"], "0.00");
+    // Far more batches than the hub's buffer (TEST_EVENT_BUFFER) and the
+    // socket buffers hold.
+    const BATCHES: usize = 600;
+    let writers = (0..4).map(|_| {
+        let (app, alice) = (&app, &alice);
+        async move {
+            for _ in 0..BATCHES / 4 {
+                data(&app.deposit(&alice.wallet, "0.01").await);
+            }
+        }
+    });
+    join_all(writers).await;
+    let mut counts = Vec::new();
+    loop {
+        match slow.next_event("w", Duration::from_secs(3)).await {
+            Event::Data(wallet) => {
+                counts.push(wallet["operationCount"].as_i64().unwrap_or(0));
+                if wallet["balance"] == "6.00" {
+                    break;
+                }
+            }
+            other => panic!("a slow wallet subscriber must not be dropped: {other:?}"),
+        }
+    }
+    assert_eq!(counts.last(), Some(&(BATCHES as i64)));
+    assert!(
+        counts.windows(2).all(|w| w[0] < w[1]),
+        "the cursor never goes back: {counts:?}"
+    );
+    assert!(
+        counts.len() < BATCHES,
+        "it skipped to the newest state ({} events)",
+        counts.len()
+    );
+}
 
 /// An in-process server on `app`'s database with other WebSocket limits.
 pub async fn serve_with(app: &TestApp, limits: walletql::config::WsLimits) -> SocketAddr {

@@ -163,7 +163,10 @@ impl WsClient {
                     if payload.get("errors").is_some() {
                         return Event::Errors(payload["errors"].clone());
                     }
-                    return Event::Data(payload["data"]["operationCreated"].clone());
+                    // The subscription's one root field, whichever it is.
+                    let data = payload["data"].as_object();
+                    let field = data.and_then(|fields| fields.values().next());
+                    return Event::Data(field.cloned().unwrap_or(Value::Null));
                 }
                 Some("error") => return Event::Errors(message["payload"].clone()),
                 Some("complete") => return Event::Complete,
