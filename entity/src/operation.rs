@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
     Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
 pub enum OperationKind {
     #[sea_orm(string_value = "DEPOSIT")]
     Deposit,
@@ -23,6 +23,14 @@ pub enum OperationKind {
     /// A hold given back (whole) on capture, void or expiry.
     #[sea_orm(string_value = "HOLD_RELEASE")]
     HoldRelease,
+    /// On the payee's wallet: a hold placed for it. Its balances are
+    /// unchanged; its incoming held balance rises.
+    #[sea_orm(string_value = "INCOMING_HOLD")]
+    IncomingHold,
+    /// On the payee's wallet: a hold for it ended (before the TRANSFER_IN
+    /// of a capture).
+    #[sea_orm(string_value = "INCOMING_HOLD_RELEASE")]
+    IncomingHoldRelease,
 }
 
 /// One row of the append-only ledger: never updated, never deleted.
@@ -41,6 +49,9 @@ pub struct Model {
     /// `balance - held` after this row; rows from before holds have none
     /// (it was `balance_after`): see `available_after()`.
     pub available_after: Option<i64>,
+    /// The wallet's incoming held balance after this row; rows from before
+    /// incoming holds have none.
+    pub incoming_held_after: Option<i64>,
     pub transfer_id: Option<Uuid>,
     pub counterparty_wallet_id: Option<Uuid>,
     pub description: Option<String>,

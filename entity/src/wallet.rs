@@ -4,6 +4,8 @@ use sea_orm::entity::prelude::*;
 /// of the wallet's newest operation (0 before any), advanced by the same UPDATE
 /// that changes the balance. `held` is the sum of the wallet's open holds as
 /// payer (`open_holds` of them): `balance - held` is what it may spend.
+/// `incoming_held` is the sum of the open holds to it as payee: money
+/// promised to it, not yet its own.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "wallet")]
 pub struct Model {
@@ -15,6 +17,7 @@ pub struct Model {
     pub balance: i64,
     pub held: i64,
     pub open_holds: i32,
+    pub incoming_held: i64,
     pub last_seq: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -26,9 +26,9 @@ use crate::rules::{self, Rule};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const KIND_LINKS: &str = "operation_kind_links";
+pub(crate) const KIND_LINKS: &str = "operation_kind_links";
 const KINDS_BEFORE: &str = "'DEPOSIT', 'TRANSFER_OUT', 'TRANSFER_IN'";
-const KINDS: &str =
+pub(crate) const KINDS: &str =
     "'DEPOSIT', 'TRANSFER_OUT', 'TRANSFER_IN', 'WITHDRAWAL', 'HOLD', 'HOLD_RELEASE'";
 
 /// `operation_kind_known`, the CHECK that `operation` was created with,
@@ -37,7 +37,11 @@ const KINDS: &str =
 /// touching the data (ALTER TABLE, "making other kinds of table schema
 /// changes") edits the stored CREATE TABLE text and bumps the schema
 /// version, in one batch on one connection.
-async fn set_known_kinds(manager: &SchemaManager<'_>, from: &str, to: &str) -> Result<(), DbErr> {
+pub(crate) async fn set_known_kinds(
+    manager: &SchemaManager<'_>,
+    from: &str,
+    to: &str,
+) -> Result<(), DbErr> {
     let conn = manager.get_connection();
     if manager.get_database_backend() == DbBackend::Postgres {
         return conn
@@ -84,7 +88,7 @@ async fn set_known_kinds(manager: &SchemaManager<'_>, from: &str, to: &str) -> R
     Ok(())
 }
 
-fn kind_links(r: &str) -> String {
+pub(crate) fn kind_links(r: &str) -> String {
     format!(
         "({r}kind IN ('DEPOSIT', 'WITHDRAWAL') \
          AND {r}transfer_id IS NULL AND {r}counterparty_wallet_id IS NULL) \

@@ -262,6 +262,7 @@ async fn attempt(
             balance: c.wallet.balance,
             held: c.wallet.held,
             open_holds: c.wallet.open_holds,
+            incoming_held: c.wallet.incoming_held,
             last_seq: c.wallet.last_seq,
             updated_at: c.wallet.updated_at,
             previous_seq: c.previous_seq,

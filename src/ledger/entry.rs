@@ -25,6 +25,9 @@ pub struct Leg {
     pub delta: i64,
     /// Cents added to the held balance: a hold (+) or its release (-).
     pub held: i64,
+    /// Cents added to the incoming held balance (the payee's side of a
+    /// hold): placed (+) or ended (-).
+    pub incoming: i64,
     pub kind: OperationKind,
     pub counterparty: Option<Uuid>,
 }
@@ -35,16 +38,36 @@ impl Leg {
             wallet_id,
             delta,
             held: 0,
+            incoming: 0,
             kind,
             counterparty,
         }
     }
 
-    fn hold(wallet_id: Uuid, held: i64, kind: OperationKind, counterparty: Uuid) -> Leg {
+    /// The payer's side of a hold: `held` placed (+) or released (-).
+    pub fn hold(wallet_id: Uuid, held: i64, kind: OperationKind, counterparty: Uuid) -> Leg {
         Leg {
             wallet_id,
             delta: 0,
             held,
+            incoming: 0,
+            kind,
+            counterparty: Some(counterparty),
+        }
+    }
+
+    /// The payee's side of a hold: `incoming` placed (+) or ended (-).
+    pub fn incoming(
+        wallet_id: Uuid,
+        incoming: i64,
+        kind: OperationKind,
+        counterparty: Uuid,
+    ) -> Leg {
+        Leg {
+            wallet_id,
+            delta: 0,
+            held: 0,
+            incoming,
             kind,
             counterparty: Some(counterparty),
         }
@@ -347,7 +370,10 @@ pub fn authorize(
         expires_at: Some(expires_at),
         refund_of: None,
     };
-    let legs = vec![Leg::hold(from, amount, OperationKind::Hold, to)];
+    let legs = vec![
+        Leg::hold(from, amount, OperationKind::Hold, to),
+        Leg::incoming(to, amount, OperationKind::IncomingHold, from),
+    ];
     Ok(post(caller, legs, Some(header), description, claim))
 }
 
@@ -519,11 +545,14 @@ pub fn leg_row(
         kind: leg.kind,
         amount: if leg.held != 0 {
             leg.held.abs()
+        } else if leg.incoming != 0 {
+            leg.incoming.abs()
         } else {
             leg.delta.abs()
         },
         balance_after: wallet.balance,
         available_after: Some(wallet.balance - wallet.held),
+        incoming_held_after: Some(wallet.incoming_held),
         transfer_id,
         counterparty_wallet_id: leg.counterparty,
         // Stored once: on the transfer when there is one (the legs read it

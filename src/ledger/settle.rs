@@ -343,7 +343,8 @@ fn apply_leg(
         .checked_add(leg.delta)
         .ok_or(AppError::BalanceLimitExceeded)?;
     let held = current.held + leg.held;
-    if held < 0 {
+    let incoming = current.incoming_held + leg.incoming;
+    if held < 0 || incoming < 0 {
         return Err(AppError::Internal(anyhow::anyhow!(
             "a release of more than wallet {} holds",
             current.id
@@ -366,6 +367,7 @@ fn apply_leg(
     let mut next = current.clone();
     next.balance = balance;
     next.held = held;
+    next.incoming_held = incoming;
     next.open_holds = open_holds.max(0);
     next.last_seq += 1;
     next.updated_at = (current.updated_at + TimeDelta::microseconds(1)).max(time);
@@ -404,13 +406,11 @@ fn plan(
                 _ => {}
             }
             let (payer, payee) = (t.from_wallet_id, t.to_wallet_id);
-            let mut legs = vec![Leg {
-                wallet_id: payer,
-                delta: 0,
-                held: -t.amount,
-                kind: OperationKind::HoldRelease,
-                counterparty: Some(payee),
-            }];
+            // Both sides of the hold end first; a capture then moves money.
+            let mut legs = vec![
+                Leg::hold(payer, -t.amount, OperationKind::HoldRelease, payee),
+                Leg::incoming(payee, -t.amount, OperationKind::IncomingHoldRelease, payer),
+            ];
             let mut edited = t.clone();
             match end {
                 End::Capture(amount) => {
@@ -494,6 +494,7 @@ fn transfer_leg(wallet_id: Uuid, delta: i64, kind: OperationKind, counterparty: 
         wallet_id,
         delta,
         held: 0,
+        incoming: 0,
         kind,
         counterparty: Some(counterparty),
     }
@@ -531,6 +532,7 @@ mod tests {
             balance,
             held: 0,
             open_holds: 0,
+            incoming_held: 0,
             last_seq: 3,
             created_at: at,
             updated_at: at,

@@ -162,6 +162,9 @@ pub fn wallet_states(
                     let current = &mut state.current;
                     current.balance = newest.balance_after;
                     current.held = newest.balance_after - newest.available_after();
+                    if let Some(incoming) = newest.incoming_held_after {
+                        current.incoming_held = incoming;
+                    }
                     current.last_seq = newest.seq;
                     current.updated_at = newest.created_at;
                     return Some((Ok(current.clone()), Some(state)));

@@ -90,6 +90,7 @@ mod tests {
             amount: 1,
             balance_after: 1,
             available_after: Some(1),
+            incoming_held_after: None,
             transfer_id: None,
             counterparty_wallet_id: None,
             description: None,

@@ -77,6 +77,12 @@ pub enum OperationKind {
     Hold,
     /// A hold given back, whole, on capture, void or expiry.
     HoldRelease,
+    /// On the payee's wallet: a hold placed for it. Balance and available
+    /// balance are unchanged; `incomingHeldBalanceAfter` rises.
+    IncomingHold,
+    /// On the payee's wallet: a hold for it ended (captured, voided or
+    /// expired); a capture's TRANSFER_IN follows it.
+    IncomingHoldRelease,
 }
 
 /// Narrows a history: by kind, and by time (`from` inclusive, `to` exclusive).
@@ -141,6 +147,12 @@ impl Operation {
     /// The wallet's available balance (balance - held) right after it.
     async fn available_balance_after(&self) -> Result<Dec> {
         Ok(money(self.0.available_after())?)
+    }
+
+    /// The wallet's incoming held balance right after it; null on rows
+    /// written before incoming holds were kept.
+    async fn incoming_held_balance_after(&self) -> Result<Option<Dec>> {
+        Ok(self.0.incoming_held_after.map(money).transpose()?)
     }
 
     /// The request's description. A transfer's is stored once, on the

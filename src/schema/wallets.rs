@@ -63,6 +63,13 @@ impl Wallet {
         Ok(money(self.0.held)?)
     }
 
+    /// The sum of the open holds to this wallet as payee: money promised
+    /// to it (captured, it arrives; voided or expired, it does not), never
+    /// counted in `balance`.
+    async fn incoming_held_balance(&self) -> Result<Dec> {
+        Ok(money(self.0.incoming_held)?)
+    }
+
     /// What the wallet may spend: `balance - heldBalance`. Transfers,
     /// withdrawals, refunds and new holds spend only this.
     async fn available_balance(&self) -> Result<Dec> {

@@ -94,10 +94,21 @@ const CHECKS: &[(&str, &str)] = &[
         ),
     ),
     (
+        "each incoming held balance equals the open holds to it, and its rows",
+        "SELECT COUNT(*) FROM wallet w LEFT JOIN (
+            SELECT wallet_id, SUM(CASE kind WHEN 'INCOMING_HOLD' THEN amount ELSE -amount END) AS incoming
+            FROM operation WHERE kind IN ('INCOMING_HOLD', 'INCOMING_HOLD_RELEASE') GROUP BY wallet_id) o
+              ON o.wallet_id = w.id
+            LEFT JOIN (SELECT to_wallet_id, SUM(amount) AS incoming FROM transfer
+              WHERE status = 'PENDING' GROUP BY to_wallet_id) p ON p.to_wallet_id = w.id
+         WHERE w.incoming_held <> COALESCE(o.incoming, 0) OR w.incoming_held <> COALESCE(p.incoming, 0)",
+    ),
+    (
         "each balance equals its newest operation's balance-after",
         "SELECT COUNT(*) FROM wallet w LEFT JOIN operation o ON o.wallet_id = w.id AND o.seq = w.last_seq
          WHERE (w.last_seq = 0 AND w.balance <> 0) OR (w.last_seq > 0 AND (o.id IS NULL OR o.balance_after <> w.balance
-            OR COALESCE(o.available_after, o.balance_after) <> w.balance - w.held))",
+            OR COALESCE(o.available_after, o.balance_after) <> w.balance - w.held
+            OR COALESCE(o.incoming_held_after, w.incoming_held) <> w.incoming_held))",
     ),
     (
         "each wallet's sequence is gapless",
@@ -113,12 +124,17 @@ const CHECKS: &[(&str, &str)] = &[
                    SUM(CASE WHEN kind = 'TRANSFER_IN' THEN 1 ELSE 0 END) AS ins,
                    SUM(CASE WHEN kind = 'HOLD' THEN 1 ELSE 0 END) AS holds,
                    SUM(CASE WHEN kind = 'HOLD_RELEASE' THEN 1 ELSE 0 END) AS releases,
+                   SUM(CASE WHEN kind = 'INCOMING_HOLD' THEN 1 ELSE 0 END) AS incoming,
+                   SUM(CASE WHEN kind = 'INCOMING_HOLD_RELEASE' THEN 1 ELSE 0 END) AS incoming_releases,
                    COUNT(*) AS n
             FROM operation WHERE transfer_id IS NOT NULL GROUP BY transfer_id) o ON o.transfer_id = t.id
          WHERE o.n IS NULL
+            OR o.incoming_releases <> CASE WHEN t.status = 'PENDING' THEN 0 ELSE o.incoming END
+            OR o.incoming > o.holds
             OR (t.status = 'POSTED' AND (o.outs <> 1 OR o.ins <> 1 OR o.holds > 1 OR o.releases <> o.holds))
-            OR (t.status = 'PENDING' AND (o.holds <> 1 OR o.n <> 1))
-            OR (t.status IN ('VOIDED', 'EXPIRED') AND (o.holds <> 1 OR o.releases <> 1 OR o.n <> 2))",
+            OR (t.status = 'PENDING' AND (o.holds <> 1 OR o.incoming <> 1 OR o.n <> 2))
+            OR (t.status IN ('VOIDED', 'EXPIRED') AND (o.holds <> 1 OR o.releases <> 1
+                OR o.n <> 2 + 2 * o.incoming))",
     ),
     (
         "each transfer's ledger rows match it",
@@ -127,7 +143,9 @@ const CHECKS: &[(&str, &str)] = &[
             OR (o.kind IN ('HOLD', 'HOLD_RELEASE') AND o.amount <> t.amount)
             OR (o.kind IN ('TRANSFER_OUT', 'HOLD', 'HOLD_RELEASE')
                 AND (o.wallet_id <> t.from_wallet_id OR o.counterparty_wallet_id <> t.to_wallet_id))
-            OR (o.kind = 'TRANSFER_IN' AND (o.wallet_id <> t.to_wallet_id OR o.counterparty_wallet_id <> t.from_wallet_id))
+            OR (o.kind IN ('INCOMING_HOLD', 'INCOMING_HOLD_RELEASE') AND o.amount <> t.amount)
+            OR (o.kind IN ('TRANSFER_IN', 'INCOMING_HOLD', 'INCOMING_HOLD_RELEASE')
+                AND (o.wallet_id <> t.to_wallet_id OR o.counterparty_wallet_id <> t.from_wallet_id))
             OR o.kind IN ('DEPOSIT', 'WITHDRAWAL')",
     ),
     (

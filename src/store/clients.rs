@@ -52,6 +52,7 @@ pub async fn create_client(
         balance: Set(0),
         held: Set(0),
         open_holds: Set(0),
+        incoming_held: Set(0),
         last_seq: Set(0),
         created_at: Set(now),
         updated_at: Set(now),

@@ -39,6 +39,7 @@ pub struct WalletUpdate {
     pub balance: i64,
     pub held: i64,
     pub open_holds: i32,
+    pub incoming_held: i64,
     pub last_seq: i64,
     pub updated_at: DateTime<Utc>,
     pub previous_seq: i64,
@@ -226,7 +227,8 @@ pub async fn lock_wallets<C: ConnectionTrait>(
     wallet::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT id, client_id, currency, balance, held, open_holds, last_seq, created_at, updated_at FROM wallet \
+            "SELECT id, client_id, currency, balance, held, open_holds, incoming_held, last_seq, \
+                 created_at, updated_at FROM wallet \
              WHERE id = ANY(CAST($1 AS uuid[])) ORDER BY id FOR UPDATE",
             [list.into()],
         ))
@@ -330,10 +332,10 @@ async fn write_postgres<C: ConnectionTrait>(
     let wallet_ids: Vec<Uuid> = batch.wallets.iter().map(|w| w.id).collect();
     parts.push(format!(
         "w AS (UPDATE wallet SET balance = v.balance, held = v.held, open_holds = v.open_holds, \
-             last_seq = v.last_seq, updated_at = v.updated_at \
+             incoming_held = v.incoming_held, last_seq = v.last_seq, updated_at = v.updated_at \
          FROM json_to_recordset(CAST({} AS json)) \
-             AS v(id uuid, balance bigint, held bigint, open_holds integer, last_seq bigint, \
-                 updated_at timestamptz, previous_seq bigint) \
+             AS v(id uuid, balance bigint, held bigint, open_holds integer, incoming_held bigint, \
+                 last_seq bigint, updated_at timestamptz, previous_seq bigint) \
          WHERE wallet.id = ANY(CAST({} AS uuid[])) AND wallet.id = v.id \
              AND wallet.last_seq = v.previous_seq RETURNING 1)",
         param(json(batch.wallets)?.into()),
@@ -380,12 +382,13 @@ async fn write_postgres<C: ConnectionTrait>(
     if !batch.operations.is_empty() {
         parts.push(format!(
             "o AS (INSERT INTO operation (id, wallet_id, seq, kind, amount, balance_after, available_after, \
-                 transfer_id, counterparty_wallet_id, description, created_at) \
+                 incoming_held_after, transfer_id, counterparty_wallet_id, description, created_at) \
              SELECT x.id, x.wallet_id, x.seq, x.kind, x.amount, x.balance_after, x.available_after, \
-                 x.transfer_id, x.counterparty_wallet_id, x.description, x.created_at \
+                 x.incoming_held_after, x.transfer_id, x.counterparty_wallet_id, x.description, x.created_at \
              FROM json_to_recordset(CAST({} AS json)) AS x(id uuid, wallet_id uuid, seq bigint, \
-                 kind text, amount bigint, balance_after bigint, available_after bigint, transfer_id uuid, \
-                 counterparty_wallet_id uuid, description text, created_at timestamptz))",
+                 kind text, amount bigint, balance_after bigint, available_after bigint, \
+                 incoming_held_after bigint, transfer_id uuid, counterparty_wallet_id uuid, \
+                 description text, created_at timestamptz))",
             param(json(batch.operations)?.into())
         ));
     }
@@ -440,6 +443,7 @@ async fn write_plain<C: ConnectionTrait>(
             .col_expr(wallet::Column::Balance, Expr::value(w.balance))
             .col_expr(wallet::Column::Held, Expr::value(w.held))
             .col_expr(wallet::Column::OpenHolds, Expr::value(w.open_holds))
+            .col_expr(wallet::Column::IncomingHeld, Expr::value(w.incoming_held))
             .col_expr(wallet::Column::LastSeq, Expr::value(w.last_seq))
             .col_expr(wallet::Column::UpdatedAt, Expr::value(w.updated_at))
             .filter(wallet::Column::Id.eq(w.id))

@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migration/src/m20261130_000002_history_indexes.rs"),
     include_str!("../../migration/src/m20261130_000003_ledger_verbs.rs"),
     include_str!("../../migration/src/m20261206_000001_transfer_lists.rs"),
+    include_str!("../../migration/src/m20261206_000002_incoming_holds.rs"),
     include_str!("../../migration/src/rules.rs"),
 ];
 

@@ -17,6 +17,7 @@ mod group_commit;
 mod history;
 mod holds;
 mod idempotency;
+mod incoming;
 mod limits;
 mod lists;
 mod mutations;

@@ -149,10 +149,18 @@ async fn payloads_carry_what_the_mutation_changed(app: TestApp) {
         .flatten()
         .filter_map(|op| op["kind"].as_str())
         .collect();
-    assert_eq!(kinds, ["HOLD_RELEASE", "TRANSFER_OUT", "TRANSFER_IN"]);
+    assert_eq!(
+        kinds,
+        [
+            "HOLD_RELEASE",
+            "INCOMING_HOLD_RELEASE",
+            "TRANSFER_OUT",
+            "TRANSFER_IN"
+        ]
+    );
 
-    // The payee's void: its own wallet is unchanged, so none is listed;
-    // the payer's row is not the payee's to read.
+    // The payee's void: its own wallet (its incoming held balance) and
+    // row; the payer's are not the payee's to read.
     let held = authorize(&app, &payer, &payee.wallet, "5.00", json!({})).await;
     let id = text(&data(&held)["authorizeTransfer"]["transfer"]["id"]);
     let voided = app
@@ -162,10 +170,12 @@ async fn payloads_carry_what_the_mutation_changed(app: TestApp) {
             json!({ "input": { "transferId": id, "idempotencyKey": key() } }),
         )
         .await;
-    assert_eq!(
-        data(&voided)["voidTransfer"],
-        json!({ "wallets": [], "operations": [] })
-    );
+    let voided = &data(&voided)["voidTransfer"];
+    assert_eq!(voided["wallets"].as_array().map(Vec::len), Some(1));
+    assert_eq!(voided["wallets"][0]["id"], payee.wallet.as_str());
+    assert_eq!(voided["operations"].as_array().map(Vec::len), Some(1));
+    assert_eq!(voided["operations"][0]["kind"], "INCOMING_HOLD_RELEASE");
+    assert_eq!(voided["operations"][0]["walletId"], payee.wallet.as_str());
 
     // A batch: the payer's final state once, and a row per posted item.
     let item =

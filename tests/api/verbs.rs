@@ -230,9 +230,14 @@ async fn a_hold_is_captured_in_part(app: TestApp) {
             row("TRANSFER_OUT", "25.50", "74.50", "74.50"),
         ]
     );
+    // The payee's side: the hold for it, its end, then the money.
     assert_eq!(
         history(&app, &payee.wallet).await,
-        [row("TRANSFER_IN", "25.50", "25.50", "25.50")]
+        [
+            row("INCOMING_HOLD", "40.00", "0.00", "0.00"),
+            row("INCOMING_HOLD_RELEASE", "40.00", "0.00", "0.00"),
+            row("TRANSFER_IN", "25.50", "25.50", "25.50"),
+        ]
     );
     let seen = app
         .gql(Some(&payee.token), lookup, json!({ "id": id }))
