@@ -1,0 +1,30 @@
+// Types and typed documents from the checked-in schema and the shared
+// operation documents (../../documents), with the README's scalar mapping,
+// and the trusted-documents manifest the server runs with
+// (src/gql/persisted-documents.json: TRUSTED_DOCUMENTS=...).
+import type { CodegenConfig } from '@graphql-codegen/cli';
+import { addTypenameSelectionDocumentTransform } from '@graphql-codegen/client-preset';
+
+const config: CodegenConfig = {
+  schema: '../../schema.graphql',
+  documents: ['../../documents/*.graphql'],
+  generates: {
+    'src/gql/': {
+      preset: 'client',
+      presetConfig: { persistedDocuments: true, fragmentMasking: false },
+      // graphcache normalises by __typename: the stored documents ask for it.
+      documentTransforms: [addTypenameSelectionDocumentTransform],
+      config: {
+        strictScalars: true,
+        enumsAsTypes: true,
+        scalars: {
+          Decimal: { input: 'string', output: 'string' },
+          UUID: { input: 'string', output: 'string' },
+          DateTime: { input: 'string', output: 'string' },
+        },
+      },
+    },
+  },
+};
+
+export default config;

@@ -1,0 +1,263 @@
+// The reference wallet app: sign in with a token; the wallet's balances,
+// live; pay or hold money for someone (a retried click reuses its
+// idempotency key, so it never pays twice); the history, with infinite
+// scroll and a kind filter; and, for a merchant, the holds for it (live),
+// to capture or void, and the payments it received, to refund.
+import { useEffect, useMemo, useRef, useState } from 'react';
+import { Provider, useMutation, useQuery, useSubscription, type CombinedError } from 'urql';
+import { makeClient } from './client';
+import { describe, retryable } from './errors';
+import {
+  AuthorizeDocument,
+  CaptureDocument,
+  HistoryDocument,
+  IncomingHoldsDocument,
+  MeDocument,
+  OperationCreatedDocument,
+  PayDocument,
+  ReceivedDocument,
+  RefundDocument,
+  VoidDocument,
+  WalletUpdatedDocument,
+  type OperationKind,
+} from './gql/graphql';
+
+type Session = { api: string; token: string };
+
+export function App() {
+  const [session, setSession] = useState<Session | null>(null);
+  const client = useMemo(() => (session ? makeClient(session.api, session.token) : null), [session]);
+  if (!session || !client) return <SignIn onSignIn={setSession} />;
+  return (
+    <Provider value={client}>
+      <Wallet />
+    </Provider>
+  );
+}
+
+function SignIn({ onSignIn }: { onSignIn: (s: Session) => void }) {
+  const params = new URLSearchParams(window.location.search);
+  // The README's server by default; `?api=` points elsewhere.
+  const [api, setApi] = useState(params.get('api') ?? 'http://127.0.0.1:8080/graphql');
+  const [token, setToken] = useState('');
+  return (
+    <section>
+      <h2>Sign in</h2>
+      <label>API <input data-testid="api" value={api} onChange={(e) => setApi(e.target.value)} size={40} /></label>
+      <label>Token <input data-testid="token" value={token} onChange={(e) => setToken(e.target.value)} size={50} /></label>
+      <button data-testid="sign-in" onClick={() => onSignIn({ api, token: token.trim() })}>Sign in</button>
+    </section>
+  );
+}
+
+/** Re-run queries when the wallet's ledger moves: bumped by operationCreated. */
+function useLedgerVersion(walletId: string | undefined): number {
+  const [result] = useSubscription({
+    query: OperationCreatedDocument,
+    variables: { walletId: walletId ?? '' },
+    pause: !walletId,
+  });
+  const [version, setVersion] = useState(0);
+  useEffect(() => {
+    if (result.data) setVersion((v) => v + 1);
+  }, [result.data]);
+  return version;
+}
+
+function Wallet() {
+  const [me] = useQuery({ query: MeDocument });
+  const wallet = me.data?.me?.wallet;
+  // Live balances: each event updates the normalised Wallet, so every
+  // place showing it re-renders.
+  useSubscription({ query: WalletUpdatedDocument, variables: { walletId: wallet?.id ?? '' }, pause: !wallet });
+  const version = useLedgerVersion(wallet?.id);
+  if (me.error) return <p className="error" data-testid="error">{describe(me.error)}</p>;
+  if (!wallet || !me.data?.me) return <p>Loading…</p>;
+  return (
+    <>
+      <section>
+        <h2>{me.data.me.name}'s wallet</h2>
+        <div className="balance" data-testid="balance">{wallet.balance}</div>
+        <div className="muted">
+          available <span data-testid="available">{wallet.availableBalance}</span> · held{' '}
+          <span data-testid="held">{wallet.heldBalance}</span> · on hold for you{' '}
+          <span data-testid="incoming">{wallet.incomingHeldBalance}</span>
+        </div>
+        <div className="muted">wallet <code data-testid="wallet-id">{wallet.id}</code></div>
+      </section>
+      <PayForm walletId={wallet.id} />
+      <IncomingHolds walletId={wallet.id} version={version} />
+      <Received walletId={wallet.id} version={version} />
+      <History walletId={wallet.id} version={version} />
+    </>
+  );
+}
+
+type Attempt = { verb: 'pay' | 'hold'; to: string; amount: string; key: string };
+
+function PayForm({ walletId }: { walletId: string }) {
+  const [to, setTo] = useState('');
+  const [amount, setAmount] = useState('');
+  const [status, setStatus] = useState<string | null>(null);
+  const [error, setError] = useState<CombinedError | undefined>();
+  // The attempt in flight or failed without an answer: a new click for the
+  // same payment reuses its key, so the server applies it once.
+  const attempt = useRef<Attempt | null>(null);
+  const [, pay] = useMutation(PayDocument);
+  const [, hold] = useMutation(AuthorizeDocument);
+
+  async function submit(verb: Attempt['verb']) {
+    const same = attempt.current;
+    const current: Attempt =
+      same && same.verb === verb && same.to === to && same.amount === amount
+        ? same
+        : { verb, to, amount, key: crypto.randomUUID() };
+    attempt.current = current;
+    setError(undefined);
+    setStatus('Sending…');
+    for (let tries = 0; tries < 4; tries += 1) {
+      const input = { fromWalletId: walletId, toWalletId: current.to, amount: current.amount, idempotencyKey: current.key };
+      const result = verb === 'pay' ? await pay({ input }) : await hold({ input });
+      const done = result.data && ('transfer' in result.data ? result.data.transfer : result.data.authorizeTransfer);
+      if (done && !result.error) {
+        attempt.current = null;
+        setStatus(verb === 'pay' ? `Paid ${current.amount}` : `Held ${current.amount}`);
+        return;
+      }
+      if (result.error && !retryable(result.error)) {
+        attempt.current = null;
+        setStatus(null);
+        setError(result.error);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 300 * (tries + 1)));
+    }
+    setStatus('No answer yet: press again to retry safely.');
+  }
+
+  return (
+    <section>
+      <h2>Pay someone</h2>
+      <label>To wallet <input data-testid="pay-to" value={to} onChange={(e) => setTo(e.target.value)} size={40} /></label>
+      <label>Amount <input data-testid="pay-amount" value={amount} onChange={(e) => setAmount(e.target.value)} size={10} /></label>
+      <button data-testid="pay" onClick={() => submit('pay')}>Pay</button>
+      <button data-testid="hold" onClick={() => submit('hold')}>Authorise (hold)</button>
+      {status && <p data-testid="pay-status">{status}</p>}
+      {error && <p className="error" data-testid="pay-error">{describe(error)}</p>}
+    </section>
+  );
+}
+
+function IncomingHolds({ walletId, version }: { walletId: string; version: number }) {
+  const [holds, refetch] = useQuery({ query: IncomingHoldsDocument, variables: { walletId }, requestPolicy: 'network-only' });
+  useEffect(() => {
+    if (version > 0) refetch({ requestPolicy: 'network-only' });
+  }, [version, refetch]);
+  const [captured, capture] = useMutation(CaptureDocument);
+  const [voided, voidHold] = useMutation(VoidDocument);
+  const [amounts, setAmounts] = useState<Record<string, string>>({});
+  const nodes = holds.data?.transfers.nodes ?? [];
+  return (
+    <section>
+      <h2>Holds for you</h2>
+      {nodes.length === 0 && <p className="muted" data-testid="no-holds">None open.</p>}
+      <ul>
+        {nodes.map((hold) => (
+          <li key={hold.id} data-testid="incoming-hold">
+            <span data-testid="hold-amount">{hold.amount}</span> from <code>{hold.fromWallet.walletId.slice(0, 8)}</code>{' '}
+            <input data-testid="capture-amount" placeholder={hold.amount} size={8}
+              value={amounts[hold.id] ?? ''} onChange={(e) => setAmounts({ ...amounts, [hold.id]: e.target.value })} />
+            <button data-testid="capture" onClick={() => capture({ input: { transferId: hold.id, amount: amounts[hold.id] || null, idempotencyKey: `capture-${hold.id}` } })}>Capture</button>
+            <button data-testid="void" onClick={() => voidHold({ input: { transferId: hold.id, idempotencyKey: `void-${hold.id}` } })}>Void</button>
+          </li>
+        ))}
+      </ul>
+      {(captured.error || voided.error) && <p className="error">{describe(captured.error ?? voided.error)}</p>}
+    </section>
+  );
+}
+
+function Received({ walletId, version }: { walletId: string; version: number }) {
+  const [received, refetch] = useQuery({ query: ReceivedDocument, variables: { walletId }, requestPolicy: 'network-only' });
+  useEffect(() => {
+    if (version > 0) refetch({ requestPolicy: 'network-only' });
+  }, [version, refetch]);
+  const [refunded, refund] = useMutation(RefundDocument);
+  const nodes = received.data?.transfers.nodes ?? [];
+  return (
+    <section>
+      <h2>Payments received</h2>
+      <ul>
+        {nodes.map((t) => (
+          <li key={t.id} data-testid="received">
+            <span>{t.capturedAmount ?? t.amount}</span> (refunded <span data-testid="refunded">{t.refundedAmount}</span>){' '}
+            <button data-testid="refund-one" onClick={() => refund({ input: { transferId: t.id, amount: '1.00', idempotencyKey: crypto.randomUUID() } })}>Refund 1.00</button>
+          </li>
+        ))}
+      </ul>
+      {refunded.error && <p className="error">{describe(refunded.error)}</p>}
+    </section>
+  );
+}
+
+const KINDS: OperationKind[] = ['DEPOSIT', 'TRANSFER_IN', 'TRANSFER_OUT', 'WITHDRAWAL', 'HOLD', 'HOLD_RELEASE', 'INCOMING_HOLD', 'INCOMING_HOLD_RELEASE'];
+
+function History({ walletId, version }: { walletId: string; version: number }) {
+  const [kind, setKind] = useState<OperationKind | ''>('');
+  const [cursors, setCursors] = useState<(string | null)[]>([null]);
+  useEffect(() => setCursors([null]), [kind]);
+  return (
+    <section>
+      <h2>History</h2>
+      <label>Kind{' '}
+        <select data-testid="kind" value={kind} onChange={(e) => setKind(e.target.value as OperationKind | '')}>
+          <option value="">all</option>
+          {KINDS.map((k) => <option key={k} value={k}>{k}</option>)}
+        </select>
+      </label>
+      <ul data-testid="history">
+        {cursors.map((after, i) => (
+          <HistoryPage key={`${kind}-${after ?? 'head'}`} walletId={walletId} after={after} kind={kind}
+            version={i === 0 ? version : 0}
+            onMore={(next) => setCursors((list) => (list.includes(next) ? list : [...list, next]))} />
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+function HistoryPage({ walletId, after, kind, version, onMore }: {
+  walletId: string; after: string | null; kind: OperationKind | ''; version: number; onMore: (cursor: string) => void;
+}) {
+  const [page, refetch] = useQuery({
+    query: HistoryDocument,
+    variables: { walletId, first: 10, after, filter: kind ? { kinds: [kind] } : null },
+  });
+  useEffect(() => {
+    if (version > 0) refetch({ requestPolicy: 'network-only' });
+  }, [version, refetch]);
+  const sentinel = useRef<HTMLLIElement>(null);
+  const info = page.data?.operations.pageInfo;
+  useEffect(() => {
+    const node = sentinel.current;
+    if (!node || !info?.hasNextPage || !info.endCursor) return;
+    const cursor = info.endCursor;
+    // Infinite scroll: the next page loads when the end comes into view.
+    const observer = new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) onMore(cursor);
+    });
+    observer.observe(node);
+    return () => observer.disconnect();
+  }, [info?.hasNextPage, info?.endCursor, onMore]);
+  return (
+    <>
+      {page.data?.operations.edges.map(({ node }) => (
+        <li key={node.id} data-testid="operation">
+          <span data-testid="op-kind">{node.kind}</span> <span data-testid="op-amount">{node.amount}</span>{' '}
+          <span className="muted">→ {node.balanceAfter} · {new Date(node.createdAt).toLocaleTimeString()}</span>
+        </li>
+      ))}
+      <li ref={sentinel} className="muted" style={{ listStyle: 'none' }}>{info?.hasNextPage ? 'Loading more…' : ''}</li>
+    </>
+  );
+}
