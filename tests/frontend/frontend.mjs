@@ -8,7 +8,11 @@
 //      of it, and must see DEPOSIT then TRANSFER_OUT with the right amounts;
 //   3. the wallet query pages through that history;
 //   4. a hold: the payer authorises, the payee captures part of it, and the
-//      payer's subscription sees HOLD, HOLD_RELEASE and TRANSFER_OUT.
+//      payer's subscription sees HOLD, HOLD_RELEASE and TRANSFER_OUT;
+//   5. relay-compiler accepts @refetchable fragments on Wallet and Transfer;
+//   6. Apollo's InMemoryCache and urql's graphcache show both wallets' new
+//      balances after an operator ends a hold, with no refetch (the
+//      payload's `wallets`).
 // The server is the built binary, on a fresh SQLite database, killed at the
 // end whatever happens.
 //
@@ -16,7 +20,7 @@
 //   WALLETQL_BIN=target/debug/walletql node tests/frontend/frontend.mjs
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -514,6 +518,103 @@ async function runChecks(base) {
         await ws.dispose();
       }
     }, [LIVE]);
+
+    await check('relay-compiler 21 accepts @refetchable fragments on Wallet and Transfer (Node)', async () => {
+      const relay = join(work, 'relay');
+      mkdirSync(join(relay, 'src'), { recursive: true });
+      writeFileSync(join(relay, 'relay.config.json'), JSON.stringify({
+        src: './src',
+        schema: resolve(here, '../../schema.graphql'),
+        language: 'javascript',
+        customScalarTypes: { Decimal: 'string', UUID: 'string', DateTime: 'string' },
+      }));
+      writeFileSync(join(relay, 'src', 'fragments.js'), [
+        'graphql`fragment fragments_wallet on Wallet @refetchable(queryName: "WalletRefetchQuery") { id balance availableBalance incomingHeldBalance }`;',
+        'graphql`fragment fragments_transfer on Transfer @refetchable(queryName: "TransferRefetchQuery") { id status amount capturedAmount toWallet { walletId } }`;',
+        '',
+      ].join('\n'));
+      const compiled = spawnSync(process.execPath, [require.resolve('relay-compiler/cli.js')], { cwd: relay, encoding: 'utf8' });
+      if (compiled.status !== 0) throw new Error(`relay-compiler failed:\n${compiled.stdout}\n${compiled.stderr}`);
+      const refetch = readFileSync(join(relay, 'src', '__generated__', 'WalletRefetchQuery.graphql.js'), 'utf8');
+      if (!refetch.includes('"node"')) throw new Error('the refetch query does not go through Query.node');
+      readFileSync(join(relay, 'src', '__generated__', 'TransferRefetchQuery.graphql.js'), 'utf8');
+      return 'WalletRefetchQuery and TransferRefetchQuery through node(id:)';
+    });
+
+    // Two wallets read into a normalised cache, then an operator ends a hold
+    // between them: the payload's `wallets` must refresh both entries, with
+    // no request but the mutation.
+    const CACHED_WALLET = 'query CachedWallet($id: UUID!) { wallet(id: $id) { id balance availableBalance incomingHeldBalance } }';
+    const holdBetweenTwo = async () => {
+      const created = [];
+      for (const name of ['Cache payer', 'Cache payee']) {
+        created.push((await run(base, 'CreateClient', { input: { name } })).createClient);
+      }
+      const [payer, payee] = created;
+      await run(base, 'Deposit', { input: { walletId: payer.wallet.id, amount: '20.00', idempotencyKey: randomUUID() } }, operator);
+      const held = (await run(base, 'AuthorizeTransfer', {
+        input: { fromWalletId: payer.wallet.id, toWalletId: payee.wallet.id, amount: '5.00', idempotencyKey: randomUUID() },
+      }, payer.token)).authorizeTransfer;
+      return { payer, payee, transferId: held.transfer.id };
+    };
+    const countingFetch = () => {
+      const counted = { requests: 0 };
+      counted.fetch = (url, init) => {
+        counted.requests += 1;
+        return fetch(url, init);
+      };
+      return counted;
+    };
+
+    await check("Apollo Client 4's InMemoryCache shows both wallets after an operator's capture, without a refetch", async () => {
+      const { ApolloClient, HttpLink, InMemoryCache, gql } = await import('@apollo/client');
+      const { payer, payee, transferId } = await holdBetweenTwo();
+      const counted = countingFetch();
+      const client = new ApolloClient({
+        link: new HttpLink({ uri: `${base}/graphql`, fetch: counted.fetch, headers: { authorization: `Bearer ${operator}` } }),
+        cache: new InMemoryCache(),
+      });
+      const query = gql(CACHED_WALLET);
+      for (const w of [payer, payee]) await client.query({ query, variables: { id: w.wallet.id } });
+      await client.mutate({
+        mutation: gql('mutation Capture($input: CaptureTransferInput!) { captureTransfer(input: $input) { transfer { id status } wallets { id balance availableBalance incomingHeldBalance } } }'),
+        variables: { input: { transferId, amount: '3.00', idempotencyKey: randomUUID() } },
+      });
+      const seen = [payer, payee].map((w) => client.readQuery({ query, variables: { id: w.wallet.id } })?.wallet);
+      const got = seen.map((w) => `${w?.balance}/${w?.incomingHeldBalance}`);
+      if (JSON.stringify(got) !== JSON.stringify(['17.00/0.00', '3.00/0.00'])) throw new Error(`cached wallets ${JSON.stringify(got)}`);
+      if (counted.requests !== 3) throw new Error(`${counted.requests} requests: the cache refetched`);
+      return `payer ${got[0]}, payee ${got[1]} from the cache`;
+    });
+
+    await check("urql's graphcache shows both wallets after an operator's void, without a refetch", async () => {
+      const { Client, fetchExchange } = await import('@urql/core');
+      const { cacheExchange } = await import('@urql/exchange-graphcache');
+      const { parse } = await import('graphql');
+      const { payer, payee, transferId } = await holdBetweenTwo();
+      const counted = countingFetch();
+      const client = new Client({
+        url: `${base}/graphql`,
+        preferGetMethod: false,
+        fetch: counted.fetch,
+        fetchOptions: { headers: { authorization: `Bearer ${operator}` } },
+        exchanges: [cacheExchange({ keys: { PublicWallet: () => null } }), fetchExchange],
+      });
+      const query = parse(CACHED_WALLET);
+      for (const w of [payer, payee]) {
+        const result = await client.query(query, { id: w.wallet.id }).toPromise();
+        if (result.error) throw result.error;
+      }
+      const voided = await client.mutation(parse('mutation Void($input: VoidTransferInput!) { voidTransfer(input: $input) { transfer { id status } wallets { id balance availableBalance incomingHeldBalance } } }'), {
+        input: { transferId, idempotencyKey: randomUUID() },
+      }).toPromise();
+      if (voided.error) throw voided.error;
+      const seen = [payer, payee].map((w) => client.readQuery(query, { id: w.wallet.id })?.data?.wallet);
+      const got = seen.map((w) => `${w?.availableBalance}/${w?.incomingHeldBalance}`);
+      if (JSON.stringify(got) !== JSON.stringify(['20.00/0.00', '0.00/0.00'])) throw new Error(`cached wallets ${JSON.stringify(got)}`);
+      if (counted.requests !== 3) throw new Error(`${counted.requests} requests: the cache refetched`);
+      return `payer ${got[0]}, payee ${got[1]} from the cache`;
+    });
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
