@@ -27,6 +27,7 @@ mod pagination;
 mod persisted;
 mod properties;
 mod schema;
+mod shared_documents;
 mod subscriptions;
 mod transfers;
 mod typed;
