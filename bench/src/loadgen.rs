@@ -553,7 +553,57 @@ pub async fn probe_history(
     let oldest_at = oldest_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let filtered = "query($w: UUID!, $f: OperationFilterInput) { operations(walletId: $w, first: 20, filter: $f) { nodes { sequence kind amount balanceAfter createdAt } pageInfo { hasNextPage endCursor } } }";
     let balance_at = "query($w: UUID!, $at: DateTime!) { wallet(id: $w) { balanceAt(at: $at) } }";
+    // A transfer about `depth` operations deep: its (time, id) is a
+    // cursor into the wallet's transfers that deep.
+    let around = call(
+        deep_wallet,
+        json!({ "query": "query($w: UUID!, $after: String) { operations(walletId: $w, first: 20, after: $after) { nodes { transfer { id createdAt } } } }",
+            "variables": { "w": wallet_id(deep_wallet), "after": deep_cursor } }),
+    )
+    .await?;
+    let deep_transfer = around["data"]["operations"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|node| {
+            let transfer = node.get("transfer")?;
+            let at: chrono::DateTime<chrono::Utc> = transfer["createdAt"].as_str()?.parse().ok()?;
+            let id = transfer["id"].as_str()?.parse().ok()?;
+            Some(walletql::domain::cursor::TransferCursor::encode(at, id))
+        })
+        .context("no transfer near the deep cursor")?;
+    let transfers = "query($w: UUID!, $first: Int, $last: Int, $after: String, $f: TransferFilterInput) { transfers(walletId: $w, first: $first, last: $last, after: $after, filter: $f) { nodes { id amount status createdAt } pageInfo { hasNextPage endCursor } } }";
     let probes: Vec<(String, u64, Value)> = vec![
+        (
+            "transfers first page".to_owned(),
+            deep_wallet,
+            json!({ "query": transfers, "variables": { "w": wallet_id(deep_wallet), "first": 20 } }),
+        ),
+        (
+            format!("transfers page ~{depth} operations deep"),
+            deep_wallet,
+            json!({ "query": transfers, "variables": { "w": wallet_id(deep_wallet), "first": 20, "after": deep_transfer } }),
+        ),
+        (
+            "transfers oldest page".to_owned(),
+            deep_wallet,
+            json!({ "query": transfers, "variables": { "w": wallet_id(deep_wallet), "last": 20 } }),
+        ),
+        (
+            "transfers, incoming only".to_owned(),
+            deep_wallet,
+            json!({ "query": transfers, "variables": { "w": wallet_id(deep_wallet), "first": 20, "f": { "direction": "INCOMING" } } }),
+        ),
+        (
+            "transfers, pending only".to_owned(),
+            deep_wallet,
+            json!({ "query": transfers, "variables": { "w": wallet_id(deep_wallet), "first": 20, "f": { "statuses": ["PENDING"] } } }),
+        ),
+        (
+            "transfers, refunds only".to_owned(),
+            deep_wallet,
+            json!({ "query": transfers, "variables": { "w": wallet_id(deep_wallet), "first": 20, "f": { "kinds": ["REFUND"] } } }),
+        ),
         (
             format!("history first page ({count} ops)"),
             deep_wallet,

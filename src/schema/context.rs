@@ -72,6 +72,15 @@ pub fn counted<T>(verb: &'static str, outcome: AppResult<T>) -> AppResult<T> {
     outcome
 }
 
+/// The transfer a stored row links to, if it links to one (the link was
+/// checked when the row was readable).
+pub async fn linked_transfer(ctx: &Context<'_>, id: Option<Uuid>) -> AppResult<Option<Transfer>> {
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    Ok(loader(ctx)?.load_one(TransferId(id)).await?.map(Transfer))
+}
+
 /// A transfer the caller may read: its payer, its payee, or the operator.
 /// Anyone else is refused the same way whether or not it exists.
 pub async fn readable_transfer(ctx: &Context<'_>, id: Uuid) -> AppResult<Transfer> {

@@ -6,7 +6,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject
 use entity::operation;
 use uuid::Uuid;
 
-use super::context::{loader, max_page_size, money, wallet_by_id};
+use super::context::{linked_transfer, loader, max_page_size, money, wallet_by_id};
 use super::loaders::{OperationPage, TransferId};
 use super::node::node_id;
 use super::pagination::PageArgs;
@@ -187,13 +187,6 @@ impl Operation {
     }
 
     async fn transfer(&self, ctx: &Context<'_>) -> Result<Option<Transfer>> {
-        let Some(id) = self.0.transfer_id else {
-            return Ok(None);
-        };
-        let transfer = loader(ctx)?
-            .load_one(TransferId(id))
-            .await
-            .map_err(AppError::from)?;
-        Ok(transfer.map(Transfer))
+        Ok(linked_transfer(ctx, self.0.transfer_id).await?)
     }
 }

@@ -8,11 +8,11 @@ use uuid::Uuid;
 
 use super::changes::Changed;
 use super::context::{
-    amount, answer, caller, counted, ledger, loader, max_page_size, money, readable_transfer,
-    readable_wallet, store, wallet_by_id,
+    amount, answer, caller, counted, ledger, linked_transfer, loader, max_page_size, money,
+    readable_transfer, readable_wallet, store, wallet_by_id,
 };
 use super::errors::ErrorCode;
-use super::loaders::{RefundsOf, TransferId};
+use super::loaders::RefundsOf;
 use super::node::node_id;
 use super::operations::Operation;
 use super::pagination::PageArgs;
@@ -92,14 +92,7 @@ impl Transfer {
 
     /// The payment a REFUND pays back.
     async fn refund_of(&self, ctx: &Context<'_>) -> Result<Option<Transfer>> {
-        let Some(id) = self.0.refund_of else {
-            return Ok(None);
-        };
-        let transfer = loader(ctx)?
-            .load_one(TransferId(id))
-            .await
-            .map_err(AppError::from)?;
-        Ok(transfer.map(Transfer))
+        Ok(linked_transfer(ctx, self.0.refund_of).await?)
     }
 
     /// This payment's refunds, oldest first.
