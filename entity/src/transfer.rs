@@ -33,6 +33,15 @@ pub enum TransferStatus {
     Expired,
 }
 
+impl TransferKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferKind::Payment => "PAYMENT",
+            TransferKind::Refund => "REFUND",
+        }
+    }
+}
+
 impl TransferStatus {
     pub fn as_str(self) -> &'static str {
         match self {
