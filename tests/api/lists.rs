@@ -103,6 +103,9 @@ async fn a_wallets_transfers_page_newest_first(app: TestApp) {
         amounts(&filtered(json!({ "kinds": ["REFUND"] })).await),
         ["1.50"]
     );
+    // An empty list matches nothing.
+    assert!(amounts(&filtered(json!({ "statuses": [] })).await).is_empty());
+    assert!(amounts(&filtered(json!({ "kinds": [] })).await).is_empty());
     let both =
         filtered(json!({ "kinds": ["PAYMENT"], "statuses": ["POSTED"], "direction": "OUTGOING" }))
             .await;
