@@ -4,7 +4,7 @@
 // scroll and a kind filter; and, for a merchant, the holds for it (live),
 // to capture or void, and the payments it received, to refund.
 import { useEffect, useMemo, useRef, useState } from 'react';
-import { Provider, useMutation, useQuery, useSubscription, type CombinedError } from 'urql';
+import { Provider, useClient, useMutation, useQuery, useSubscription, type CombinedError } from 'urql';
 import { makeClient } from './client';
 import { describe, retryable } from './errors';
 import {
@@ -19,6 +19,8 @@ import {
   RefundDocument,
   VoidDocument,
   WalletUpdatedDocument,
+  type HistoryQuery,
+  type HistoryQueryVariables,
   type OperationKind,
 } from './gql/graphql';
 
@@ -202,10 +204,84 @@ function Received({ walletId, version }: { walletId: string; version: number }) 
 
 const KINDS: OperationKind[] = ['DEPOSIT', 'TRANSFER_IN', 'TRANSFER_OUT', 'WITHDRAWAL', 'HOLD', 'HOLD_RELEASE', 'INCOMING_HOLD', 'INCOMING_HOLD_RELEASE'];
 
+type Edge = HistoryQuery['operations']['edges'][number];
+
+/** Adds rows to a newest-first list, each once. */
+function merge(older: Edge[], newer: Edge[]): Edge[] {
+  const seen = new Set(older.map((e) => e.node.id));
+  return [...newer.filter((e) => !seen.has(e.node.id)), ...older];
+}
+
+/**
+ * The history, newest first: the first page, then the next as the end of
+ * the list scrolls into view (infinite scroll); rows committed meanwhile
+ * are put on top (`before` the newest row's cursor), so pages never shift
+ * under the reader.
+ */
 function History({ walletId, version }: { walletId: string; version: number }) {
+  const client = useClient();
   const [kind, setKind] = useState<OperationKind | ''>('');
-  const [cursors, setCursors] = useState<(string | null)[]>([null]);
-  useEffect(() => setCursors([null]), [kind]);
+  const [rows, setRows] = useState<Edge[]>([]);
+  const [next, setNext] = useState<string | null>(null);
+  const [error, setError] = useState<CombinedError | undefined>();
+  const loading = useRef(false);
+  const filter = kind ? { kinds: [kind] } : null;
+
+  async function fetchPage(variables: Omit<HistoryQueryVariables, 'walletId' | 'filter'>) {
+    const result = await client
+      .query(HistoryDocument, { walletId, filter, ...variables }, { requestPolicy: 'network-only' })
+      .toPromise();
+    setError(result.error);
+    return result.data?.operations;
+  }
+
+  // The first page, again whenever the filter changes.
+  useEffect(() => {
+    let current = true;
+    setRows([]);
+    setNext(null);
+    fetchPage({ first: 10 }).then((page) => {
+      if (!current || !page) return;
+      setRows(page.edges);
+      setNext(page.pageInfo.hasNextPage ? page.pageInfo.endCursor ?? null : null);
+    });
+    return () => {
+      current = false;
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [walletId, kind]);
+
+  // Live: what committed since the newest row shown goes on top.
+  useEffect(() => {
+    if (version === 0 || rows.length === 0) return;
+    fetchPage({ last: 50, before: rows[0].cursor }).then((page) => {
+      if (page) setRows((shown) => merge(shown, page.edges));
+    });
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [version]);
+
+  async function more() {
+    if (!next || loading.current) return;
+    loading.current = true;
+    const page = await fetchPage({ first: 10, after: next });
+    loading.current = false;
+    if (!page) return;
+    setRows((shown) => [...shown, ...page.edges.filter((e) => !shown.some((s) => s.node.id === e.node.id))]);
+    setNext(page.pageInfo.hasNextPage ? page.pageInfo.endCursor ?? null : null);
+  }
+
+  const sentinel = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const node = sentinel.current;
+    if (!node || !next) return;
+    const observer = new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) void more();
+    });
+    observer.observe(node);
+    return () => observer.disconnect();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [next]);
+
   return (
     <section>
       <h2>History</h2>
@@ -216,48 +292,15 @@ function History({ walletId, version }: { walletId: string; version: number }) {
         </select>
       </label>
       <ul data-testid="history">
-        {cursors.map((after, i) => (
-          <HistoryPage key={`${kind}-${after ?? 'head'}`} walletId={walletId} after={after} kind={kind}
-            version={i === 0 ? version : 0}
-            onMore={(next) => setCursors((list) => (list.includes(next) ? list : [...list, next]))} />
+        {rows.map(({ node }) => (
+          <li key={node.id} data-testid="operation">
+            <span data-testid="op-kind">{node.kind}</span> <span data-testid="op-amount">{node.amount}</span>{' '}
+            <span className="muted">→ {node.balanceAfter} · {new Date(node.createdAt).toLocaleTimeString()}</span>
+          </li>
         ))}
       </ul>
+      <div ref={sentinel} className="muted">{next ? 'Loading more…' : ''}</div>
+      {error && <p className="error">{describe(error)}</p>}
     </section>
-  );
-}
-
-function HistoryPage({ walletId, after, kind, version, onMore }: {
-  walletId: string; after: string | null; kind: OperationKind | ''; version: number; onMore: (cursor: string) => void;
-}) {
-  const [page, refetch] = useQuery({
-    query: HistoryDocument,
-    variables: { walletId, first: 10, after, filter: kind ? { kinds: [kind] } : null },
-  });
-  useEffect(() => {
-    if (version > 0) refetch({ requestPolicy: 'network-only' });
-  }, [version, refetch]);
-  const sentinel = useRef<HTMLLIElement>(null);
-  const info = page.data?.operations.pageInfo;
-  useEffect(() => {
-    const node = sentinel.current;
-    if (!node || !info?.hasNextPage || !info.endCursor) return;
-    const cursor = info.endCursor;
-    // Infinite scroll: the next page loads when the end comes into view.
-    const observer = new IntersectionObserver((entries) => {
-      if (entries.some((e) => e.isIntersecting)) onMore(cursor);
-    });
-    observer.observe(node);
-    return () => observer.disconnect();
-  }, [info?.hasNextPage, info?.endCursor, onMore]);
-  return (
-    <>
-      {page.data?.operations.edges.map(({ node }) => (
-        <li key={node.id} data-testid="operation">
-          <span data-testid="op-kind">{node.kind}</span> <span data-testid="op-amount">{node.amount}</span>{' '}
-          <span className="muted">→ {node.balanceAfter} · {new Date(node.createdAt).toLocaleTimeString()}</span>
-        </li>
-      ))}
-      <li ref={sentinel} className="muted" style={{ listStyle: 'none' }}>{info?.hasNextPage ? 'Loading more…' : ''}</li>
-    </>
   );
 }
