@@ -252,18 +252,18 @@ impl AppError {
 
     /// The same error, its field (if it names one) found inside `step`:
     /// `amount` inside `input` is `["input", "amount"]`.
-    pub fn within(mut self, step: FieldStep) -> AppError {
-        match &mut self {
-            AppError::InvalidInput(invalid) if !invalid.field.is_empty() => {
+    pub fn within(self, step: FieldStep) -> AppError {
+        match self {
+            AppError::InvalidInput(mut invalid) if !invalid.field.is_empty() => {
                 invalid.field.insert(0, step);
+                AppError::InvalidInput(invalid)
             }
-            AppError::BatchItemRefused { error, .. } => {
-                let inner = std::mem::replace(error.as_mut(), AppError::Forbidden);
-                **error = inner.within(step);
-            }
-            _ => {}
+            AppError::BatchItemRefused { index, error } => AppError::BatchItemRefused {
+                index,
+                error: Box::new(error.within(step)),
+            },
+            other => other,
         }
-        self
     }
 
     /// The same error pointing at `name` if it points nowhere yet (a

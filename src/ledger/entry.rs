@@ -199,17 +199,18 @@ pub struct Changes {
 }
 
 impl Changes {
-    fn of(posted: &Posted) -> Changes {
-        let mut wallets: Vec<wallet::Model> = Vec::with_capacity(posted.wallets.len());
-        for wallet in &posted.wallets {
+    /// From an entry's rows and each leg's wallet (moved, not copied).
+    fn of(operations: Vec<operation::Model>, legs: Vec<wallet::Model>) -> Changes {
+        let mut wallets: Vec<wallet::Model> = Vec::with_capacity(legs.len());
+        for wallet in legs {
             match wallets.iter_mut().find(|w| w.id == wallet.id) {
                 // A later leg on the same wallet: its state after both.
-                Some(seen) => *seen = wallet.clone(),
-                None => wallets.push(wallet.clone()),
+                Some(seen) => *seen = wallet,
+                None => wallets.push(wallet),
             }
         }
         Changes {
-            operations: posted.operations.clone(),
+            operations,
             wallets,
         }
     }
@@ -489,43 +490,48 @@ fn payer_and_payee(caller: &Caller, from: Uuid, to: Uuid) -> AppResult<(Uuid, Uu
 impl Posted {
     pub fn into_operation(self) -> AppResult<OperationOutcome> {
         let missing = || AppError::Internal(anyhow::anyhow!("an entry without its ledger row"));
-        let changes = Changes::of(&self);
+        let changes = Changes::of(self.operations, self.wallets);
         Ok(OperationOutcome {
+            operation: changes.operations.first().cloned().ok_or_else(missing)?,
+            wallet: changes.wallets.first().cloned().ok_or_else(missing)?,
             changes,
-            operation: self.operations.into_iter().next().ok_or_else(missing)?,
-            wallet: self.wallets.into_iter().next().ok_or_else(missing)?,
         })
     }
 
     pub fn into_transfer(self) -> AppResult<TransferOutcome> {
         let missing = || AppError::Internal(anyhow::anyhow!("a transfer without its rows"));
+        let changes = Changes::of(self.operations, self.wallets);
         let find = |kind| {
-            self.operations
-                .iter()
+            (changes.operations.iter())
                 .find(|op| op.kind == kind)
                 .cloned()
                 .ok_or_else(missing)
         };
         Ok(TransferOutcome {
-            changes: Changes::of(&self),
             debit: find(OperationKind::TransferOut)?,
             credit: find(OperationKind::TransferIn)?,
             transfer: self.transfer.ok_or_else(missing)?,
+            changes,
         })
     }
 
     /// The transfer the entry made or ended.
     pub fn into_hold(self) -> AppResult<HoldOutcome> {
-        let changes = Changes::of(&self);
         let transfer = self
             .transfer
             .ok_or_else(|| AppError::Internal(anyhow::anyhow!("an entry without its transfer")))?;
-        Ok(HoldOutcome { transfer, changes })
+        Ok(HoldOutcome {
+            transfer,
+            changes: Changes::of(self.operations, self.wallets),
+        })
     }
 
-    /// What the entry changed.
-    pub fn changes(&self) -> Changes {
-        Changes::of(self)
+    /// What the entry changed, taken out of it.
+    pub fn take_changes(&mut self) -> Changes {
+        Changes::of(
+            std::mem::take(&mut self.operations),
+            std::mem::take(&mut self.wallets),
+        )
     }
 }
 

@@ -271,8 +271,8 @@ impl Ledger {
         request: RefundRequest,
     ) -> AppResult<RefundOutcome> {
         let entry = entry::refund(caller, request)?;
-        let posted = self.post(entry).await?;
-        let changes = posted.changes();
+        let mut posted = self.post(entry).await?;
+        let changes = posted.take_changes();
         let original = match posted.original {
             Some(original) => original,
             // A replay: the payment as it is now.

@@ -180,10 +180,6 @@ impl RequestBudget {
         }
     }
 
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
-
     /// Whether a mutation has begun running.
     pub fn writing(&self) -> bool {
         self.writing.load(Ordering::Acquire)

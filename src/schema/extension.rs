@@ -95,6 +95,7 @@ impl Hooks {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = operations;
     }
+
     fn operation(&self, name: Option<&str>) -> Option<(OperationType, MutationWork)> {
         self.operations
             .lock()

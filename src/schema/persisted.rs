@@ -34,18 +34,18 @@ use crate::domain::error::{AppError, AppResult};
 /// into the request's extensions by the HTTP handler.
 pub const DOCUMENT_ID: &str = "documentId";
 
-/// A listed document: its text and its parse.
-struct Trusted {
-    text: Arc<str>,
-    parsed: ExecutableDocument,
+/// The listed documents, parsed, by id and by text.
+struct TrustedDocuments {
+    by_id: HashMap<String, Arc<ExecutableDocument>>,
+    by_text: HashMap<String, Arc<ExecutableDocument>>,
 }
 
 /// The server's persisted documents (schema data).
 pub struct Documents {
     /// APQ registrations, hash -> query; none with trusted documents.
     apq: Option<Mutex<LruCache<String, Arc<str>>>>,
-    /// TRUSTED_DOCUMENTS, id -> document.
-    trusted: Option<HashMap<String, Trusted>>,
+    /// TRUSTED_DOCUMENTS.
+    trusted: Option<TrustedDocuments>,
 }
 
 /// What a request runs once its persisted query is resolved.
@@ -85,24 +85,26 @@ impl Documents {
     /// manifest, trusted documents only.
     pub fn new(apq_cache_size: usize, manifest: Option<&Manifest>) -> Documents {
         let trusted = manifest.map(|manifest| {
-            manifest
-                .iter()
-                .filter_map(|(id, text)| {
-                    let parsed = async_graphql::parser::parse_query(text).ok()?;
-                    let text = Arc::from(text.as_str());
-                    Some((id.clone(), Trusted { text, parsed }))
-                })
-                .collect()
+            let mut documents = TrustedDocuments {
+                by_id: HashMap::new(),
+                by_text: HashMap::new(),
+            };
+            for (id, text) in manifest {
+                // `load_manifest` checked that each parses.
+                let Ok(parsed) = async_graphql::parser::parse_query(text) else {
+                    continue;
+                };
+                let parsed = Arc::new(parsed);
+                documents.by_id.insert(id.clone(), parsed.clone());
+                documents.by_text.insert(text.clone(), parsed);
+            }
+            documents
         });
         let apq = match (&trusted, NonZeroUsize::new(apq_cache_size)) {
             (None, Some(size)) => Some(Mutex::new(LruCache::new(size))),
             _ => None,
         };
         Documents { apq, trusted }
-    }
-
-    pub fn trusted_only(&self) -> bool {
-        self.trusted.is_some()
     }
 
     /// Resolves the persisted query a request names (its extensions
@@ -130,13 +132,13 @@ impl Documents {
     }
 
     fn trusted(
-        trusted: &HashMap<String, Trusted>,
+        trusted: &TrustedDocuments,
         caller: Option<&Caller>,
         query: &str,
         id: Option<String>,
     ) -> AppResult<Resolved> {
-        if let Some(document) = id.as_deref().and_then(|id| trusted.get(id)) {
-            return Ok(Resolved::Parsed(document.parsed.clone()));
+        if let Some(document) = id.as_deref().and_then(|id| trusted.by_id.get(id)) {
+            return Ok(Resolved::Parsed(ExecutableDocument::clone(document)));
         }
         // The operator, the service's own back office, runs anything it sends.
         if matches!(caller, Some(Caller::Operator)) && !query.is_empty() {
@@ -144,9 +146,9 @@ impl Documents {
         }
         // A listed document sent as text (a client without the id link).
         if id.is_none()
-            && let Some(document) = trusted.values().find(|d| &*d.text == query)
+            && let Some(document) = trusted.by_text.get(query)
         {
-            return Ok(Resolved::Parsed(document.parsed.clone()));
+            return Ok(Resolved::Parsed(ExecutableDocument::clone(document)));
         }
         Err(AppError::DocumentNotTrusted)
     }

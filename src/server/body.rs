@@ -37,12 +37,9 @@ pub async fn gate(
     let (parts, body) = request.into_parts();
     let media = Media::for_post(&parts.headers);
     let refused = |err| refused_as(err, media);
-    let bytes = match axum::body::to_bytes(body, limits.max_batch_body_bytes).await {
+    let bytes = match read(body, limits.max_batch_body_bytes, max).await {
         Ok(bytes) => bytes,
-        Err(err) if err.to_string().contains("length limit") => {
-            return refused(AppError::PayloadTooLarge(max));
-        }
-        Err(_) => return refused(AppError::invalid("the request body could not be read")),
+        Err(err) => return refused(err),
     };
     if bytes.len() > max {
         let address = peer.0.map(|addr| addr.ip());
@@ -54,6 +51,18 @@ pub async fn gate(
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// Reads a request body of at most `limit` bytes; past it, the refusal
+/// names `shown` (the limit the caller is told about).
+pub async fn read(body: Body, limit: usize, shown: usize) -> Result<axum::body::Bytes, AppError> {
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        if err.to_string().contains("length limit") {
+            AppError::PayloadTooLarge(shown)
+        } else {
+            AppError::invalid("the request body could not be read")
+        }
+    })
 }
 
 /// Whether a JSON GraphQL request's document is exactly one mutation

@@ -29,19 +29,10 @@ pub async fn graphql(
     body: Body,
 ) -> Response {
     let media = Media::for_post(&headers);
-    // The body limit layer in front stops a body past the limit.
-    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(bytes) => bytes,
-        Err(err) if err.to_string().contains("length limit") => {
-            let too_large = AppError::PayloadTooLarge(state.api_limits.max_body_bytes);
-            return refused_as(too_large, media);
-        }
-        Err(_) => {
-            let unread = AppError::invalid("the request body could not be read");
-            return refused_as(unread, media);
-        }
-    };
-    match post_request(&bytes) {
+    // The body limit layer in front (and `body::gate`) stop a body past
+    // the limit.
+    let read = super::body::read(body, usize::MAX, state.api_limits.max_body_bytes).await;
+    match read.and_then(|bytes| post_request(&bytes)) {
         Ok(request) => execute(&state, peer, &headers, request, media).await,
         Err(err) => refused_as(err, media),
     }
