@@ -29,7 +29,7 @@ history = re.search(r"query History\(.*?\n}\n", text, re.S).group(0)
 json.dump({"history-1": history}, open(f"{sys.argv[1]}/manifest.json", "w"))
 json.dump({"query": history}, open(f"{sys.argv[1]}/as-text.json", "w"))
 PY
-(cd "$work" && env OPERATOR_TOKEN=$OP LISTEN_ADDR=127.0.0.1:$PORT RATE_LIMIT_PER_TOKEN=0 \
+(cd "$work" && exec env OPERATOR_TOKEN=$OP LISTEN_ADDR=127.0.0.1:$PORT RATE_LIMIT_PER_TOKEN=0 \
   TRUSTED_DOCUMENTS="$work/manifest.json" RUST_LOG=warn "$OLDPWD/target/release/walletql" > "$OUT/server.log" 2>&1) &
 SERVER=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
