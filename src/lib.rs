@@ -6,9 +6,11 @@
 //! - `live`: committed operations fanned out to subscribers;
 //! - `schema`: the GraphQL types and resolvers;
 //! - `server`: HTTP wiring, authentication, shutdown;
-//! - `config`, `telemetry`, `metrics`: settings, logs and Prometheus metrics.
+//! - `config`, `telemetry`, `metrics`: settings, logs and Prometheus metrics;
+//! - `documents`: the operation documents our own clients and tests send.
 
 pub mod config;
+pub mod documents;
 pub mod domain;
 pub mod ledger;
 pub mod live;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -236,20 +237,25 @@ struct Worker {
     transfers: u64,
 }
 
-const TRANSFER: &str = "mutation($i: TransferInput!) { transfer(input: $i) { transfer { id } } }";
-const DEPOSIT: &str = "mutation($i: DepositInput!) { deposit(input: $i) { operation { id } } }";
-const ME: &str = "{ me { id wallet { balance } } }";
-const WALLET: &str = "query($w: UUID!) { wallet(id: $w) { balance operationCount } }";
-const AUTHORIZE: &str =
-    "mutation($i: AuthorizeTransferInput!) { authorizeTransfer(input: $i) { transfer { id } } }";
-const CAPTURE: &str =
-    "mutation($i: CaptureTransferInput!) { captureTransfer(input: $i) { transfer { id } } }";
-const REFUND: &str =
-    "mutation($i: RefundTransferInput!) { refundTransfer(input: $i) { refund { id } } }";
-const WITHDRAW: &str = "mutation($i: WithdrawInput!) { withdraw(input: $i) { operation { id } } }";
-const BATCH: &str =
-    "mutation($i: TransferBatchInput!) { transferBatch(input: $i) { results { code } } }";
-const HISTORY: &str = "query($w: UUID!) { operations(walletId: $w, first: 20) { nodes { sequence kind amount balanceAfter createdAt } pageInfo { hasNextPage endCursor } } }";
+/// The documents the load sends (`documents/load.graphql`).
+fn document(name: &str) -> &'static str {
+    walletql::documents::operation(name)
+        .unwrap_or_else(|| panic!("documents/load.graphql has no {name}"))
+}
+
+static TRANSFER: LazyLock<&str> = LazyLock::new(|| document("LoadTransfer"));
+static DEPOSIT: LazyLock<&str> = LazyLock::new(|| document("LoadDeposit"));
+static ME: LazyLock<&str> = LazyLock::new(|| document("LoadMe"));
+static WALLET: LazyLock<&str> = LazyLock::new(|| document("LoadWallet"));
+static AUTHORIZE: LazyLock<&str> = LazyLock::new(|| document("LoadAuthorize"));
+static CAPTURE: LazyLock<&str> = LazyLock::new(|| document("LoadCapture"));
+static REFUND: LazyLock<&str> = LazyLock::new(|| document("LoadRefund"));
+static WITHDRAW: LazyLock<&str> = LazyLock::new(|| document("LoadWithdraw"));
+static BATCH: LazyLock<&str> = LazyLock::new(|| document("LoadBatch"));
+static HISTORY: LazyLock<&str> = LazyLock::new(|| document("LoadHistory"));
+static BALANCE_AT: LazyLock<&str> = LazyLock::new(|| document("LoadBalanceAt"));
+static TRANSFERS: LazyLock<&str> = LazyLock::new(|| document("LoadTransfers"));
+static HISTORY_TRANSFERS: LazyLock<&str> = LazyLock::new(|| document("LoadHistoryTransfers"));
 
 pub async fn run(config: &LoadConfig) -> anyhow::Result<Report> {
     anyhow::ensure!(config.clients >= 2, "need at least 2 seeded clients");
@@ -370,10 +376,10 @@ async fn work(
         let next = match kind {
             Kind::Hold => answer["data"]["authorizeTransfer"]["transfer"]["id"]
                 .as_str()
-                .map(|id| (CAPTURE, json!({ "transferId": id, "amount": "0.01", "idempotencyKey": key(&mut rng) }))),
+                .map(|id| (&*CAPTURE, json!({ "transferId": id, "amount": "0.01", "idempotencyKey": key(&mut rng) }))),
             Kind::Refund => answer["data"]["transfer"]["transfer"]["id"]
                 .as_str()
-                .map(|id| (REFUND, json!({ "transferId": id, "amount": "0.01", "idempotencyKey": key(&mut rng) }))),
+                .map(|id| (&*REFUND, json!({ "transferId": id, "amount": "0.01", "idempotencyKey": key(&mut rng) }))),
             _ => None,
         };
         if let Some((query, input)) = next {
@@ -425,7 +431,7 @@ fn request(kind: Kind, config: &LoadConfig, rng: &mut fastrand::Rng) -> (String,
             let input = json!({ "fromWalletId": wallet_id(from), "toWalletId": wallet_id(to), "amount": amount(rng) });
             (
                 token(from),
-                json!({ "query": TRANSFER, "variables": { "i": input } }),
+                json!({ "query": *TRANSFER, "variables": { "i": input } }),
             )
         }
         Kind::Hold => {
@@ -433,7 +439,7 @@ fn request(kind: Kind, config: &LoadConfig, rng: &mut fastrand::Rng) -> (String,
             let input = json!({ "fromWalletId": wallet_id(from), "toWalletId": wallet_id(to), "amount": amount(rng), "idempotencyKey": key(rng) });
             (
                 token(from),
-                json!({ "query": AUTHORIZE, "variables": { "i": input } }),
+                json!({ "query": *AUTHORIZE, "variables": { "i": input } }),
             )
         }
         Kind::Withdraw => {
@@ -441,7 +447,7 @@ fn request(kind: Kind, config: &LoadConfig, rng: &mut fastrand::Rng) -> (String,
             let input = json!({ "walletId": wallet_id(from), "amount": "0.01", "idempotencyKey": key(rng) });
             (
                 config.operator_token.clone(),
-                json!({ "query": WITHDRAW, "variables": { "i": input } }),
+                json!({ "query": *WITHDRAW, "variables": { "i": input } }),
             )
         }
         Kind::Batch => {
@@ -454,7 +460,7 @@ fn request(kind: Kind, config: &LoadConfig, rng: &mut fastrand::Rng) -> (String,
                 .collect();
             (
                 token(from),
-                json!({ "query": BATCH, "variables": { "i": { "transfers": items, "atomic": false } } }),
+                json!({ "query": *BATCH, "variables": { "i": { "transfers": items, "atomic": false } } }),
             )
         }
         Kind::Deposit => {
@@ -463,25 +469,25 @@ fn request(kind: Kind, config: &LoadConfig, rng: &mut fastrand::Rng) -> (String,
                 json!({ "walletId": wallet_id(to), "amount": format!("{}.00", rng.u32(1..100)) });
             (
                 config.operator_token.clone(),
-                json!({ "query": DEPOSIT, "variables": { "i": input } }),
+                json!({ "query": *DEPOSIT, "variables": { "i": input } }),
             )
         }
         Kind::Me => {
             let (who, _) = pick(rng);
-            (token(who), json!({ "query": ME }))
+            (token(who), json!({ "query": *ME }))
         }
         Kind::Wallet => {
             let (who, _) = pick(rng);
             (
                 token(who),
-                json!({ "query": WALLET, "variables": { "w": wallet_id(who) } }),
+                json!({ "query": *WALLET, "variables": { "w": wallet_id(who) } }),
             )
         }
         Kind::History => {
             let (who, _) = pick(rng);
             (
                 token(who),
-                json!({ "query": HISTORY, "variables": { "w": wallet_id(who) } }),
+                json!({ "query": *HISTORY, "variables": { "w": wallet_id(who), "first": 20 } }),
             )
         }
     }
@@ -521,7 +527,7 @@ pub async fn probe_history(
     };
     let wallet = call(
         deep_wallet,
-        json!({ "query": WALLET, "variables": { "w": wallet_id(deep_wallet) } }),
+        json!({ "query": *WALLET, "variables": { "w": wallet_id(deep_wallet) } }),
     )
     .await?;
     let count = wallet["data"]["wallet"]["operationCount"]
@@ -536,7 +542,7 @@ pub async fn probe_history(
         seq: count - depth,
     }
     .encode();
-    let page = "query($w: UUID!, $first: Int, $last: Int, $after: String) { operations(walletId: $w, first: $first, last: $last, after: $after) { nodes { sequence kind amount balanceAfter createdAt } pageInfo { hasNextPage endCursor } } }";
+    let page = &*HISTORY;
     // The wallet's oldest operation's time: windows "deep in the past".
     let oldest = call(
         deep_wallet,
@@ -551,13 +557,12 @@ pub async fn probe_history(
     let day_later = (oldest_at + chrono::Duration::days(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let oldest_at = oldest_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let filtered = "query($w: UUID!, $f: OperationFilterInput) { operations(walletId: $w, first: 20, filter: $f) { nodes { sequence kind amount balanceAfter createdAt } pageInfo { hasNextPage endCursor } } }";
-    let balance_at = "query($w: UUID!, $at: DateTime!) { wallet(id: $w) { balanceAt(at: $at) } }";
+    let balance_at = &*BALANCE_AT;
     // A transfer about `depth` operations deep: its (time, id) is a
     // cursor into the wallet's transfers that deep.
     let around = call(
         deep_wallet,
-        json!({ "query": "query($w: UUID!, $after: String) { operations(walletId: $w, first: 20, after: $after) { nodes { transfer { id createdAt } } } }",
+        json!({ "query": *HISTORY_TRANSFERS,
             "variables": { "w": wallet_id(deep_wallet), "after": deep_cursor } }),
     )
     .await?;
@@ -572,7 +577,7 @@ pub async fn probe_history(
             Some(walletql::domain::cursor::TransferCursor::encode(at, id))
         })
         .context("no transfer near the deep cursor")?;
-    let transfers = "query($w: UUID!, $first: Int, $last: Int, $after: String, $f: TransferFilterInput) { transfers(walletId: $w, first: $first, last: $last, after: $after, filter: $f) { nodes { id amount status createdAt } pageInfo { hasNextPage endCursor } } }";
+    let transfers = &*TRANSFERS;
     let probes: Vec<(String, u64, Value)> = vec![
         (
             "transfers first page".to_owned(),
@@ -622,17 +627,17 @@ pub async fn probe_history(
         (
             "history, kinds matching one row".to_owned(),
             deep_wallet,
-            json!({ "query": filtered, "variables": { "w": wallet_id(deep_wallet), "f": { "kinds": ["DEPOSIT"] } } }),
+            json!({ "query": page, "variables": { "w": wallet_id(deep_wallet), "first": 20, "f": { "kinds": ["DEPOSIT"] } } }),
         ),
         (
             "history, empty window (future)".to_owned(),
             deep_wallet,
-            json!({ "query": filtered, "variables": { "w": wallet_id(deep_wallet), "f": { "from": "2999-01-01T00:00:00Z" } } }),
+            json!({ "query": page, "variables": { "w": wallet_id(deep_wallet), "first": 20, "f": { "from": "2999-01-01T00:00:00Z" } } }),
         ),
         (
             "history, first day's window".to_owned(),
             deep_wallet,
-            json!({ "query": filtered, "variables": { "w": wallet_id(deep_wallet), "f": { "from": oldest_at, "to": day_later } } }),
+            json!({ "query": page, "variables": { "w": wallet_id(deep_wallet), "first": 20, "f": { "from": oldest_at, "to": day_later } } }),
         ),
         (
             "balanceAt a day after the first".to_owned(),
@@ -642,12 +647,12 @@ pub async fn probe_history(
         (
             format!("wallet read ({count} ops)"),
             deep_wallet,
-            json!({ "query": WALLET, "variables": { "w": wallet_id(deep_wallet) } }),
+            json!({ "query": *WALLET, "variables": { "w": wallet_id(deep_wallet) } }),
         ),
         (
             "wallet read (short history)".to_owned(),
             shallow_wallet,
-            json!({ "query": WALLET, "variables": { "w": wallet_id(shallow_wallet) } }),
+            json!({ "query": *WALLET, "variables": { "w": wallet_id(shallow_wallet) } }),
         ),
     ];
     let mut results = Vec::new();

@@ -1,4 +1,4 @@
-// Types and typed documents from the checked-in schema and the shared
+// Types and typed documents from the checked-in schema and the app's shared
 // operation documents (../../documents), with the README's scalar mapping,
 // and the trusted-documents manifest the server runs with
 // (src/gql/persisted-documents.json: TRUSTED_DOCUMENTS=...).
@@ -7,7 +7,8 @@ import { addTypenameSelectionDocumentTransform } from '@graphql-codegen/client-p
 
 const config: CodegenConfig = {
   schema: '../../schema.graphql',
-  documents: ['../../documents/*.graphql'],
+  // The app's own documents; service.graphql and load.graphql are for servers.
+  documents: ['../../documents/wallet.graphql', '../../documents/payments.graphql'],
   generates: {
     'src/gql/': {
       preset: 'client',

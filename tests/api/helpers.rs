@@ -394,13 +394,17 @@ impl TestApp {
         .1
     }
 
+    /// Runs the shared operation `name` (`documents/`), as a client sends
+    /// it: that operation and the fragments it spreads.
+    pub async fn run(&self, token: Option<&str>, name: &str, variables: Value) -> Value {
+        let document = walletql::documents::operation(name)
+            .unwrap_or_else(|| panic!("no operation {name} in documents/"));
+        self.gql(token, document, variables).await
+    }
+
     pub async fn create_client(&self, name: &str) -> TestClient {
         let response = self
-            .gql(
-                None,
-                "mutation($name: String!) { createClient(input: {name: $name}) { token client { id } wallet { id } } }",
-                json!({ "name": name }),
-            )
+            .run(None, "CreateClient", json!({ "input": { "name": name } }))
             .await;
         let created = &data(&response)["createClient"];
         TestClient {
@@ -415,11 +419,9 @@ impl TestApp {
     }
 
     pub async fn deposit_with(&self, wallet: &str, amount: Value, key: Option<&str>) -> Value {
-        self.gql(
+        self.run(
             Some(OPERATOR),
-            "mutation($input: DepositInput!) { deposit(input: $input) {
-                operation { id kind amount balanceAfter sequence }
-                wallet { id balance } } }",
+            "Deposit",
             json!({ "input": { "walletId": wallet, "amount": amount, "idempotencyKey": key } }),
         )
         .await
@@ -436,12 +438,9 @@ impl TestApp {
         amount: &str,
         key: Option<&str>,
     ) -> Value {
-        self.gql(
+        self.run(
             Some(&from.token),
-            "mutation($input: TransferInput!) { transfer(input: $input) {
-                transfer { id amount fromWalletId toWalletId }
-                operation { kind amount balanceAfter sequence }
-                fromWallet { balance } } }",
+            "Transfer",
             json!({ "input": { "fromWalletId": from.wallet, "toWalletId": to, "amount": amount, "idempotencyKey": key } }),
         )
         .await
@@ -450,11 +449,7 @@ impl TestApp {
     /// A wallet's balance as the operator sees it.
     pub async fn balance(&self, wallet: &str) -> String {
         let response = self
-            .gql(
-                Some(OPERATOR),
-                "query($id: UUID!) { wallet(id: $id) { balance } }",
-                json!({ "id": wallet }),
-            )
+            .run(Some(OPERATOR), "Wallet", json!({ "id": wallet }))
             .await;
         text(&data(&response)["wallet"]["balance"])
     }

@@ -9,18 +9,9 @@ use crate::both_backends;
 use crate::helpers::{TestApp, TestClient, data, text};
 use crate::verbs::key;
 
-/// Every shared document, as one (fragments are shared across files).
-const DOCUMENTS: &str = concat!(
-    include_str!("../../documents/wallet.graphql"),
-    include_str!("../../documents/payments.graphql"),
-);
-
 /// Runs the operation `name` of the shared documents as `who`.
 async fn run(app: &TestApp, who: &TestClient, name: &str, variables: Value) -> Value {
-    let auth = format!("Bearer {}", who.token);
-    let body = json!({ "query": DOCUMENTS, "operationName": name, "variables": variables });
-    let (_, response) = app.post(Some(&auth), body).await;
-    data(&response).clone()
+    data(&app.run(Some(&who.token), name, variables).await).clone()
 }
 
 async fn the_shared_documents_run_as_written(app: TestApp) {

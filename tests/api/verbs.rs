@@ -7,10 +7,6 @@ use uuid::Uuid;
 use crate::both_backends;
 use crate::helpers::{OPERATOR, TestApp, TestClient, data, error_code, text};
 
-const TRANSFER_FIELDS: &str =
-    "id kind status amount capturedAmount refundedAmount settledAt expiresAt
-    fromWalletId toWalletId description refundOf { id } refunds { id amount }";
-
 pub(crate) fn key() -> String {
     Uuid::now_v7().to_string()
 }
@@ -27,12 +23,9 @@ pub(crate) async fn authorize(
     if let (Some(input), Some(extra)) = (input.as_object_mut(), extra.as_object()) {
         input.extend(extra.clone());
     }
-    app.gql(
+    app.run(
         Some(&payer.token),
-        &format!(
-            "mutation($input: AuthorizeTransferInput!) {{ authorizeTransfer(input: $input) {{
-                transfer {{ {TRANSFER_FIELDS} }} fromWallet {{ balance heldBalance availableBalance }} }} }}"
-        ),
+        "AuthorizeTransfer",
         json!({ "input": input }),
     )
     .await
@@ -40,43 +33,24 @@ pub(crate) async fn authorize(
 
 /// Captures (`verb` = "captureTransfer") or voids ("voidTransfer").
 pub(crate) async fn end(app: &TestApp, token: &str, verb: &str, input: Value) -> Value {
-    let input_type = if verb == "captureTransfer" {
-        "CaptureTransferInput"
+    let operation = if verb == "captureTransfer" {
+        "CaptureTransfer"
     } else {
-        "VoidTransferInput"
+        "VoidTransfer"
     };
-    app.gql(
-        Some(token),
-        &format!(
-            "mutation($input: {input_type}!) {{ {verb}(input: $input) {{
-                transfer {{ {TRANSFER_FIELDS} }} fromWallet {{ walletId }} toWallet {{ balance }} }} }}"
-        ),
-        json!({ "input": input }),
-    )
-    .await
+    app.run(Some(token), operation, json!({ "input": input }))
+        .await
 }
 
 async fn refund(app: &TestApp, token: &str, input: Value) -> Value {
-    app.gql(
-        Some(token),
-        &format!(
-            "mutation($input: RefundTransferInput!) {{ refundTransfer(input: $input) {{
-                refund {{ {TRANSFER_FIELDS} }} transfer {{ {TRANSFER_FIELDS} }}
-                fromWallet {{ balance }} toWallet {{ walletId }} }} }}"
-        ),
-        json!({ "input": input }),
-    )
-    .await
+    app.run(Some(token), "RefundTransfer", json!({ "input": input }))
+        .await
 }
 
 /// balance, heldBalance, availableBalance (as the operator sees them).
 async fn balances(app: &TestApp, wallet: &str) -> (String, String, String) {
     let response = app
-        .gql(
-            Some(OPERATOR),
-            "query($id: UUID!) { wallet(id: $id) { balance heldBalance availableBalance } }",
-            json!({ "id": wallet }),
-        )
+        .run(Some(OPERATOR), "Wallet", json!({ "id": wallet }))
         .await;
     let w = &data(&response)["wallet"];
     (
@@ -89,11 +63,10 @@ async fn balances(app: &TestApp, wallet: &str) -> (String, String, String) {
 /// A wallet's history, oldest first: (kind, amount, balanceAfter, availableBalanceAfter).
 async fn history(app: &TestApp, wallet: &str) -> Vec<(String, String, String, String)> {
     let response = app
-        .gql(
+        .run(
             Some(OPERATOR),
-            "query($w: UUID!) { operations(walletId: $w, first: 100) { nodes {
-                kind amount balanceAfter availableBalanceAfter transfer { id } } } }",
-            json!({ "w": wallet }),
+            "Operations",
+            json!({ "walletId": wallet, "first": 100 }),
         )
         .await;
     let mut rows: Vec<_> = data(&response)["operations"]["nodes"]
@@ -477,13 +450,8 @@ async fn withdrawals_are_the_operators_and_spend_the_available_balance(app: Test
         let input = json!({ "walletId": payer.wallet, "amount": amount, "idempotencyKey": key(), "description": "to bank" });
         let app = &app;
         async move {
-            app.gql(
-                Some(token),
-                "mutation($input: WithdrawInput!) { withdraw(input: $input) {
-                    operation { kind amount balanceAfter availableBalanceAfter description } wallet { balance availableBalance } } }",
-                json!({ "input": input }),
-            )
-            .await
+            app.run(Some(token), "Withdraw", json!({ "input": input }))
+                .await
         }
     };
     assert_eq!(
@@ -491,9 +459,9 @@ async fn withdrawals_are_the_operators_and_spend_the_available_balance(app: Test
         "UNAUTHENTICATED"
     );
     let by_client = app
-        .gql(
+        .run(
             Some(&payer.token),
-            "mutation($input: WithdrawInput!) { withdraw(input: $input) { wallet { id } } }",
+            "Withdraw",
             json!({ "input": { "walletId": payer.wallet, "amount": "1.00", "idempotencyKey": key() } }),
         )
         .await;
@@ -518,10 +486,9 @@ async fn transfer_batch(
     items: Vec<Value>,
     atomic: bool,
 ) -> Value {
-    app.gql(
+    app.run(
         Some(&payer.token),
-        "mutation($input: TransferBatchInput!) { transferBatch(input: $input) {
-            results { index code message transfer { id amount } } fromWallet { balance } } }",
+        "TransferBatch",
         json!({ "input": { "transfers": items, "atomic": atomic } }),
     )
     .await

@@ -27,6 +27,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { generate } from '@graphql-codegen/cli';
+import { Kind, parse, print, visit } from 'graphql';
 import { createClient as createWsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
@@ -38,63 +39,16 @@ const operator = randomBytes(30).toString('base64url');
 const dir = mkdtempSync(join(tmpdir(), 'walletql-frontend-'));
 const STEP_TIMEOUT = 15000;
 
-// The operations a frontend would write, one document for codegen; each is
-// also sent on its own at run time, so what was typed is what was run.
-const OPERATIONS = {
-  CreateClient: `mutation CreateClient($input: CreateClientInput!) {
-  createClient(input: $input) {
-    token
-    client { id name }
-    wallet { id balance cursor }
-  }
-}`,
-  Deposit: `mutation Deposit($input: DepositInput!) {
-  deposit(input: $input) {
-    operation { id kind amount }
-    wallet { id balance }
-  }
-}`,
-  Transfer: `mutation Transfer($input: TransferInput!) {
-  transfer(input: $input) {
-    transfer { id amount toWallet { walletId } }
-    operation { id }
-    fromWallet { id balance }
-    toWallet { walletId }
-  }
-}`,
-  AuthorizeTransfer: `mutation AuthorizeTransfer($input: AuthorizeTransferInput!) {
-  authorizeTransfer(input: $input) {
-    transfer { id status amount expiresAt }
-    fromWallet { id balance heldBalance availableBalance }
-  }
-}`,
-  CaptureTransfer: `mutation CaptureTransfer($input: CaptureTransferInput!) {
-  captureTransfer(input: $input) {
-    transfer { id status capturedAmount settledAt }
-    toWallet { id balance }
-  }
-}`,
-  WalletHistory: `query WalletHistory($id: UUID!, $first: Int, $after: String) {
-  wallet(id: $id) {
-    id
-    balance
-    operations(first: $first, after: $after) {
-      edges { cursor node { id kind amount balanceAfter createdAt } }
-      pageInfo { hasNextPage endCursor }
-    }
-  }
-}`,
-  OperationCreated: `subscription OperationCreated($walletId: UUID!, $after: String) {
-  operationCreated(walletId: $walletId, after: $after) {
-    id
-    kind
-    amount
-    balanceAfter
-    cursor
-    createdAt
-  }
-}`,
-};
+// The operations our apps send, written once in documents/ (the web app's
+// two files and service.graphql; load.graphql is the load generator's): all
+// go through codegen, and each is sent on its own at run time, as a client
+// cuts it out with the fragments it spreads.
+const DOCUMENT_FILES = ['wallet.graphql', 'payments.graphql', 'service.graphql']
+  .map((file) => join(here, '..', '..', 'documents', file));
+const DOCUMENTS = parse(DOCUMENT_FILES.map((file) => readFileSync(file, 'utf8')).join('\n'));
+const OPERATIONS = Object.fromEntries(
+  DOCUMENTS.definitions.filter((d) => d.kind === Kind.OPERATION_DEFINITION).map((d) => [d.name.value, cutOut(d)]),
+);
 
 // Code that uses the generated types as an app would. Besides compiling, it
 // asserts at the type level that amounts, ids and timestamps are `string`
@@ -107,8 +61,8 @@ const USAGE = `import type {
   OperationCreatedSubscription,
   TransferMutation,
   TransferMutationVariables,
-  WalletHistoryQuery,
-  WalletHistoryQueryVariables,
+  HistoryQuery,
+  HistoryQueryVariables,
 } from './operations';
 import type { Mutation, Query, Scalars, Subscription } from './schema-types';
 
@@ -130,11 +84,11 @@ const scalarChecks: [
   StrictString<NonNullable<TransferMutation['transfer']>['fromWallet']['balance']>,
   StrictString<NonNullable<DepositMutation['deposit']>['operation']['amount']>,
   StrictString<NonNullable<CreateClientMutation['createClient']>['wallet']['id']>,
-  StrictString<WalletHistoryQuery['wallet']['operations']['edges'][number]['node']['createdAt']>,
-  StrictString<WalletHistoryQuery['wallet']['operations']['edges'][number]['node']['balanceAfter']>,
+  StrictString<HistoryQuery['operations']['edges'][number]['node']['createdAt']>,
+  StrictString<HistoryQuery['operations']['edges'][number]['node']['balanceAfter']>,
   StrictString<OperationCreatedSubscription['operationCreated']['amount']>,
   StrictString<TransferMutationVariables['input']['amount']>,
-  StrictString<WalletHistoryQueryVariables['id']>,
+  StrictString<HistoryQueryVariables['walletId']>,
   StrictString<Scalars['Decimal']['output']>,
   StrictString<Scalars['UUID']['input']>,
   StrictString<Scalars['DateTime']['output']>,
@@ -168,15 +122,15 @@ export function signUp(result: CreateClientMutation): { token: string; walletId:
   return created && { token: created.token, walletId: created.wallet.id, name: created.client.name };
 }
 
-export function historyRows(result: WalletHistoryQuery): string[] {
-  return result.wallet.operations.edges.map(
+export function historyRows(result: HistoryQuery): string[] {
+  return result.operations.edges.map(
     (edge) => \`\${edge.cursor} \${edge.node.kind} \${edge.node.amount.trim()} → \${edge.node.balanceAfter} at \${new Date(edge.node.createdAt).toISOString()}\`,
   );
 }
 
-export function nextPage(result: WalletHistoryQuery): WalletHistoryQueryVariables | null {
-  const { hasNextPage, endCursor } = result.wallet.operations.pageInfo;
-  return hasNextPage && endCursor ? { id: result.wallet.id, first: 10, after: endCursor } : null;
+export function nextPage(walletId: string, result: HistoryQuery): HistoryQueryVariables | null {
+  const { hasNextPage, endCursor } = result.operations.pageInfo;
+  return hasNextPage && endCursor ? { walletId, first: 10, after: endCursor } : null;
 }
 
 export function describe(event: OperationCreatedSubscription): string {
@@ -310,14 +264,14 @@ async function runChecks(base) {
 
     const CODEGEN = 'graphql-codegen (typescript + typescript-operations) from the live endpoint';
     await check(CODEGEN, async () => {
-      writeFileSync(join(work, 'operations.graphql'), `${Object.values(OPERATIONS).join('\n\n')}\n`);
+      
       const scalar = { input: 'string', output: 'string' };
       try {
         await generate(
           {
             cwd: work,
             schema: `${base}/graphql`,
-            documents: join(work, 'operations.graphql'),
+            documents: DOCUMENT_FILES,
             generates: {
               [schemaTypesPath]: { plugins: ['typescript'] },
               [operationsPath]: {
@@ -431,7 +385,7 @@ async function runChecks(base) {
           input: { fromWalletId: alice.wallet.id, toWalletId: bob.wallet.id, amount: '2.50', idempotencyKey: randomUUID(), description: 'frontend test transfer' },
         }, alice.token)).transfer;
         const t = transfer;
-        if (t.transfer.amount !== '2.50' || t.fromWallet.balance !== '7.50' || t.toWallet.walletId !== bob.wallet.id || t.transfer.toWallet.walletId !== bob.wallet.id) {
+        if (t.transfer.amount !== '2.50' || t.fromWallet.balance !== '7.50' || t.toWallet.walletId !== bob.wallet.id || t.transfer.toWalletId !== bob.wallet.id) {
           throw new Error(`unexpected transfer result: ${JSON.stringify(t)}`);
         }
 
@@ -456,14 +410,13 @@ async function runChecks(base) {
     }, [CLIENTS]);
 
     await check('wallet query pages the history (newest first)', async () => {
-      const first = (await run(base, 'WalletHistory', { id: alice.wallet.id, first: 1 }, alice.token)).wallet;
-      const firstPage = first.operations;
-      if (first.balance !== '7.50') throw new Error(`balance ${first.balance}, expected 7.50`);
+      const firstPage = (await run(base, 'History', { walletId: alice.wallet.id, first: 1 }, alice.token)).operations;
+      if (firstPage.totalCount !== 2) throw new Error(`totalCount ${firstPage.totalCount}, expected 2`);
       if (firstPage.edges.length !== 1 || firstPage.edges[0].node.kind !== 'TRANSFER_OUT' || firstPage.edges[0].node.amount !== '2.50') {
         throw new Error(`first page: ${JSON.stringify(firstPage)}`);
       }
       if (!firstPage.pageInfo.hasNextPage || !firstPage.pageInfo.endCursor) throw new Error(`no next page: ${JSON.stringify(firstPage.pageInfo)}`);
-      const second = (await run(base, 'WalletHistory', { id: alice.wallet.id, first: 10, after: firstPage.pageInfo.endCursor }, alice.token)).wallet.operations;
+      const second = (await run(base, 'History', { walletId: alice.wallet.id, first: 10, after: firstPage.pageInfo.endCursor }, alice.token)).operations;
       if (second.edges.length !== 1 || second.edges[0].node.kind !== 'DEPOSIT' || second.edges[0].node.amount !== '10.00' || second.pageInfo.hasNextPage) {
         throw new Error(`second page: ${JSON.stringify(second)}`);
       }
@@ -544,7 +497,9 @@ async function runChecks(base) {
     // Two wallets read into a normalised cache, then an operator ends a hold
     // between them: the payload's `wallets` must refresh both entries, with
     // no request but the mutation.
-    const CACHED_WALLET = 'query CachedWallet($id: UUID!) { wallet(id: $id) { id balance availableBalance incomingHeldBalance } }';
+    // A wallet read (service.graphql), then Capture or Void (payments.graphql,
+    // whose payload selects the wallets it changed).
+    const CACHED_WALLET = OPERATIONS.Wallet;
     const holdBetweenTwo = async () => {
       const created = [];
       for (const name of ['Cache payer', 'Cache payee']) {
@@ -577,7 +532,7 @@ async function runChecks(base) {
       const query = gql(CACHED_WALLET);
       for (const w of [payer, payee]) await client.query({ query, variables: { id: w.wallet.id } });
       await client.mutate({
-        mutation: gql('mutation Capture($input: CaptureTransferInput!) { captureTransfer(input: $input) { transfer { id status } wallets { id balance availableBalance incomingHeldBalance } } }'),
+        mutation: gql(OPERATIONS.Capture),
         variables: { input: { transferId, amount: '3.00', idempotencyKey: randomUUID() } },
       });
       const seen = [payer, payee].map((w) => client.readQuery({ query, variables: { id: w.wallet.id } })?.wallet);
@@ -590,7 +545,6 @@ async function runChecks(base) {
     await check("urql's graphcache shows both wallets after an operator's void, without a refetch", async () => {
       const { Client, fetchExchange } = await import('@urql/core');
       const { cacheExchange } = await import('@urql/exchange-graphcache');
-      const { parse } = await import('graphql');
       const { payer, payee, transferId } = await holdBetweenTwo();
       const counted = countingFetch();
       const client = new Client({
@@ -605,7 +559,7 @@ async function runChecks(base) {
         const result = await client.query(query, { id: w.wallet.id }).toPromise();
         if (result.error) throw result.error;
       }
-      const voided = await client.mutation(parse('mutation Void($input: VoidTransferInput!) { voidTransfer(input: $input) { transfer { id status } wallets { id balance availableBalance incomingHeldBalance } } }'), {
+      const voided = await client.mutation(parse(OPERATIONS.Void), {
         input: { transferId, idempotencyKey: randomUUID() },
       }).toPromise();
       if (voided.error) throw voided.error;
@@ -639,6 +593,23 @@ async function post(base, query, variables, token, operationName) {
   if (body.errors) throw new Error(`${operationName ?? 'query'}: errors ${JSON.stringify(body.errors)}`);
   if (!response.ok || !body.data) throw new Error(`${operationName ?? 'query'}: HTTP ${response.status} ${text.slice(0, 300)}`);
   return body.data;
+}
+
+// One operation with the fragments it spreads (and those spread by them).
+function cutOut(operation) {
+  const fragments = new Map(DOCUMENTS.definitions.filter((d) => d.kind === Kind.FRAGMENT_DEFINITION).map((d) => [d.name.value, d]));
+  const used = new Set();
+  const spreadIn = (node) => visit(node, {
+    FragmentSpread(spread) {
+      const name = spread.name.value;
+      if (!used.has(name) && fragments.has(name)) {
+        used.add(name);
+        spreadIn(fragments.get(name));
+      }
+    },
+  });
+  spreadIn(operation);
+  return [operation, ...[...used].map((name) => fragments.get(name))].map(print).join('\n\n');
 }
 
 function run(base, name, variables, token) {

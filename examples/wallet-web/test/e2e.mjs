@@ -64,12 +64,15 @@ const api = await new Promise((ok, fail) => {
   server.on('exit', (code) => fail(new Error(`walletql exited (${code})`)));
 });
 
-/** The operator's own requests (exempt from the trusted documents). */
-async function asOperator(query, variables = {}) {
+// The operator's own calls (documents/service.graphql, exempt from the
+// trusted documents), sent by operation name.
+const SERVICE = readFileSync(join(here, '..', '..', '..', 'documents', 'service.graphql'), 'utf8');
+
+async function asOperator(operationName, variables = {}) {
   const response = await fetch(api, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${operator}` },
-    body: JSON.stringify({ query, variables }),
+    body: JSON.stringify({ query: SERVICE, operationName, variables }),
   });
   const body = await response.json();
   if (body.errors) throw new Error(JSON.stringify(body.errors));
@@ -91,10 +94,9 @@ async function step(name, fn) {
 
 let browser;
 try {
-  const create = 'mutation($name: String!) { createClient(input: {name: $name}) { token wallet { id } } }';
-  const customer = (await asOperator(create, { name: 'Customer' })).createClient;
-  const merchant = (await asOperator(create, { name: 'Merchant' })).createClient;
-  await asOperator('mutation($w: UUID!) { deposit(input: {walletId: $w, amount: "100.00"}) { wallet { id } } }', { w: customer.wallet.id });
+  const customer = (await asOperator('CreateClient', { input: { name: 'Customer' } })).createClient;
+  const merchant = (await asOperator('CreateClient', { input: { name: 'Merchant' } })).createClient;
+  await asOperator('Deposit', { input: { walletId: customer.wallet.id, amount: '100.00' } });
 
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
@@ -180,10 +182,7 @@ try {
     await expectText(buyer, 'pay-status', 'Paid 10.00');
     await expectText(buyer, 'balance', '66.00');
     await expectText(shop, 'balance', '34.00');
-    const seen = await asOperator(
-      'query($w: UUID!) { transfers(walletId: $w, first: 20, filter: {direction: OUTGOING}) { nodes { amount status } } }',
-      { w: customer.wallet.id },
-    );
+    const seen = await asOperator('Transfers', { walletId: customer.wallet.id, first: 20, filter: { direction: 'OUTGOING' } });
     const tens = seen.transfers.nodes.filter((t) => t.amount === '10.00');
     if (dropped !== 1 || tens.length !== 1) throw new Error(`dropped ${dropped}, 10.00 payments ${tens.length}`);
     return 'one answer dropped, one transfer stored';
@@ -193,7 +192,7 @@ try {
     // 25 more rows: the history shows 10 at a time and loads the rest as
     // its end scrolls into view.
     for (let i = 0; i < 25; i += 1) {
-      await asOperator('mutation($w: UUID!) { deposit(input: {walletId: $w, amount: "0.01"}) { wallet { id } } }', { w: customer.wallet.id });
+      await asOperator('Deposit', { input: { walletId: customer.wallet.id, amount: '0.01' } });
     }
     await expectText(buyer, 'balance', '66.25');
     const rows = () => buyer.locator('[data-testid="operation"]').count();
