@@ -12,6 +12,7 @@ mod m20261130_000002_history_indexes;
 mod m20261130_000003_ledger_verbs;
 mod m20261206_000001_transfer_lists;
 mod m20261206_000002_incoming_holds;
+mod m20261207_000001_ledger_batch;
 mod rules;
 
 /// Largest balance a wallet may hold, in cents (one trillion dollars).
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000003_ledger_verbs::Migration),
             Box::new(m20261206_000001_transfer_lists::Migration),
             Box::new(m20261206_000002_incoming_holds::Migration),
+            Box::new(m20261207_000001_ledger_batch::Migration),
         ]
     }
 }

@@ -46,6 +46,10 @@ pub enum AppError {
     EventsMissed,
     #[error("the database is unavailable; retry later (with the same idempotency key)")]
     ServiceUnavailable(#[source] anyhow::Error),
+    /// The connection to the database broke while this entry's batch
+    /// committed, and the database could not yet tell whether it did.
+    #[error("{}", outcome_unknown(*retry_safe))]
+    OutcomeUnknown { retry_safe: bool },
     #[error("the request body is larger than this server accepts ({0} bytes at most)")]
     PayloadTooLarge(usize),
     #[error("too many WebSocket connections (at most {0}); retry later")]
@@ -73,6 +77,16 @@ pub enum AppError {
     Internal(#[source] anyhow::Error),
 }
 
+fn outcome_unknown(retry_safe: bool) -> &'static str {
+    if retry_safe {
+        "the database connection broke while this committed, and whether it did is not known yet: \
+         retrying with the same idempotencyKey is safe and answers what happened"
+    } else {
+        "the database connection broke while this committed, and whether it did is not known yet: \
+         read the wallet's history before retrying (without an idempotencyKey a retry may apply it twice)"
+    }
+}
+
 /// Every code a caller can meet, in `extensions.code`, in a batch item's
 /// result, and in the schema's `ErrorCode` enum (derived from this one, so a
 /// new code is in the schema or the build fails).
@@ -95,6 +109,7 @@ pub enum ErrorCode {
     SubscriptionLagged,
     EventsMissed,
     ServiceUnavailable,
+    OutcomeUnknown,
     Timeout,
     TooManyMutations,
     QueryTooComplex,
@@ -109,7 +124,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the README's table.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::InvalidInput,
         ErrorCode::NotFound,
         ErrorCode::InsufficientFunds,
@@ -127,6 +142,7 @@ impl ErrorCode {
         ErrorCode::SubscriptionLagged,
         ErrorCode::EventsMissed,
         ErrorCode::ServiceUnavailable,
+        ErrorCode::OutcomeUnknown,
         ErrorCode::Timeout,
         ErrorCode::TooManyMutations,
         ErrorCode::QueryTooComplex,
@@ -158,6 +174,7 @@ impl ErrorCode {
             ErrorCode::SubscriptionLagged => "SUBSCRIPTION_LAGGED",
             ErrorCode::EventsMissed => "EVENTS_MISSED",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            ErrorCode::OutcomeUnknown => "OUTCOME_UNKNOWN",
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::TooManyMutations => "TOO_MANY_MUTATIONS",
             ErrorCode::QueryTooComplex => "QUERY_TOO_COMPLEX",
@@ -220,6 +237,7 @@ impl AppError {
             AppError::SubscriptionLagged => ErrorCode::SubscriptionLagged,
             AppError::EventsMissed => ErrorCode::EventsMissed,
             AppError::ServiceUnavailable(_) => ErrorCode::ServiceUnavailable,
+            AppError::OutcomeUnknown { .. } => ErrorCode::OutcomeUnknown,
             AppError::Timeout | AppError::TimedOutBeforeRun => ErrorCode::Timeout,
             AppError::TooManyMutations(_) => ErrorCode::TooManyMutations,
             AppError::QueryTooComplex(_) => ErrorCode::QueryTooComplex,

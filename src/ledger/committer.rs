@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::{DbBackend, DbErr};
@@ -19,8 +20,10 @@ use super::entry::{Action, Entry};
 use super::settle::{Key, Locked, Outcome, Rules, Settlement, settle};
 use crate::domain::error::AppError;
 use crate::live::{CHANNEL, Hub, notice};
-use crate::store::postings::{self, BatchWrite, Claimed, KeyClaim, TransferUpdate, WalletUpdate};
-use crate::store::{DbFailure, Store, app_error, is_retryable};
+use crate::store::postings::{
+    self, BatchFate, BatchMark, BatchWrite, Claimed, KeyClaim, TransferUpdate, WalletUpdate,
+};
+use crate::store::{DbFailure, Store, app_error, is_retryable, is_unavailable};
 
 /// How many times a batch that lost a race (deadlock, serialization
 /// failure, busy database) is run again before its requests see an error.
@@ -150,18 +153,72 @@ async fn commit(store: &Store, hub: &Hub, jobs: &[Job], rules: Rules) -> Vec<Out
         tries += 1;
         match attempt(store, hub, &entries, &groups, rules).await {
             Ok(settlement) => return settlement.outcomes,
-            Err(err) if tries < ATTEMPTS && is_retryable(&DbFailure::from(&err)) => {
+            Err(Failed::Db(err)) if tries < ATTEMPTS && is_retryable(&DbFailure::from(&err)) => {
                 store.record_retry();
                 tracing::debug!(tries, error = %err, "retrying a conflicting batch");
             }
-            Err(err) => {
+            Err(Failed::Lost(err)) if tries < ATTEMPTS => {
+                store.record_retry();
+                tracing::warn!(tries, error = %err, "a batch's COMMIT was lost; running it again");
+            }
+            Err(Failed::Db(err) | Failed::Lost(err)) => {
+                store.suspect(&err);
                 tracing::error!(error = %err, entries = jobs.len(), "a batch failed");
                 return entries
                     .iter()
                     .map(|_| Outcome::Refused(app_error(&err)))
                     .collect();
             }
+            Err(Failed::Unknown) => {
+                tracing::error!(entries = entries.len(), "a batch's outcome is unknown");
+                return entries
+                    .iter()
+                    .map(|entry| {
+                        Outcome::Refused(AppError::OutcomeUnknown {
+                            retry_safe: entry.claim.is_some(),
+                        })
+                    })
+                    .collect();
+            }
         }
+    }
+}
+
+/// Why a batch's attempt gave no settlement.
+enum Failed {
+    /// It failed and changed nothing.
+    Db(DbErr),
+    /// The connection broke during COMMIT and the database says it never
+    /// committed: it may run again.
+    Lost(DbErr),
+    /// The connection broke during COMMIT and no server could tell.
+    Unknown,
+}
+
+impl From<DbErr> for Failed {
+    fn from(err: DbErr) -> Self {
+        Failed::Db(err)
+    }
+}
+
+/// How long a committer asks after a batch whose COMMIT was cut off (the
+/// time a failover takes) before answering `OUTCOME_UNKNOWN`.
+const SETTLE_WITHIN: Duration = Duration::from_secs(30);
+
+/// Whether the batch marked `mark` committed, asked of whichever server is
+/// the primary now, until it can tell or `SETTLE_WITHIN` has passed.
+async fn settle_lost_commit(store: &Store, mark: BatchMark) -> BatchFate {
+    let deadline = tokio::time::Instant::now() + SETTLE_WITHIN;
+    loop {
+        match postings::batch_fate(store.db(), mark).await {
+            Ok(BatchFate::Unknown) => {}
+            Ok(fate) => return fate,
+            Err(err) => store.suspect(&err),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return BatchFate::Unknown;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -171,7 +228,7 @@ async fn attempt(
     entries: &[&Entry],
     groups: &[Option<usize>],
     rules: Rules,
-) -> Result<Settlement, DbErr> {
+) -> Result<Settlement, Failed> {
     let write = store.begin_write().await?;
     // Each claim with the index of its entry.
     let (claiming, claims): (Vec<usize>, Vec<KeyClaim>) = entries
@@ -288,7 +345,7 @@ async fn attempt(
     } else {
         Vec::new()
     };
-    postings::write_batch(
+    let mark = postings::write_batch(
         &write.tx,
         &BatchWrite {
             released: &released,
@@ -299,10 +356,25 @@ async fn attempt(
             operations: &settlement.operations,
             channel: CHANNEL,
             notices: &notices,
+            id: Uuid::now_v7(),
         },
     )
     .await?;
-    write.commit().await?;
+    if let Err(err) = write.commit().await {
+        // A broken connection during COMMIT: the batch may have committed.
+        // Never guess: ask the database (the new primary, after a failover).
+        let Some(mark) = mark.filter(|_| is_unavailable(&err)) else {
+            return Err(Failed::Db(err));
+        };
+        store.suspect(&err);
+        match settle_lost_commit(store, mark).await {
+            BatchFate::Committed => {
+                tracing::warn!(batch = %mark.id, "a cut-off COMMIT had committed")
+            }
+            BatchFate::NotCommitted => return Err(Failed::Lost(err)),
+            BatchFate::Unknown => return Err(Failed::Unknown),
+        }
+    }
     if !postgres && !settlement.operations.is_empty() {
         // One lane writes on SQLite, so the hub gets batches in commit order.
         hub.dispatch(settlement.operations.iter().cloned());

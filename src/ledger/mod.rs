@@ -77,6 +77,10 @@ pub const DEFAULT_KEY_RETENTION: std::time::Duration =
     std::time::Duration::from_secs(7 * 24 * 60 * 60);
 /// Pending transfers per payer at most, by default.
 pub const DEFAULT_MAX_OPEN_HOLDS: i32 = 1_000;
+/// How long a batch's `ledger_batch` row is kept: far longer than a
+/// committer may spend settling a cut-off COMMIT.
+const BATCH_RETENTION: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
 /// Overdue holds expired per sweep at most (the next sweep takes the rest).
 const SWEEP_BATCH: u64 = 1_000;
 /// Keys deleted per pruning statement: a short transaction that never
@@ -503,7 +507,9 @@ async fn prune(store: &Store, retention: std::time::Duration) -> AppResult<u64> 
         // Each batch is its own short write transaction (SQLite: in turn
         // with the committer, through the writer slot).
         let write = store.begin_write().await?;
-        let deleted = postings::prune_keys(&write.tx, before, PRUNE_BATCH).await?;
+        let deleted = postings::prune_keys(&write.tx, before, PRUNE_BATCH).await?
+            + postings::prune_batches(&write.tx, chrono::Utc::now() - BATCH_RETENTION, PRUNE_BATCH)
+                .await?;
         write.commit().await?;
         pruned += deleted;
         if deleted < PRUNE_BATCH {
@@ -520,7 +526,7 @@ async fn prune_forever(store: Store, retention: std::time::Duration) {
         every.tick().await;
         match prune(&store, retention).await {
             Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, "pruned expired idempotency keys"),
+            Ok(pruned) => tracing::info!(pruned, "pruned expired idempotency keys and batch marks"),
             Err(err) => tracing::warn!(error = %err, "pruning idempotency keys failed; will retry"),
         }
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sea_orm::sqlx::postgres::PgListener;
+use sea_orm::sqlx::postgres::{PgListener, PgPool};
 
 use super::CHANNEL;
 use super::hub::{Hub, WeakHub};
@@ -21,9 +21,12 @@ pub async fn spawn_postgres_listener(
     store: Store,
     hub: &Hub,
 ) -> Result<ListenerTask, sea_orm::sqlx::Error> {
-    let url = store.url().to_owned();
-    let listener = listen(&url).await?;
-    let task = tokio::spawn(run(url, store, listener, hub.downgrade()));
+    let pool = store
+        .listen_pool()
+        .cloned()
+        .ok_or(sea_orm::sqlx::Error::PoolClosed)?;
+    let listener = listen(&pool).await?;
+    let task = tokio::spawn(run(pool, store, listener, hub.downgrade()));
     Ok(ListenerTask(task.abort_handle()))
 }
 
@@ -36,17 +39,28 @@ impl Drop for ListenerTask {
     }
 }
 
-async fn listen(url: &str) -> Result<PgListener, sea_orm::sqlx::Error> {
-    let mut listener = PgListener::connect(url).await?;
+/// LISTEN on a connection of `pool`, which follows the primary.
+async fn listen(pool: &PgPool) -> Result<PgListener, sea_orm::sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
     // We reconnect ourselves, so that we know when to resync.
     listener.ignore_pool_close_event(true);
     listener.listen(CHANNEL).await?;
     Ok(listener)
 }
 
-async fn run(url: String, store: Store, mut listener: PgListener, hub: WeakHub) {
+async fn run(pool: PgPool, store: Store, mut listener: PgListener, hub: WeakHub) {
+    let mut moves = store.primary_moves();
     loop {
-        match listener.try_recv().await {
+        let received = match moves.as_mut() {
+            Some(moves) => tokio::select! {
+                received = listener.try_recv() => received,
+                // The primary moved: this connection may be to a demoted
+                // server that will never notify again.
+                _ = moves.changed() => Ok(None),
+            },
+            None => listener.try_recv().await,
+        };
+        match received {
             Ok(Some(notification)) => {
                 let Some(hub) = hub.upgrade() else { return };
                 let Some(ranges) = notice::decode(notification.payload()) else {
@@ -77,7 +91,7 @@ async fn run(url: String, store: Store, mut listener: PgListener, hub: WeakHub) 
                     if hub.upgrade().is_none() {
                         return;
                     }
-                    match listen(&url).await {
+                    match listen(&pool).await {
                         Ok(listener) => break listener,
                         Err(err) => {
                             tracing::warn!(error = %err, retry_in = ?delay, "cannot LISTEN yet");

@@ -140,6 +140,9 @@ pub enum ErrorCode {
     EventsMissed,
     /// Retry with backoff, with the same idempotency key.
     ServiceUnavailable,
+    /// The database connection broke while this committed: read the history
+    /// before retrying, or retry with the same idempotency key (safe).
+    OutcomeUnknown,
     Timeout,
     /// More mutation fields or entries than one request may run; nothing ran.
     TooManyMutations,

@@ -182,9 +182,17 @@ fn cors(origins: &[String]) -> CorsLayer {
         .expose_headers([request_id])
 }
 
-/// Ready when the database answers and every migration is applied.
+/// Ready when the database answers (with several hosts: one takes writes)
+/// and every migration is applied.
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     use migration::MigratorTrait;
+    // Several hosts: ready only while one of them takes writes.
+    if let Some((false, _)) = state.store.primary() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "status": "not ready", "database": "no primary" })),
+        );
+    }
     let pending = match state.store.ping().await {
         Ok(()) => migration::Migrator::get_pending_migrations(state.store.db())
             .await
@@ -394,7 +402,11 @@ pub async fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
 /// when any invariant is violated. Connects without migrating or listening.
 pub async fn verify(config: &Config) -> anyhow::Result<bool> {
     // Statements are not logged: the report is the output.
-    let mut options = sea_orm::ConnectOptions::new(config.database_url());
+    let wait = std::time::Duration::from_millis(config.db_acquire_timeout_ms);
+    let (url, _) = crate::store::resolve(config.database_url(), wait)
+        .await
+        .context("finding the database")?;
+    let mut options = sea_orm::ConnectOptions::new(url);
     options.sqlx_logging(false);
     let db = sea_orm::Database::connect(options)
         .await

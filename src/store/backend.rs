@@ -43,9 +43,10 @@ impl From<&DbErr> for DbFailure {
 }
 
 /// The database cannot be reached or is going away: a connection error, a
-/// pool that gave no connection in time, or PostgreSQL's connection
-/// exception class (08) and shutdown codes (57P01-57P03).
-fn is_unavailable(err: &DbErr) -> bool {
+/// pool that gave no connection in time, PostgreSQL's connection
+/// exception class (08) and shutdown codes (57P01-57P03), or a write to a
+/// server that is read-only (25006: a primary demoted under us).
+pub fn is_unavailable(err: &DbErr) -> bool {
     use sea_orm::sqlx::Error as Sqlx;
     let sqlx = match err {
         DbErr::ConnectionAcquire(_) => return true,
@@ -63,7 +64,7 @@ fn is_unavailable(err: &DbErr) -> bool {
         | Sqlx::WorkerCrashed => true,
         Sqlx::Protocol(_) => true,
         Sqlx::Database(db) => db.code().is_some_and(|c| {
-            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "25006")
         }),
         _ => false,
     }

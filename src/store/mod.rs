@@ -7,6 +7,7 @@ mod backend;
 pub mod clients;
 mod coalesce;
 pub mod postings;
+pub mod primary;
 pub mod reads;
 
 use std::sync::Arc;
@@ -23,15 +24,21 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
 use self::coalesce::Coalescer;
+use self::primary::Primary;
+use sea_orm::sqlx::postgres::{PgPool, PgPoolOptions};
 
-pub use backend::{DbFailure, app_error, is_retryable, unique_violation_on};
+pub use backend::{DbFailure, app_error, is_retryable, is_unavailable, unique_violation_on};
 
 /// The database handle shared by every request.
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
-    /// Where it connects: PostgreSQL's LISTEN needs a connection of its own.
-    url: Arc<str>,
+    /// PostgreSQL's LISTEN needs a connection of its own; its pool follows
+    /// the primary with the main one.
+    listen: Option<PgPool>,
+    /// Where the primary is, when `DATABASE_URL` names several hosts or
+    /// asks for a writable one.
+    primary: Option<Arc<Primary>>,
     /// SQLite allows one writer at a time; queueing writers here, in process,
     /// is fairer and faster than letting them spin on `SQLITE_BUSY`.
     writer: Option<Arc<Mutex<()>>>,
@@ -100,7 +107,8 @@ impl Store {
 
     /// Connects with all options.
     pub async fn connect_with(url: &str, opts: StoreOptions) -> Result<Store, DbErr> {
-        let mut options = ConnectOptions::new(url.to_owned());
+        let (url, primary) = resolve(url, opts.acquire_timeout).await?;
+        let mut options = ConnectOptions::new(url);
         options
             .max_connections(opts.max_connections)
             .min_connections(1)
@@ -114,7 +122,34 @@ impl Store {
                 let ms = opts.statement_timeout.as_millis().to_string();
                 move |pg| pg.options([("statement_timeout", ms.as_str())])
             });
+        if let Some(primary) = &primary {
+            let generation = primary.generation();
+            options.map_sqlx_postgres_before_acquire(move |_, meta| {
+                let fresh = !generation.outlived(meta.age);
+                Box::pin(async move { Ok(fresh) })
+            });
+            let check = primary::after_connect_check(primary.alarm());
+            options.map_sqlx_postgres_pool_opts(move |pool| pool.after_connect(check.clone()));
+        }
         let mut db = Database::connect(options).await?;
+        let listen = match db.get_database_backend() {
+            DbBackend::Postgres => {
+                let main = db.get_postgres_connection_pool();
+                let mut pool = PgPoolOptions::new()
+                    .max_connections(2)
+                    .min_connections(0)
+                    .acquire_timeout(opts.acquire_timeout);
+                if let Some(primary) = &primary {
+                    pool = pool.after_connect(primary::after_connect_check(primary.alarm()));
+                }
+                let listen = pool.connect_lazy_with((*main.connect_options()).clone());
+                if let Some(primary) = &primary {
+                    primary.clone().watch(vec![main.clone(), listen.clone()]);
+                }
+                Some(listen)
+            }
+            _ => None,
+        };
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
         db.set_metric_callback(move |_| {
@@ -146,7 +181,8 @@ impl Store {
             wallets_of_clients,
             clients,
             db,
-            url: url.into(),
+            listen,
+            primary,
             writer,
             statements,
             retries: Arc::new(AtomicU64::new(0)),
@@ -210,8 +246,31 @@ impl Store {
         self.write_waiters.load(Ordering::Relaxed)
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
+    /// The pool LISTEN connections come from (PostgreSQL only).
+    pub fn listen_pool(&self) -> Option<&PgPool> {
+        self.listen.as_ref()
+    }
+
+    /// With several hosts: whether one takes writes now, and which.
+    pub fn primary(&self) -> Option<(bool, String)> {
+        self.primary
+            .as_ref()
+            .map(|p| (p.is_writable(), p.current()))
+    }
+
+    /// Changes each time the primary moves (None: one fixed host).
+    pub fn primary_moves(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.primary.as_ref().map(|p| p.moves())
+    }
+
+    /// A database failure that may mean the primary moved: look now rather
+    /// than at the next check.
+    pub(crate) fn suspect(&self, err: &DbErr) {
+        if let Some(primary) = &self.primary
+            && backend::is_unavailable(err)
+        {
+            primary.alarm().raise();
+        }
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -273,6 +332,25 @@ impl Store {
     }
 
     pub async fn close(self) -> Result<(), DbErr> {
+        if let Some(listen) = &self.listen {
+            listen.close().await;
+        }
         self.db.close().await
     }
+}
+
+/// The URL to connect to: for PostgreSQL with several hosts (or
+/// `target_session_attrs`), the writable one's, found within `wait`.
+pub async fn resolve(url: &str, wait: Duration) -> Result<(String, Option<Arc<Primary>>), DbErr> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Ok((url.to_owned(), None));
+    }
+    let hosts = primary::split(url).map_err(DbErr::Custom)?;
+    if !hosts.require_primary {
+        return Ok((hosts.urls.into_iter().next().unwrap_or_default(), None));
+    }
+    let (primary, url) = Primary::find(&hosts.urls, wait)
+        .await
+        .map_err(DbErr::Custom)?;
+    Ok((url, Some(primary)))
 }

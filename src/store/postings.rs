@@ -73,6 +73,20 @@ pub struct BatchWrite<'a> {
     /// NOTIFY payloads on `channel`, delivered at commit (PostgreSQL only).
     pub channel: &'a str,
     pub notices: &'a [String],
+    /// The batch's own id (PostgreSQL), kept in `ledger_batch` with its
+    /// transaction id, to settle a COMMIT whose outcome was lost.
+    pub id: Uuid,
+}
+
+/// Where a batch ran (PostgreSQL): enough to learn later whether it
+/// committed, if the connection breaks during COMMIT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchMark {
+    pub id: Uuid,
+    /// The transaction's id (`pg_current_xact_id()`).
+    pub xid: i64,
+    /// The server's timeline: one primary per timeline.
+    pub timeline: u32,
 }
 
 /// What claiming a key found.
@@ -280,11 +294,13 @@ pub async fn lock_transfers<C: ConnectionTrait>(
 pub async fn write_batch<C: ConnectionTrait>(
     conn: &C,
     batch: &BatchWrite<'_>,
-) -> Result<(), DbErr> {
-    let (updated, ended) = if conn.get_database_backend() == DbBackend::Postgres {
-        write_postgres(conn, batch).await?
+) -> Result<Option<BatchMark>, DbErr> {
+    let (updated, ended, mark) = if conn.get_database_backend() == DbBackend::Postgres {
+        let (updated, ended, mark) = write_postgres(conn, batch).await?;
+        (updated, ended, Some(mark))
     } else {
-        write_plain(conn, batch).await?
+        let (updated, ended) = write_plain(conn, batch).await?;
+        (updated, ended, None)
     };
     if updated != batch.wallets.len() || ended != batch.changes.len() {
         return Err(DbErr::Custom(format!(
@@ -293,7 +309,7 @@ pub async fn write_batch<C: ConnectionTrait>(
             batch.changes.len()
         )));
     }
-    Ok(())
+    Ok(mark)
 }
 
 /// One statement of data-modifying CTEs, with only the parts this batch
@@ -308,7 +324,7 @@ pub async fn write_batch<C: ConnectionTrait>(
 async fn write_postgres<C: ConnectionTrait>(
     conn: &C,
     batch: &BatchWrite<'_>,
-) -> Result<(usize, usize), DbErr> {
+) -> Result<(usize, usize, BatchMark), DbErr> {
     let mut values: Vec<sea_orm::Value> = Vec::with_capacity(9);
     let mut param = |value: sea_orm::Value| {
         values.push(value);
@@ -406,8 +422,19 @@ async fn write_postgres<C: ConnectionTrait>(
             param(json(many)?.into())
         ),
     };
+    parts.push(format!(
+        "b AS (INSERT INTO ledger_batch (id, xid) VALUES ({}, pg_current_xact_id()) RETURNING xid)",
+        param(batch.id.into())
+    ));
+    // With the batch: its transaction id and the server's timeline; and no
+    // statement timeout for the COMMIT that follows, which may wait for a
+    // synchronous standby: a timeout there ends the wait with a success
+    // and a WARNING, acknowledging a commit the standby may not have.
     let sql = format!(
-        "WITH {} SELECT (SELECT count(*) FROM w), {ended}{notify}",
+        "WITH {} SELECT (SELECT count(*) FROM w), {ended}, \
+         (SELECT CAST(CAST(xid AS text) AS bigint) FROM b), \
+         substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8), \
+         set_config('statement_timeout', '0', true){notify}",
         parts.join(", ")
     );
     let row = conn
@@ -420,10 +447,93 @@ async fn write_postgres<C: ConnectionTrait>(
         .ok_or_else(|| DbErr::Custom("the batch statement returned no row".into()))?;
     let updated: i64 = row.try_get_by_index(0)?;
     let ended: i64 = row.try_get_by_index(1)?;
+    let xid: i64 = row.try_get_by_index(2)?;
+    let timeline: String = row.try_get_by_index(3)?;
+    let timeline = u32::from_str_radix(&timeline, 16)
+        .map_err(|e| DbErr::Custom(format!("timeline {timeline}: {e}")))?;
     Ok((
         usize::try_from(updated).unwrap_or(0),
         usize::try_from(ended).unwrap_or(0),
+        BatchMark {
+            id: batch.id,
+            xid,
+            timeline,
+        },
     ))
+}
+
+/// What a server says of a batch whose COMMIT's outcome was lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchFate {
+    Committed,
+    /// Never committed, and never will: it may run again.
+    NotCommitted,
+    /// Not yet known (still in progress, or this server cannot tell).
+    Unknown,
+}
+
+/// Asks the server behind `conn` (the primary now) what became of `mark`.
+pub async fn batch_fate<C: ConnectionTrait>(conn: &C, mark: BatchMark) -> Result<BatchFate, DbErr> {
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT EXISTS (SELECT 1 FROM ledger_batch WHERE id = $1), \
+                 substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8), \
+                 CAST(pg_xact_status(CAST(CAST($2 AS text) AS xid8)) AS text)",
+            [mark.id.into(), mark.xid.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("no row".into()))?;
+    let stored: bool = row.try_get_by_index(0)?;
+    let timeline: String = row.try_get_by_index(1)?;
+    let status: Option<String> = row.try_get_by_index(2).ok();
+    if stored {
+        return Ok(BatchFate::Committed);
+    }
+    let timeline = u32::from_str_radix(&timeline, 16).unwrap_or(0);
+    Ok(if timeline > mark.timeline {
+        // A newer timeline forked before the batch committed, if it ever
+        // did on the old one: that history is gone.
+        BatchFate::NotCommitted
+    } else if timeline == mark.timeline {
+        // The same server: its transaction log knows.
+        match status.as_deref() {
+            Some("committed") => BatchFate::Committed,
+            Some("aborted") => BatchFate::NotCommitted,
+            _ => BatchFate::Unknown,
+        }
+    } else {
+        BatchFate::Unknown
+    })
+}
+
+/// `ledger_batch` rows from before `before` (their ids are UUIDv7, in time
+/// order), at most `limit`: the batches no committer can still be settling.
+pub async fn prune_batches<C: ConnectionTrait>(
+    conn: &C,
+    before: DateTime<Utc>,
+    limit: u64,
+) -> Result<u64, DbErr> {
+    if conn.get_database_backend() != DbBackend::Postgres {
+        return Ok(0);
+    }
+    let millis = u64::try_from(before.timestamp_millis()).unwrap_or(0);
+    let bound = Uuid::new_v7(uuid::Timestamp::from_unix_time(
+        millis / 1000,
+        u32::try_from(millis % 1000).unwrap_or(0) * 1_000_000,
+        0,
+        0,
+    ));
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let result = conn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "DELETE FROM ledger_batch WHERE id = ANY(ARRAY( \
+             SELECT id FROM ledger_batch WHERE id < $1 ORDER BY id LIMIT $2))",
+            [bound.into(), limit.into()],
+        ))
+        .await?;
+    Ok(result.rows_affected())
 }
 
 /// SQLite: the same writes as plain statements (in process, each costs

@@ -124,7 +124,8 @@ async fn sweepers_on_three_servers_expire_each_hold_once() {
         let store = Store::connect(&app.db_url, 4).await.expect("store");
         ledgers.push(Ledger::start(store, many.clone()).await.expect("ledger"));
     }
-    let soon = Utc::now() + TimeDelta::milliseconds(400);
+    // Long enough for 30 authorisations on a loaded machine.
+    let soon = Utc::now() + TimeDelta::milliseconds(1500);
     let caller = Caller::Client {
         client_id: Uuid::parse_str(&payer.id).expect("id"),
         wallet_id: Uuid::parse_str(&payer.wallet).expect("id"),
@@ -145,7 +146,7 @@ async fn sweepers_on_three_servers_expire_each_hold_once() {
             .await
             .expect("authorize");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep_until(deadline_after(soon)).await;
     let sweeps = ledgers.iter().map(|ledger| ledger.expire_overdue_holds());
     let expired: usize = join_all(sweeps)
         .await
@@ -411,4 +412,12 @@ async fn two_servers_under_every_verb() {
         0
     );
     app.assert_ledger_consistent().await;
+}
+
+/// The moment just after `at`, for `tokio::time::sleep_until`.
+fn deadline_after(at: chrono::DateTime<Utc>) -> tokio::time::Instant {
+    let wait = (at - Utc::now() + TimeDelta::milliseconds(100))
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::Instant::now() + wait
 }

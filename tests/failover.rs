@@ -1,0 +1,428 @@
+//! Failover: walletql given a primary and its synchronous standby
+//! (`deploy/ha/pair.sh`) keeps serving when the primary dies and the
+//! standby is promoted, and loses no acknowledged payment.
+//!
+//! The bank workload: 16 clients pay each other with idempotency keys
+//! while readers check that the money in all wallets never changes. The
+//! primary is killed mid-load and the standby promoted; afterwards every
+//! acknowledged transfer is on the new primary exactly once, every outcome
+//! a client never learned settles by retrying with its key, the total is
+//! what it was, and `walletql verify` is clean.
+//!
+//! It starts PostgreSQL clusters of its own (as the postgres user when run
+//! as root), so it is `#[ignore]`d and run alone by `.ci/faults`.
+
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use helpers::{OPERATOR, ServerProcess};
+
+const CLIENTS: usize = 16;
+const FUNDS_CENTS: i64 = 100_000;
+
+/// A primary and a synchronous standby, removed when dropped.
+struct Pair {
+    dir: PathBuf,
+    ports: (u16, u16),
+}
+
+impl Pair {
+    fn up(ports: (u16, u16)) -> Pair {
+        let dir = std::env::temp_dir().join(format!("walletql-pair-{}", Uuid::new_v4().simple()));
+        let pair = Pair { dir, ports };
+        pair.run("up");
+        pair
+    }
+
+    fn run(&self, command: &str) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/ha/pair.sh");
+        let status = Command::new(script)
+            .arg(command)
+            .arg(&self.dir)
+            .arg(self.ports.0.to_string())
+            .arg(self.ports.1.to_string())
+            .status()
+            .expect("run deploy/ha/pair.sh");
+        assert!(status.success(), "pair.sh {command}");
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+            self.ports.0, self.ports.1
+        )
+    }
+
+    fn standby_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.ports.1)
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| self.run("down"));
+    }
+}
+
+/// What a client learned of one payment.
+#[derive(Clone, Debug)]
+enum Outcome {
+    /// Acknowledged: the transfer's id.
+    Paid(String),
+    /// Refused with a code that says nothing moved (e.g. not enough money).
+    Refused(String),
+    /// No answer, or one that does not say (unavailable, timed out).
+    Unknown(String),
+}
+
+#[derive(Clone, Debug)]
+struct Payment {
+    key: String,
+    from: usize,
+    to: usize,
+    cents: i64,
+}
+
+struct Client {
+    token: String,
+    wallet: String,
+}
+
+struct Bank {
+    base: String,
+    http: reqwest::Client,
+    clients: Vec<Client>,
+}
+
+impl Bank {
+    async fn post(&self, token: &str, query: &str, variables: Value) -> Result<Value, String> {
+        let response = self
+            .http
+            .post(format!("{}/graphql", self.base))
+            .bearer_auth(token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .map_err(|e| format!("transport: {e}"))?;
+        response.json().await.map_err(|e| format!("body: {e}"))
+    }
+
+    async fn pay(&self, payment: &Payment) -> Outcome {
+        let document = walletql::documents::operation("Transfer").unwrap_or_default();
+        let (Some(from), Some(to)) = (self.clients.get(payment.from), self.clients.get(payment.to))
+        else {
+            return Outcome::Refused("NO_SUCH_CLIENT".into());
+        };
+        let input = json!({ "input": {
+            "fromWalletId": from.wallet, "toWalletId": to.wallet,
+            "amount": format!("{}.{:02}", payment.cents / 100, payment.cents % 100),
+            "idempotencyKey": payment.key } });
+        match self.post(&from.token, document, input).await {
+            Err(e) => Outcome::Unknown(e),
+            Ok(body) => match body["data"]["transfer"]["transfer"]["id"].as_str() {
+                Some(id) => Outcome::Paid(id.to_owned()),
+                None => {
+                    let code = body["errors"][0]["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or("NO_CODE")
+                        .to_owned();
+                    match code.as_str() {
+                        // Nothing moved: not enough money, or too fast.
+                        "INSUFFICIENT_FUNDS" | "RATE_LIMITED" => Outcome::Refused(code),
+                        _ => Outcome::Unknown(code),
+                    }
+                }
+            },
+        }
+    }
+
+    /// The money in all wallets, read in one request (one snapshot).
+    async fn total(&self) -> Result<i64, String> {
+        let ids: Vec<&str> = self.clients.iter().map(|c| c.wallet.as_str()).collect();
+        let body = self
+            .post(
+                OPERATOR,
+                "query($ids: [ID!]!) { nodes(ids: $ids) { ... on Wallet { balance } } }",
+                json!({ "ids": ids }),
+            )
+            .await?;
+        let nodes = body["data"]["nodes"]
+            .as_array()
+            .ok_or_else(|| format!("no nodes: {body}"))?;
+        nodes
+            .iter()
+            .map(|n| n["balance"].as_str().and_then(cents).ok_or("no balance"))
+            .sum::<Result<i64, _>>()
+            .map_err(str::to_owned)
+    }
+}
+
+fn cents(amount: &str) -> Option<i64> {
+    let (units, fraction) = amount.split_once('.')?;
+    Some(units.parse::<i64>().ok()? * 100 + fraction.parse::<i64>().ok()?)
+}
+
+/// Runs `sql` on the server at `url`, returning the first column of the
+/// first row as text.
+async fn scalar(url: &str, sql: &str) -> String {
+    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+    let db = Database::connect(url).await.expect("connect");
+    let row = db
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .expect("query")
+        .expect("a row");
+    let value: String = row.try_get_by_index(0).expect("a text column");
+    let _ = db.close().await;
+    value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "starts PostgreSQL clusters of its own: run by .ci/faults"]
+async fn a_promoted_standby_takes_over_without_losing_a_payment() {
+    let pair = Pair::up((25432, 25433));
+    let server = ServerProcess::spawn(&pair.url());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client");
+    let mut bank = Bank {
+        base: format!("http://{}", server.addr),
+        http,
+        clients: Vec::new(),
+    };
+    let create = walletql::documents::operation("CreateClient").unwrap_or_default();
+    let deposit = walletql::documents::operation("Deposit").unwrap_or_default();
+    for i in 0..CLIENTS {
+        let created = bank
+            .post(
+                OPERATOR,
+                create,
+                json!({ "input": { "name": format!("Client {i}") } }),
+            )
+            .await
+            .expect("create a client");
+        let created = &created["data"]["createClient"];
+        let client = Client {
+            token: created["token"].as_str().unwrap_or_default().to_owned(),
+            wallet: created["wallet"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let amount = format!("{}.00", FUNDS_CENTS / 100);
+        let funded = bank
+            .post(
+                OPERATOR,
+                deposit,
+                json!({ "input": { "walletId": client.wallet, "amount": amount } }),
+            )
+            .await
+            .expect("deposit");
+        assert!(funded["data"]["deposit"].is_object(), "{funded}");
+        bank.clients.push(client);
+    }
+    let bank = Arc::new(bank);
+    let expected_total = FUNDS_CENTS * CLIENTS as i64;
+    assert_eq!(bank.total().await, Ok(expected_total));
+
+    // The load: each client pays others, one payment at a time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let log: Arc<Mutex<Vec<(Payment, Outcome, Instant)>>> = Arc::default();
+    let mut workers = Vec::new();
+    for from in 0..CLIENTS {
+        let (bank, stop, log) = (bank.clone(), stop.clone(), log.clone());
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let payment = Payment {
+                    key: Uuid::new_v4().to_string(),
+                    from,
+                    to: (from + 1 + fastrand::usize(..CLIENTS - 1)) % CLIENTS,
+                    cents: fastrand::i64(1..500),
+                };
+                let outcome = bank.pay(&payment).await;
+                if matches!(outcome, Outcome::Unknown(_)) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                log.lock().await.push((payment, outcome, Instant::now()));
+            }
+        }));
+    }
+    // Readers: the total never changes, whatever they read it from.
+    let wrong_totals: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let (bank, stop, wrong) = (bank.clone(), stop.clone(), wrong_totals.clone());
+        readers.push(tokio::spawn(async move {
+            let mut read = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match bank.total().await {
+                    Ok(total) if total != expected_total => wrong.lock().await.push(total),
+                    Ok(_) => read += 1,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+            read
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let killed = Instant::now();
+    pair.run("kill-primary");
+    pair.run("promote");
+    let promoted = Instant::now();
+    // Serve on for a while after the first write on the new primary.
+    let deadline = promoted + Duration::from_secs(20);
+    let first_write = loop {
+        let acknowledged = log
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, outcome, at)| matches!(outcome, Outcome::Paid(_)) && *at > promoted)
+            .map(|(_, _, at)| *at)
+            .min();
+        if let Some(at) = acknowledged {
+            break at;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write acknowledged within 20 s of the promotion"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.expect("a worker");
+    }
+    let mut reads = 0;
+    for reader in readers {
+        reads += reader.await.expect("a reader");
+    }
+
+    // Every payment whose outcome its client never learned: retried with
+    // its key until it answers (the first answer if it had committed).
+    let log = std::mem::take(&mut *log.lock().await);
+    let mut settled: BTreeMap<String, Outcome> = BTreeMap::new();
+    let mut unknown = 0;
+    let mut retried_paid = 0;
+    let settle_by = Instant::now() + Duration::from_secs(60);
+    for (payment, outcome, _) in &log {
+        let outcome = match outcome {
+            Outcome::Unknown(_) => {
+                unknown += 1;
+                let known = loop {
+                    match bank.pay(payment).await {
+                        Outcome::Unknown(why) => {
+                            assert!(
+                                Instant::now() < settle_by,
+                                "{payment:?} never settled: {why}"
+                            );
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        known => break known,
+                    }
+                };
+                retried_paid += usize::from(matches!(known, Outcome::Paid(_)));
+                known
+            }
+            known => known.clone(),
+        };
+        settled.insert(payment.key.clone(), outcome);
+    }
+    let paid: BTreeSet<&str> = settled
+        .values()
+        .filter_map(|o| match o {
+            Outcome::Paid(id) => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut why_unknown: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, outcome, _) in &log {
+        if let Outcome::Unknown(why) = outcome {
+            *why_unknown
+                .entry(why.split(':').next().unwrap_or_default())
+                .or_default() += 1;
+        }
+    }
+    let mut refused: BTreeMap<&str, usize> = BTreeMap::new();
+    for outcome in settled.values() {
+        if let Outcome::Refused(code) = outcome {
+            *refused.entry(code.as_str()).or_default() += 1;
+        }
+    }
+    let acknowledged = log
+        .iter()
+        .filter(|(_, o, _)| matches!(o, Outcome::Paid(_)))
+        .count();
+
+    // On the new primary: each transfer paid once, nothing else, no money
+    // made or lost.
+    let standby = pair.standby_url();
+    let stored: i64 = scalar(&standby, "SELECT count(*)::text FROM transfer")
+        .await
+        .parse()
+        .unwrap_or(-1);
+    assert_eq!(stored, paid.len() as i64, "transfers stored vs paid");
+    let ids = paid
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let found: i64 = scalar(
+        &standby,
+        &format!("SELECT count(*)::text FROM transfer WHERE id IN ({ids})"),
+    )
+    .await
+    .parse()
+    .unwrap_or(-1);
+    assert_eq!(found, paid.len() as i64, "every paid transfer is stored");
+    let total: i64 = scalar(&standby, "SELECT sum(balance)::text FROM wallet")
+        .await
+        .parse()
+        .unwrap_or(-1);
+    assert_eq!(total, expected_total, "money in all wallets");
+    assert_eq!(
+        *wrong_totals.lock().await,
+        Vec::<i64>::new(),
+        "totals read during the load"
+    );
+    assert!(reads > 0, "the readers read");
+    let verify = Command::new(env!("CARGO_BIN_EXE_walletql"))
+        .arg("verify")
+        .env("DATABASE_URL", pair.url())
+        .output()
+        .expect("walletql verify");
+    assert!(
+        verify.status.success(),
+        "walletql verify: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    println!(
+        "failover (pg_ctl promote): {} payments, {acknowledged} acknowledged, {unknown} unknown \
+         {why_unknown:?} then settled by retrying ({retried_paid} of them had been paid), {} paid in all; \
+         refused {refused:?}; first write acknowledged {} ms after the promotion, {} ms after \
+         the kill; {reads} total reads",
+        log.len(),
+        paid.len(),
+        first_write.duration_since(promoted).as_millis(),
+        first_write.duration_since(killed).as_millis(),
+    );
+    assert!(
+        first_write.duration_since(promoted) < Duration::from_secs(10),
+        "writes back within 10 s of the promotion"
+    );
+    drop(server);
+}
