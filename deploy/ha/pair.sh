@@ -6,6 +6,7 @@
 #
 #   deploy/ha/pair.sh up DIR [PRIMARY_PORT [STANDBY_PORT]]   (15432, 15433)
 #   deploy/ha/pair.sh kill-primary DIR     an immediate stop: a crash
+#   deploy/ha/pair.sh stop-standby DIR / start-standby DIR
 #   deploy/ha/pair.sh promote DIR          the standby becomes the primary (alone)
 #   deploy/ha/pair.sh down DIR             stops both and removes DIR
 #
@@ -17,7 +18,7 @@
 # WAL on disk, so a promoted standby has every acknowledged payment.
 set -euo pipefail
 
-usage="usage: pair.sh up|kill-primary|promote|down DIR [PRIMARY_PORT [STANDBY_PORT]]"
+usage="usage: pair.sh up|kill-primary|promote|stop-standby|start-standby|down DIR [PRIMARY_PORT [STANDBY_PORT]]"
 cmd=${1:?$usage}
 dir=${2:?$usage}
 primary_port=${3:-15432}
@@ -65,6 +66,12 @@ case "$cmd" in
     wait_for "the standby to be synchronous" bash -c \
       "[ \"\$(psql -h 127.0.0.1 -p $primary_port -U postgres -qAt -c \"SELECT sync_state FROM pg_stat_replication\")\" = sync ]"
     echo "primary on 127.0.0.1:$primary_port, synchronous standby on 127.0.0.1:$standby_port"
+    ;;
+  stop-standby)
+    as_pg "$bin/pg_ctl" -D "$dir/standby" -m fast -w stop >/dev/null
+    ;;
+  start-standby)
+    as_pg "$bin/pg_ctl" -D "$dir/standby" -l "$dir/standby.log" -w start >/dev/null
     ;;
   kill-primary)
     as_pg "$bin/pg_ctl" -D "$dir/primary" -m immediate stop >/dev/null

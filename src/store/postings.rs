@@ -478,32 +478,40 @@ pub async fn batch_fate<C: ConnectionTrait>(conn: &C, mark: BatchMark) -> Result
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT EXISTS (SELECT 1 FROM ledger_batch WHERE id = $1), \
-                 substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8), \
-                 CAST(pg_xact_status(CAST(CAST($2 AS text) AS xid8)) AS text)",
-            [mark.id.into(), mark.xid.into()],
+                 substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
+            [mark.id.into()],
         ))
         .await?
         .ok_or_else(|| DbErr::Custom("no row".into()))?;
     let stored: bool = row.try_get_by_index(0)?;
     let timeline: String = row.try_get_by_index(1)?;
-    let status: Option<String> = row.try_get_by_index(2).ok();
     if stored {
         return Ok(BatchFate::Committed);
     }
     let timeline = u32::from_str_radix(&timeline, 16).unwrap_or(0);
-    Ok(if timeline > mark.timeline {
+    if timeline > mark.timeline {
         // A newer timeline forked before the batch committed, if it ever
         // did on the old one: that history is gone.
-        BatchFate::NotCommitted
-    } else if timeline == mark.timeline {
-        // The same server: its transaction log knows.
-        match status.as_deref() {
-            Some("committed") => BatchFate::Committed,
-            Some("aborted") => BatchFate::NotCommitted,
-            _ => BatchFate::Unknown,
-        }
-    } else {
-        BatchFate::Unknown
+        return Ok(BatchFate::NotCommitted);
+    }
+    if timeline < mark.timeline {
+        return Ok(BatchFate::Unknown);
+    }
+    // The same server (one primary per timeline): its transaction log
+    // knows. Only here: elsewhere the xid may not exist yet.
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT CAST(pg_xact_status(CAST(CAST($1 AS text) AS xid8)) AS text)",
+            [mark.xid.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("no row".into()))?;
+    let status: Option<String> = row.try_get_by_index(0).ok();
+    Ok(match status.as_deref() {
+        Some("committed") => BatchFate::Committed,
+        Some("aborted") => BatchFate::NotCommitted,
+        _ => BatchFate::Unknown,
     })
 }
 
