@@ -118,6 +118,24 @@ async fn the_service_fails_fast_while_postgres_is_down_and_recovers_by_itself() 
         )
         .await;
     assert_eq!(error_code(&read), "SERVICE_UNAVAILABLE");
+    // Over HTTP: 503 with Retry-After when nothing could be answered.
+    let raw = reqwest::Client::new()
+        .post(app.url("/graphql"))
+        .bearer_auth(OPERATOR)
+        .json(
+            &json!({ "query": "query($w: UUID!) { wallet(id: $w) { balance } }",
+            "variables": { "w": alice.wallet } }),
+        )
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(raw.status().as_u16(), 503);
+    assert_eq!(
+        raw.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
     // Alive, but not ready, and saying why.
     assert_eq!(health(&app).await, (503, "unreachable".to_owned()));
 

@@ -252,6 +252,17 @@ fn respond(response: GqlResponse, media: Media) -> Response {
             .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         return limited;
     }
+    // Nothing answered because the database is away (no primary during a
+    // failover, say): 503 with Retry-After, so proxies and clients back off.
+    // A request where any field was answered stays 200: its data counts.
+    if unanswered_for_lack_of_database(&response) {
+        let mut unavailable = framed(response, media, StatusCode::SERVICE_UNAVAILABLE);
+        unavailable.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS),
+        );
+        return unavailable;
+    }
     let status = match media {
         // application/json: 200 once the request was accepted.
         Media::Json => StatusCode::OK,
@@ -259,6 +270,27 @@ fn respond(response: GqlResponse, media: Media) -> Response {
         Media::GraphqlResponse => StatusCode::OK,
     };
     framed(response, media, status)
+}
+
+/// What a 503 asks a client to wait: about the time a failover to a
+/// promoted standby takes to be noticed.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
+
+/// Every error is `SERVICE_UNAVAILABLE` and no field has data.
+fn unanswered_for_lack_of_database(response: &GqlResponse) -> bool {
+    let unanswered = match &response.data {
+        async_graphql::Value::Null => true,
+        async_graphql::Value::Object(fields) => {
+            fields.values().all(|v| *v == async_graphql::Value::Null)
+        }
+        _ => false,
+    };
+    unanswered
+        && !response.errors.is_empty()
+        && response
+            .errors
+            .iter()
+            .all(|e| code_of(e) == Some("SERVICE_UNAVAILABLE"))
 }
 
 /// The wait of a `RATE_LIMITED` refusal, if the response is one.
@@ -306,6 +338,7 @@ pub fn refused_as(err: AppError, media: Media) -> Response {
     }
     let retry_after = match &err {
         AppError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+        AppError::ServiceUnavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
         _ => None,
     };
     let error = server_error(err, None);

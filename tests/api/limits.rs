@@ -157,28 +157,37 @@ async fn an_exhausted_pool_gives_service_unavailable(app: TestApp) {
     let (addr, held) =
         server_with_a_held_pool(&app, Duration::from_millis(300), ApiLimits::default()).await;
     let create = || async move {
-        reqwest::Client::new()
+        let response = reqwest::Client::new()
             .post(format!("http://{addr}/graphql"))
             .json(
                 &json!({ "query": "mutation { createClient(input: {name: \"Bob\"}) { token } }" }),
             )
             .send()
             .await
-            .expect("send")
-            .json::<Value>()
-            .await
-            .expect("json")
+            .expect("send");
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.json::<Value>().await.expect("json");
+        (status, retry_after, body)
     };
     let started = Instant::now();
-    let response = create().await;
+    let (status, retry_after, response) = create().await;
     assert_eq!(error_code(&response), "SERVICE_UNAVAILABLE", "{response}");
+    // Nothing was answered: 503, and when to come back.
+    assert_eq!((status, retry_after.as_deref()), (503, Some("1")));
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "refused after a bounded wait"
     );
     drop(held);
     // Once the connection is back, the same request succeeds.
-    data(&create().await);
+    let (status, _, response) = create().await;
+    data(&response);
+    assert_eq!(status, 200);
 }
 
 async fn introspection_and_graphiql_can_be_switched_off(app: TestApp) {
