@@ -96,19 +96,29 @@ fn trim_comments(definition: &str) -> String {
     lines.join("\n").trim_end().to_owned()
 }
 
-/// Byte offsets of each line, to turn the parser's (line, column) into a
-/// position in the text.
-struct LineOffsets(Vec<usize>);
+/// Byte offsets of each line of a text, to turn the parser's (line,
+/// column) into a position in it.
+struct LineOffsets<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
 
-impl LineOffsets {
-    fn new(text: &str) -> Self {
+impl<'a> LineOffsets<'a> {
+    fn new(text: &'a str) -> Self {
         let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(at, _)| at + 1));
-        Self(starts.collect())
+        Self {
+            text,
+            starts: starts.collect(),
+        }
     }
 
     fn offset(&self, pos: Pos) -> usize {
-        let line = self.0.get(pos.line.saturating_sub(1)).copied().unwrap_or(0);
-        let rest = &ALL[line..];
+        let line = self
+            .starts
+            .get(pos.line.saturating_sub(1))
+            .copied()
+            .unwrap_or(0);
+        let rest = self.text.get(line..).unwrap_or_default();
         line + rest
             .char_indices()
             .nth(pos.column.saturating_sub(1))

@@ -187,7 +187,7 @@ fn cors(origins: &[String]) -> CorsLayer {
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     use migration::MigratorTrait;
     // Several hosts: ready only while one of them takes writes.
-    if let Some((false, _)) = state.store.primary() {
+    if state.store.primary_writable() == Some(false) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({ "status": "not ready", "database": "no primary" })),

@@ -251,11 +251,9 @@ impl Store {
         self.listen.as_ref()
     }
 
-    /// With several hosts: whether one takes writes now, and which.
-    pub fn primary(&self) -> Option<(bool, String)> {
-        self.primary
-            .as_ref()
-            .map(|p| (p.is_writable(), p.current()))
+    /// With several hosts: whether one takes writes now.
+    pub fn primary_writable(&self) -> Option<bool> {
+        self.primary.as_ref().map(|p| p.is_writable())
     }
 
     /// Changes each time the primary moves (None: one fixed host).

@@ -206,8 +206,8 @@ impl Primary {
         self.writable.load(Ordering::Acquire)
     }
 
-    /// The host (as `host:port`) the pools connect to.
-    pub fn current(&self) -> String {
+    /// The host (as `host:port`) the pools connect to, for the logs.
+    fn current(&self) -> String {
         let i = self.current.load(Ordering::Acquire) as usize;
         self.hosts
             .get(i)
