@@ -29,7 +29,12 @@ pub enum Command {
     /// Print the GraphQL schema (SDL) and exit.
     PrintSchema,
     /// Check every invariant of the ledger; exits non-zero on any violation.
-    Verify,
+    Verify {
+        /// Audit on the first of DATABASE_REPLICA_URLS: its one long
+        /// snapshot then holds nothing back on the primary.
+        #[arg(long)]
+        on_replica: bool,
+    },
     /// Ask the running server at LISTEN_ADDR whether it is ready (for
     /// container health checks); exits non-zero if not.
     Healthcheck,
@@ -85,6 +90,32 @@ pub struct Config {
     /// SQLite file, walletql.db]
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+
+    /// Streaming replicas that serve reads (comma-separated PostgreSQL
+    /// URLs): queries and subscription replays go to one when it is fresh
+    /// enough; writes never do.
+    #[arg(
+        long,
+        env = "DATABASE_REPLICA_URLS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub database_replica_urls: Vec<String>,
+
+    /// Milliseconds a replica may be behind the primary and still serve a
+    /// read; past it, reads go to the primary.
+    #[arg(
+        long,
+        env = "MAX_REPLICA_LAG_MS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub max_replica_lag_ms: u64,
+
+    /// Milliseconds a read waits for a replica to replay a position it must
+    /// see (the caller's last write, `x-min-lsn`) before the primary serves it.
+    #[arg(long, env = "REPLICA_WAIT_MS", default_value_t = 20, global = true)]
+    pub replica_wait_ms: u64,
 
     /// Address the HTTP server listens on.
     #[arg(

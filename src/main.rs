@@ -19,9 +19,9 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Verify => {
+        Command::Verify { on_replica } => {
             telemetry::init(cli.config.log_format);
-            match server::verify(&cli.config).await {
+            match server::verify(&cli.config, on_replica).await {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
                 Err(err) => {

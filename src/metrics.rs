@@ -12,6 +12,9 @@
 //!   share of the NOTIFY queue in use; at 1 every write fails);
 //! - `db_pool_connections{state}` (`idle`, `in_use`), `db_pool_max_connections`,
 //!   `db_write_waiters` (requests waiting to begin a write transaction);
+//! - with read replicas: `db_reads_total{on}` (`replica`, `primary`) and
+//!   `db_replica_lag_seconds{replica}` (how old the newest primary position
+//!   it has replayed is; -1 while it is not used);
 //! - `live_subscriptions` (active), `live_events_delivered_total`,
 //!   `live_events_dropped_total` (subscribers dropped for lagging).
 
@@ -66,6 +69,10 @@ pub fn record_pool(store: &Store) {
         metrics::gauge!("db_pool_max_connections").set(max as f64);
     }
     metrics::gauge!("db_write_waiters").set(store.write_waiters() as f64);
+    for (replica, lag) in store.replica_lags() {
+        // -1: not in use (down, not a standby, or never caught up).
+        metrics::gauge!("db_replica_lag_seconds", "replica" => replica).set(lag.unwrap_or(-1.0));
+    }
 }
 
 /// Most distinct operation names kept as label values; later new names are
@@ -107,6 +114,12 @@ pub fn ledger_request(operation: &'static str, result: &'static str) {
 /// Entries committed together in one transaction.
 pub fn ledger_batch(entries: usize) {
     metrics::histogram!("ledger_batch_size").record(entries as f64);
+}
+
+/// A read served (with replicas configured), by where: `replica` or
+/// `primary`.
+pub fn db_read(on: &'static str) {
+    metrics::counter!("db_reads_total", "on" => on).increment(1);
 }
 
 pub fn subscription_started() {

@@ -35,6 +35,16 @@ impl Caller {
         }
     }
 
+    /// Who the caller is, for remembering what it wrote (the operator is
+    /// one identity); anonymous callers have none.
+    pub fn identity(&self) -> Option<Uuid> {
+        match self {
+            Caller::Client { client_id, .. } => Some(*client_id),
+            Caller::Operator => Some(Uuid::nil()),
+            Caller::Anonymous => None,
+        }
+    }
+
     /// Whether the caller may see the private parts (balance, history, owner)
     /// of a wallet owned by `owner`.
     pub fn can_read(&self, owner: Uuid) -> bool {

@@ -120,6 +120,9 @@ async fn lane(
             false => None,
         };
         let mut outcomes = commit(&store, &hub, &now, rules).await.into_iter();
+        // With replicas, the position a reader must wait for is known
+        // before anyone hears of the commit.
+        store.note_commit().await;
         for job in now {
             let mine: Vec<Outcome> = outcomes.by_ref().take(job.entries.len()).collect();
             // The request may have gone (timed out); what committed stays.

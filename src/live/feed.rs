@@ -10,6 +10,7 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::hub::{HubMessage, Subscription};
+use crate::store::reader::Reader;
 use crate::store::{Store, reads};
 
 /// Rows read from the ledger at a time while catching up.
@@ -37,8 +38,13 @@ pub enum FeedError {
 /// were missed, and the gap is read from the ledger. The same happens on a
 /// resync. Memory is bounded: the catch-up reads a chunk at a time, and the
 /// hub's buffer is fixed.
+///
+/// The first catch-up may be read through `replay` (a replica, when one is
+/// fresh enough); it ends with a read on the primary, so that what the
+/// replica had not replayed yet is not missed. Gap fills read the primary.
 pub fn wallet_feed(
     store: Store,
+    replay: Reader,
     wallet_id: Uuid,
     after: i64,
     catch_up: bool,
@@ -46,6 +52,7 @@ pub fn wallet_feed(
 ) -> impl Stream<Item = Result<Arc<operation::Model>, FeedError>> + Send {
     struct State {
         store: Store,
+        replay: Option<Reader>,
         wallet_id: Uuid,
         last: i64,
         catch_up: bool,
@@ -55,6 +62,8 @@ pub fn wallet_feed(
     }
     let state = State {
         store,
+        // Only a first catch-up reads a replica; later ones fill gaps.
+        replay: catch_up.then_some(replay),
         wallet_id,
         last: after,
         catch_up,
@@ -72,16 +81,28 @@ pub fn wallet_feed(
                 return Some((Ok(operation), state));
             }
             if state.catch_up {
-                match reads::operations_after(
-                    state.store.db(),
-                    state.wallet_id,
-                    state.last,
-                    CATCH_UP_CHUNK,
-                )
-                .await
-                {
+                let (wallet_id, last) = (state.wallet_id, state.last);
+                let read = match &state.replay {
+                    Some(reader) => {
+                        reader
+                            .read(|db| async move {
+                                reads::operations_after(&db, wallet_id, last, CATCH_UP_CHUNK).await
+                            })
+                            .await
+                    }
+                    None => {
+                        reads::operations_after(state.store.db(), wallet_id, last, CATCH_UP_CHUNK)
+                            .await
+                    }
+                };
+                match read {
                     Ok(rows) => {
-                        state.catch_up = rows.len() as u64 == CATCH_UP_CHUNK;
+                        let full = rows.len() as u64 == CATCH_UP_CHUNK;
+                        // The replay's end is read on the primary.
+                        state.catch_up = full || state.replay.is_some();
+                        if !full {
+                            state.replay = None;
+                        }
                         state.ready.extend(rows.into_iter().map(Arc::new));
                         continue;
                     }

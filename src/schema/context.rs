@@ -41,6 +41,11 @@ pub fn loader<'a>(ctx: &Context<'a>) -> AppResult<&'a RequestLoader> {
         .map_err(|_| AppError::Internal(anyhow::anyhow!("request has no loader")))
 }
 
+/// Where the request's reads go (a replica when fresh enough).
+pub fn reader<'a>(ctx: &Context<'a>) -> AppResult<&'a crate::store::reader::Reader> {
+    Ok(loader(ctx)?.reader())
+}
+
 pub async fn load_wallet(ctx: &Context<'_>, id: Uuid) -> AppResult<Option<wallet::Model>> {
     Ok(loader(ctx)?.load_one(WalletId(id)).await?)
 }

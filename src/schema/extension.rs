@@ -1,7 +1,8 @@
 //! The schema's one extension, wiring the request hooks to the concerns
 //! that need them: the document guard (`guard.rs`), the bounds and deadline
 //! of mutations (`budget.rs`), null propagation (`nulls.rs`), error codes
-//! (`errors.rs`) and request metrics (`metrics.rs`).
+//! (`errors.rs`), request metrics (`metrics.rs`) and read-your-writes
+//! (`freshness.rs`).
 //!
 //! One extension rather than one per concern: async-graphql runs every
 //! extension's `resolve` hook around every field and list item, so each
@@ -23,6 +24,7 @@ use futures_util::stream::BoxStream;
 
 use super::budget::{self, MutationWork, RequestBudget};
 use super::errors::{server_error, with_codes};
+use super::freshness;
 use super::guard::{self, DocumentLimits, Transport};
 use super::metrics;
 use super::nulls::NullPropagation;
@@ -231,10 +233,15 @@ impl Extension for Hooks {
                     return Response::from_errors(vec![server_error(err, None)]);
                 }
                 self.mutation.store(true, Ordering::Release);
+                freshness::pin_to_primary(ctx);
             }
             *self.chosen.lock().unwrap_or_else(PoisonError::into_inner) =
                 Some((metrics::kind(ty), metrics::label(operation_name)));
         }
-        next.run(ctx, operation_name).await
+        let mut response = next.run(ctx, operation_name).await;
+        if self.mutation.load(Ordering::Acquire) {
+            freshness::mark_commit(ctx, &mut response);
+        }
+        response
     }
 }

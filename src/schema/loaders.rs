@@ -15,12 +15,12 @@ use uuid::Uuid;
 
 use super::batch::{Batcher, Cancelled};
 use crate::domain::error::AppError;
-use crate::store::Store;
+use crate::store::reader::Reader;
 use crate::store::reads::{self, OperationFilter, PageQuery};
 
 /// The queries behind the loaders, one per key type.
 pub struct DbLoader {
-    store: Store,
+    reader: Reader,
 }
 
 /// A request's loaders: one batch at a time per key type. A fresh one per
@@ -36,9 +36,9 @@ pub struct RequestLoader {
     pages: Batcher<OperationPage, Vec<operation::Model>, LoadError>,
 }
 
-pub fn new_loader(store: Store) -> RequestLoader {
+pub fn new_loader(reader: Reader) -> RequestLoader {
     RequestLoader {
-        db: DbLoader { store },
+        db: DbLoader { reader },
         wallets: Batcher::default(),
         wallets_of_clients: Batcher::default(),
         clients: Batcher::default(),
@@ -75,6 +75,11 @@ keyed!(RefundsOf, Vec<transfer::Model>, refunds);
 keyed!(OperationPage, Vec<operation::Model>, pages);
 
 impl RequestLoader {
+    /// Where the request's reads go.
+    pub fn reader(&self) -> &Reader {
+        &self.db.reader
+    }
+
     /// The value for `key`, batched with the request's other lookups of
     /// the same kind.
     pub async fn load_one<K, V>(&self, key: K) -> Result<Option<V>, LoadError>
@@ -154,7 +159,7 @@ impl Loader<WalletId> for DbLoader {
 
     async fn load(&self, keys: &[WalletId]) -> Result<HashMap<WalletId, wallet::Model>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = self.store.wallets_by_ids(ids).await?;
+        let rows = self.reader.wallets_by_ids(ids).await?;
         Ok(rows.into_iter().map(|(id, w)| (WalletId(id), w)).collect())
     }
 }
@@ -168,7 +173,7 @@ impl Loader<WalletOfClient> for DbLoader {
         keys: &[WalletOfClient],
     ) -> Result<HashMap<WalletOfClient, wallet::Model>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = self.store.wallets_by_client_ids(ids).await?;
+        let rows = self.reader.wallets_by_client_ids(ids).await?;
         Ok(rows
             .into_iter()
             .map(|(id, w)| (WalletOfClient(id), w))
@@ -182,7 +187,7 @@ impl Loader<ClientId> for DbLoader {
 
     async fn load(&self, keys: &[ClientId]) -> Result<HashMap<ClientId, client::Model>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = self.store.clients_by_ids(ids).await?;
+        let rows = self.reader.clients_by_ids(ids).await?;
         Ok(rows.into_iter().map(|(id, c)| (ClientId(id), c)).collect())
     }
 }
@@ -196,7 +201,10 @@ impl Loader<TransferId> for DbLoader {
         keys: &[TransferId],
     ) -> Result<HashMap<TransferId, transfer::Model>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = reads::transfers_by_ids(self.store.db(), &ids).await?;
+        let ids = &ids;
+        let rows = (self.reader)
+            .read(|db| async move { reads::transfers_by_ids(&db, ids).await })
+            .await?;
         Ok(by_key(rows, |t| TransferId(t.id)))
     }
 }
@@ -210,7 +218,10 @@ impl Loader<OperationId> for DbLoader {
         keys: &[OperationId],
     ) -> Result<HashMap<OperationId, operation::Model>, LoadError> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = reads::operations_by_ids(self.store.db(), &ids).await?;
+        let ids = &ids;
+        let rows = (self.reader)
+            .read(|db| async move { reads::operations_by_ids(&db, ids).await })
+            .await?;
         Ok(by_key(rows, |op| OperationId(op.id)))
     }
 }
@@ -226,7 +237,11 @@ impl Loader<RefundsOf> for DbLoader {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let mut found: HashMap<RefundsOf, Vec<transfer::Model>> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
-        for refund in reads::refunds_of(self.store.db(), &ids).await? {
+        let ids = &ids;
+        let refunds = (self.reader)
+            .read(|db| async move { reads::refunds_of(&db, ids).await })
+            .await?;
+        for refund in refunds {
             if let Some(of) = refund.refund_of {
                 found.entry(RefundsOf(of)).or_default().push(refund);
             }
@@ -253,8 +268,10 @@ impl Loader<OperationPage> for DbLoader {
         }
         let mut pages = HashMap::with_capacity(keys.len());
         for ((page, filter), wallet_ids) in groups {
-            let mut found =
-                reads::operation_pages(self.store.db(), &wallet_ids, page, filter).await?;
+            let ids = &wallet_ids;
+            let mut found = (self.reader)
+                .read(|db| async move { reads::operation_pages(&db, ids, page, filter).await })
+                .await?;
             for wallet_id in wallet_ids {
                 let key = OperationPage {
                     wallet_id,

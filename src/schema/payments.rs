@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::changes::Changed;
 use super::context::{
     amount, answer, caller, counted, ledger, linked_transfer, loader, max_page_size, money,
-    readable_transfer, readable_wallet, store, wallet_by_id,
+    readable_transfer, readable_wallet, reader, wallet_by_id,
 };
 use super::errors::ErrorCode;
 use super::loaders::RefundsOf;
@@ -337,7 +337,9 @@ impl PaymentsQuery {
         }
         .parse(max_page_size(ctx), TransferCursor::decode)?;
         let filter = filter.map(TransferFilter::from).unwrap_or_default();
-        let rows = reads::transfer_page(store(ctx)?.db(), wallet_id, &page.query, &filter)
+        let (query, filter) = (&page.query, &filter);
+        let rows = reader(ctx)?
+            .read(|db| async move { reads::transfer_page(&db, wallet_id, query, filter).await })
             .await
             .map_err(AppError::from)?;
         Ok(page.connection(

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_graphql::{Context, Result, Subscription};
 use futures_util::{Stream, StreamExt};
 
-use super::context::{caller, ledger, readable_wallet, store};
+use super::context::{caller, ledger, loader, readable_wallet, store};
 use super::operations::Operation;
 use super::scalars::Id;
 use super::wallets::Wallet;
@@ -68,7 +68,8 @@ impl SubscriptionRoot {
                     Some(seq) => (seq, true),
                     None => (wallet.last_seq, false),
                 };
-                live::wallet_feed(store, wallet_id, start, catch_up, subscription).boxed()
+                let replay = loader(ctx)?.reader().unpinned();
+                live::wallet_feed(store, replay, wallet_id, start, catch_up, subscription).boxed()
             }
         };
         let active = ActiveSubscription::start();

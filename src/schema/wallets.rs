@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::changes::Changed;
 use super::clients::{Client, client_by_id};
 use super::context::{
-    amount, answer, caller, counted, ledger, max_page_size, money, readable_wallet, store,
+    amount, answer, caller, counted, ledger, max_page_size, money, readable_wallet, reader,
 };
 use super::node::node_id;
 use super::operations::{
@@ -92,14 +92,11 @@ impl Wallet {
             before: None,
         }
         .parse(max_page_size(ctx), TransferCursor::decode)?;
-        let rows = reads::pending_transfers(
-            store(ctx)?.db(),
-            self.0.id,
-            page.query.after,
-            page.query.fetch,
-        )
-        .await
-        .map_err(AppError::from)?;
+        let (id, after, fetch) = (self.0.id, page.query.after, page.query.fetch);
+        let rows = reader(ctx)?
+            .read(|db| async move { reads::pending_transfers(&db, id, after, fetch).await })
+            .await
+            .map_err(AppError::from)?;
         Ok(page.connection(
             rows,
             |t| TransferCursor::encode(t.expires_at.unwrap_or(t.created_at), t.id),
@@ -112,7 +109,9 @@ impl Wallet {
     /// balanceAt(from)` is the net of `operations(filter: {from, to})`. One
     /// index probe, however deep the history.
     async fn balance_at(&self, ctx: &Context<'_>, at: Timestamp) -> Result<Dec> {
-        let cents = reads::balance_before(store(ctx)?.db(), self.0.id, at.0)
+        let id = self.0.id;
+        let cents = reader(ctx)?
+            .read(|db| async move { reads::balance_before(&db, id, at.0).await })
             .await
             .map_err(AppError::from)?;
         Ok(money(cents)?)
@@ -201,8 +200,9 @@ impl WalletsQuery {
             before,
         }
         .parse(max_page_size(ctx), WalletCursor::decode)?;
-        let store = store(ctx)?;
-        let rows = reads::wallet_page(store.db(), owner, &page.query)
+        let query = &page.query;
+        let rows = reader(ctx)?
+            .read(|db| async move { reads::wallet_page(&db, owner, query).await })
             .await
             .map_err(AppError::from)?;
         Ok(page.connection(rows, |w| WalletCursor::encode(w.id), Wallet))

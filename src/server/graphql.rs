@@ -15,7 +15,11 @@ use super::AppState;
 use super::auth::authenticate;
 use super::listener::Peer;
 use crate::domain::error::AppError;
-use crate::schema::{DOCUMENT_ID, RequestBudget, Transport, new_loader, server_error};
+use crate::schema::{
+    DOCUMENT_ID, MIN_LSN_HEADER, RequestBudget, Transport, new_loader, server_error,
+};
+use crate::store::reader::Reader;
+use crate::store::replicas::Lsn;
 
 /// The media type of the GraphQL-over-HTTP spec.
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json; charset=utf-8";
@@ -193,9 +197,14 @@ async fn execute(
             Box::new(move |units| limiter.check_n(&caller, address, units)),
         ))
     };
+    let floor = match min_lsn(headers) {
+        Ok(floor) => floor,
+        Err(err) => return refused_as(err, media),
+    };
+    let reader = Reader::new(state.store.clone(), caller.identity(), floor);
     let request = request
         .data(caller)
-        .data(new_loader(state.store.clone()))
+        .data(new_loader(reader))
         .data(budget.clone());
     let execution = state.schema.execute(request).instrument(span.clone());
     tokio::pin!(execution);
@@ -216,6 +225,19 @@ async fn execute(
         });
     }
     respond(response, media)
+}
+
+/// The position a request's reads must see (`x-min-lsn`), if it says.
+fn min_lsn(headers: &HeaderMap) -> Result<Option<Lsn>, AppError> {
+    let Some(value) = headers.get(MIN_LSN_HEADER) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| AppError::invalid(format!("{MIN_LSN_HEADER}: not text")))?;
+    text.parse()
+        .map(Some)
+        .map_err(|err| AppError::invalid(format!("{MIN_LSN_HEADER}: {err}")))
 }
 
 fn code_of(error: &ServerError) -> Option<&str> {
@@ -305,9 +327,16 @@ fn rate_limited(response: &GqlResponse) -> Option<u64> {
     }
 }
 
-fn framed(response: GqlResponse, media: Media, status: StatusCode) -> Response {
+fn framed(mut response: GqlResponse, media: Media, status: StatusCode) -> Response {
+    // Headers the execution set (`x-commit-lsn`).
+    let headers = std::mem::take(&mut response.http_headers);
     match serde_json::to_vec(&response) {
-        Ok(body) => (status, [(header::CONTENT_TYPE, media.content_type())], body).into_response(),
+        Ok(body) => {
+            let mut framed =
+                (status, [(header::CONTENT_TYPE, media.content_type())], body).into_response();
+            framed.headers_mut().extend(headers);
+            framed
+        }
         Err(err) => refused_as(AppError::Internal(err.into()), media),
     }
 }

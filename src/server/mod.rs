@@ -159,7 +159,8 @@ pub fn check_cors_origins(origins: &[String]) -> anyhow::Result<()> {
 
 /// No cross-origin access unless origins are configured; `*` allows any
 /// (tokens travel in a header, never in cookies, so no credentials mode).
-/// Browser code may send and read `x-request-id`.
+/// Browser code may send and read `x-request-id`, send `x-min-lsn` and read
+/// `x-commit-lsn` (read-your-writes with replicas).
 fn cors(origins: &[String]) -> CorsLayer {
     let request_id = HeaderName::from_static("x-request-id");
     let allow = if origins.iter().any(|o| o.trim() == "*") {
@@ -178,8 +179,12 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             request_id.clone(),
+            HeaderName::from_static(crate::schema::MIN_LSN_HEADER),
         ])
-        .expose_headers([request_id])
+        .expose_headers([
+            request_id,
+            HeaderName::from_static(crate::schema::COMMIT_LSN_HEADER),
+        ])
 }
 
 /// Ready when the database answers (with several hosts: one takes writes)
@@ -271,6 +276,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_connections: config.db_max_connections,
         statement_timeout: std::time::Duration::from_millis(config.statement_timeout_ms),
         acquire_timeout: std::time::Duration::from_millis(config.db_acquire_timeout_ms),
+        replicas: crate::store::replicas::ReplicaOptions {
+            urls: (config.database_replica_urls.iter())
+                .map(|url| url.trim().to_owned())
+                .filter(|url| !url.is_empty())
+                .collect(),
+            max_lag: std::time::Duration::from_millis(config.max_replica_lag_ms),
+            wait: std::time::Duration::from_millis(config.replica_wait_ms),
+        },
     };
     let store = Store::connect_with(config.database_url(), options)
         .await
@@ -400,18 +413,24 @@ pub async fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
 
 /// `walletql verify`: audits the ledger, prints the report; `Ok(false)`
 /// when any invariant is violated. Connects without migrating or listening.
-pub async fn verify(config: &Config) -> anyhow::Result<bool> {
+pub async fn verify(config: &Config, on_replica: bool) -> anyhow::Result<bool> {
     // Statements are not logged: the report is the output.
     let wait = std::time::Duration::from_millis(config.db_acquire_timeout_ms);
-    let (url, _) = crate::store::resolve(config.database_url(), wait)
-        .await
-        .context("finding the database")?;
+    let url = match on_replica {
+        true => (config.database_replica_urls.first().cloned())
+            .context("--on-replica needs DATABASE_REPLICA_URLS")?,
+        false => {
+            (crate::store::resolve(config.database_url(), wait).await)
+                .context("finding the database")?
+                .0
+        }
+    };
     let mut options = sea_orm::ConnectOptions::new(url);
     options.sqlx_logging(false);
     let db = sea_orm::Database::connect(options)
         .await
         .context("connecting to the database")?;
-    let audit = crate::store::audit::audit(&db)
+    let audit = crate::store::audit::audit_in_one_snapshot(&db)
         .await
         .context("auditing the ledger")?;
     println!("{}", audit.report());

@@ -31,6 +31,8 @@ use super::auth::authenticate_value;
 use super::listener::Peer;
 use crate::domain::error::AppError;
 use crate::schema::{SubscriptionSlots, Transport, new_loader};
+use crate::store::reader::Reader;
+use crate::store::replicas::Lsn;
 
 /// `GET /graphql`: a WebSocket upgrade for subscriptions, the playground for
 /// a browser asking for HTML, a GraphQL query otherwise.
@@ -256,9 +258,23 @@ async fn connection_init(
             state.ws_limits.max_connections,
         )));
     };
+    let floor = match payload.get("minLsn") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(value) => Some(
+            value
+                .as_str()
+                .ok_or_else(|| "minLsn: not a string".to_owned())
+                .and_then(str::parse::<Lsn>)
+                .map_err(|err| refuse(AppError::invalid(format!("minLsn: {err}"))))?,
+        ),
+    };
+    // Subscriptions read on the primary (what they read feeds a live
+    // stream), but for their replays (`Reader::unpinned`).
+    let reader = Reader::new(state.store.clone(), caller.identity(), floor);
+    reader.pin_to_primary();
     let mut data = Data::default();
     data.insert(caller);
-    data.insert(new_loader(state.store.clone()));
+    data.insert(new_loader(reader));
     data.insert(SubscriptionSlots::new(
         state.ws_limits.max_subscriptions_per_connection,
     ));

@@ -1,7 +1,10 @@
 //! The ledger's invariants, checked with set-based SQL (one pass per check,
 //! no row-by-row loop), so it stays fast on tens of millions of rows.
 
-use sea_orm::{ConnectionTrait, DbErr, Statement};
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, IsolationLevel, Statement,
+    TransactionTrait,
+};
 
 /// One invariant and how many rows break it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -234,6 +237,25 @@ pub async fn audit<C: ConnectionTrait>(conn: &C) -> Result<Audit, DbErr> {
         )
         .await?,
     })
+}
+
+/// Runs every check in one read-only snapshot, so that totals read by
+/// different checks agree under load. On PostgreSQL that snapshot holds
+/// back the cleanup of what changes meanwhile: on a busy primary, prefer
+/// a replica (`walletql verify --on-replica`).
+pub async fn audit_in_one_snapshot(db: &DatabaseConnection) -> Result<Audit, DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return audit(db).await;
+    }
+    let tx = db
+        .begin_with_config(
+            Some(IsolationLevel::RepeatableRead),
+            Some(AccessMode::ReadOnly),
+        )
+        .await?;
+    let audit = audit(&tx).await;
+    tx.rollback().await?;
+    audit
 }
 
 async fn scalar<C: ConnectionTrait>(conn: &C, sql: &str) -> Result<i64, DbErr> {

@@ -94,6 +94,13 @@ pub fn unique_violation_on(err: &DbErr, table: &str, column: &str) -> bool {
     }
 }
 
+/// A query a hot standby cancelled to go on replaying the primary's WAL
+/// (SQLSTATE 40001, or 40P01 for a buffer-pin deadlock): another server
+/// can answer it.
+pub fn is_recovery_conflict(err: &DbErr) -> bool {
+    matches!(database_code(err).as_deref(), Some("40001" | "40P01"))
+}
+
 fn database_code(err: &DbErr) -> Option<String> {
     match err {
         DbErr::Exec(RuntimeErr::SqlxError(e))

@@ -60,6 +60,7 @@ pub async fn create_client(
     .insert(&write.tx)
     .await?;
     write.commit().await?;
+    store.note_commit().await;
     Ok(NewClient {
         client,
         wallet,

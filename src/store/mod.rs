@@ -8,7 +8,9 @@ pub mod clients;
 mod coalesce;
 pub mod postings;
 pub mod primary;
+pub mod reader;
 pub mod reads;
+pub mod replicas;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +27,7 @@ use uuid::Uuid;
 
 use self::coalesce::Coalescer;
 use self::primary::Primary;
+use self::replicas::{Lsn, ReplicaOptions, Replicas};
 use sea_orm::sqlx::postgres::{PgPool, PgPoolOptions};
 
 pub use backend::{DbFailure, app_error, is_retryable, is_unavailable, unique_violation_on};
@@ -39,6 +42,8 @@ pub struct Store {
     /// Where the primary is, when `DATABASE_URL` names several hosts or
     /// asks for a writable one.
     primary: Option<Arc<Primary>>,
+    /// Streaming replicas that serve reads (`DATABASE_REPLICA_URLS`).
+    replicas: Option<Arc<Replicas>>,
     /// SQLite allows one writer at a time; queueing writers here, in process,
     /// is fairer and faster than letting them spin on `SQLITE_BUSY`.
     writer: Option<Arc<Mutex<()>>>,
@@ -61,6 +66,8 @@ pub struct StoreOptions {
     pub statement_timeout: Duration,
     /// How long a request waits for a pooled connection.
     pub acquire_timeout: Duration,
+    /// Read replicas (PostgreSQL only).
+    pub replicas: ReplicaOptions,
 }
 
 impl Default for StoreOptions {
@@ -69,6 +76,7 @@ impl Default for StoreOptions {
             max_connections: 10,
             statement_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(2),
+            replicas: ReplicaOptions::default(),
         }
     }
 }
@@ -164,6 +172,17 @@ impl Store {
             _ => None,
         };
         Migrator::up(&db, None).await?;
+        let replicas = match (opts.replicas.urls.is_empty(), db.get_database_backend()) {
+            (true, _) => None,
+            (false, DbBackend::Postgres) => {
+                Some(Replicas::start(db.clone(), &opts.replicas, &opts).await?)
+            }
+            (false, _) => {
+                return Err(DbErr::Custom(
+                    "read replicas need PostgreSQL (DATABASE_REPLICA_URLS)".into(),
+                ));
+            }
+        };
         let wallets = Coalescer::start(&db, |db, ids: Vec<Uuid>| async move {
             let rows = reads::wallets_by_ids(&db, &ids).await?;
             Ok(rows.into_iter().map(|w| (w.id, w)).collect())
@@ -183,6 +202,7 @@ impl Store {
             db,
             listen,
             primary,
+            replicas,
             writer,
             statements,
             retries: Arc::new(AtomicU64::new(0)),
@@ -249,6 +269,39 @@ impl Store {
     /// The pool LISTEN connections come from (PostgreSQL only).
     pub fn listen_pool(&self) -> Option<&PgPool> {
         self.listen.as_ref()
+    }
+
+    /// Each replica's lag behind the primary in seconds (`None`: not in use).
+    pub fn replica_lags(&self) -> Vec<(String, Option<f64>)> {
+        self.replicas.as_ref().map(|r| r.lags()).unwrap_or_default()
+    }
+
+    /// With replicas: notes the primary's WAL position after a commit, so
+    /// that reads after it wait for a replica that has replayed it. Called
+    /// before the commit is acknowledged.
+    pub(crate) async fn note_commit(&self) {
+        let Some(replicas) = &self.replicas else {
+            return;
+        };
+        for _ in 0..3 {
+            match replicas::primary_position(&self.db).await {
+                Ok(lsn) => return replicas.committed(lsn),
+                Err(err) => tracing::warn!(error = %err, "reading the WAL position after a commit"),
+            }
+        }
+    }
+
+    /// With replicas: a position at or after every commit acknowledged so
+    /// far on this instance (what a mutation's answer carries).
+    pub fn commit_position(&self) -> Option<Lsn> {
+        self.replicas.as_ref()?.last_commit()
+    }
+
+    /// With replicas: `caller` wrote up to `lsn`; its reads here wait for it.
+    pub fn remember_commit(&self, caller: Uuid, lsn: Lsn) {
+        if let Some(replicas) = &self.replicas {
+            replicas.remember(caller, lsn);
+        }
     }
 
     /// With several hosts: whether one takes writes now.
@@ -330,6 +383,12 @@ impl Store {
     }
 
     pub async fn close(self) -> Result<(), DbErr> {
+        if let Some(replicas) = &self.replicas {
+            replicas.stop();
+            for node in &replicas.nodes {
+                node.db.clone().close().await.ok();
+            }
+        }
         if let Some(listen) = &self.listen {
             listen.close().await;
         }

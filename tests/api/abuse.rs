@@ -289,7 +289,7 @@ async fn cors_allows_any_origin_with_a_star(app: TestApp) {
         .header("access-control-request-method", "POST")
         .header(
             "access-control-request-headers",
-            "authorization, content-type, x-request-id",
+            "authorization, content-type, x-request-id, x-min-lsn",
         )
         .send()
         .await
@@ -300,7 +300,9 @@ async fn cors_allows_any_origin_with_a_star(app: TestApp) {
         .unwrap_or_default()
         .to_ascii_lowercase();
     assert!(
-        allowed.contains("x-request-id") && allowed.contains("authorization"),
+        allowed.contains("x-request-id")
+            && allowed.contains("authorization")
+            && allowed.contains("x-min-lsn"),
         "{allowed}"
     );
     let response = crate::helpers::cross_origin_post(&addr.to_string()).await;
@@ -308,7 +310,52 @@ async fn cors_allows_any_origin_with_a_star(app: TestApp) {
     assert!(
         response.headers()["access-control-expose-headers"]
             .to_str()
-            .is_ok_and(|h| h.to_ascii_lowercase().contains("x-request-id"))
+            .is_ok_and(|h| {
+                let h = h.to_ascii_lowercase();
+                h.contains("x-request-id") && h.contains("x-commit-lsn")
+            })
+    );
+}
+
+/// `x-min-lsn` must be a WAL position: anything else is refused with
+/// INVALID_INPUT (400) before anything runs. Without replicas a good one
+/// changes nothing, and answers carry no `x-commit-lsn` (there is nothing
+/// to wait for).
+async fn a_malformed_min_lsn_is_refused(app: TestApp) {
+    let addr = serve_ledger(
+        app.ledger.clone(),
+        ApiLimits::default(),
+        WsLimits::default(),
+    )
+    .await;
+    let client = app.create_client("Reader").await;
+    let send = |lsn: &'static str| {
+        reqwest::Client::new()
+            .post(format!("http://{addr}/graphql"))
+            .bearer_auth(OPERATOR)
+            .header("x-min-lsn", lsn)
+            .json(&json!({
+                "query": "mutation($id: UUID!) { deposit(input: {walletId: $id, amount: \"1.00\"}) { wallet { balance } } }",
+                "variables": { "id": client.wallet },
+            }))
+            .send()
+    };
+    for bad in ["yesterday", "1/2/3", "123456789/0", "", "+1/0"] {
+        let refused = send(bad).await.expect("post");
+        assert_eq!(refused.status(), 400, "{bad:?}");
+        let body: Value = refused.json().await.expect("json");
+        assert_eq!(error_code(&body), "INVALID_INPUT", "{bad:?}: {body}");
+    }
+    assert_eq!(app.balance(&client.wallet).await, "0.00");
+    let taken = send("0/16B3748").await.expect("post");
+    assert_eq!(taken.status(), 200);
+    assert!(taken.headers().get("x-commit-lsn").is_none());
+    let body: Value = taken.json().await.expect("json");
+    assert_eq!(data(&body)["deposit"]["wallet"]["balance"], "1.00");
+    assert!(
+        body.get("extensions")
+            .is_none_or(|e| e.get("commitLsn").is_none()),
+        "{body}"
     );
 }
 
@@ -451,6 +498,7 @@ both_backends!(
     metrics_can_require_a_token,
     slow_headers_and_idle_connections_are_closed,
     cors_allows_any_origin_with_a_star,
+    a_malformed_min_lsn_is_refused,
     hostile_text_and_case_are_handled,
     date_filters_agree_and_refuse_impossible_years,
     the_database_refuses_rows_the_service_never_writes,

@@ -624,8 +624,14 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn spawn(db_url: &str) -> ServerProcess {
+        ServerProcess::spawn_with(db_url, &[])
+    }
+
+    /// With more settings in its environment.
+    pub fn spawn_with(db_url: &str, env: &[(&str, &str)]) -> ServerProcess {
         use std::process::{Command, Stdio};
         let mut child = Command::new(env!("CARGO_BIN_EXE_walletql"))
+            .envs(env.iter().copied())
             .env("DATABASE_URL", db_url)
             .env("OPERATOR_TOKEN", OPERATOR)
             .env("LISTEN_ADDR", "127.0.0.1:0")

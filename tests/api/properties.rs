@@ -11,6 +11,7 @@ use walletql::domain::cursor::{OperationCursor, WalletCursor};
 use walletql::domain::money::{MAX_AMOUNT_CENTS, Money, parse_decimal};
 use walletql::domain::validate;
 use walletql::schema::{WalletSchema, new_loader};
+use walletql::store::reader::Reader;
 
 use crate::helpers::{TestApp, TestClient, data};
 
@@ -107,7 +108,7 @@ impl World {
             let request = async_graphql::Request::new(query)
                 .variables(async_graphql::Variables::from_json(variables))
                 .data(caller)
-                .data(new_loader(self.app.store.clone()));
+                .data(new_loader(Reader::new(self.app.store.clone(), None, None)));
             serde_json::to_value(self.schema.execute(request).await).expect("json")
         })
     }

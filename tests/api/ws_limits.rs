@@ -176,6 +176,38 @@ async fn a_refused_connection_init_has_its_code_in_the_reason(app: TestApp) {
     );
 }
 
+/// A `minLsn` that is not a WAL position is refused at `connection_init`
+/// with INVALID_INPUT, as `x-min-lsn` is over HTTP; a good one is taken.
+async fn a_malformed_min_lsn_is_refused_at_connection_init(app: TestApp) {
+    let addr = serve_with(&app, WsLimits::default()).await;
+    for bad in [json!("yesterday"), json!(42), json!("1/2/3")] {
+        let mut socket = bare_socket(addr).await;
+        let init = json!({ "type": "connection_init", "payload": { "minLsn": bad } });
+        socket
+            .send(Message::Text(init.to_string().into()))
+            .await
+            .expect("init");
+        let closed = close_of(&mut socket, Duration::from_secs(5)).await;
+        assert!(
+            closed
+                .as_ref()
+                .is_some_and(|(_, reason)| reason.contains("INVALID_INPUT")),
+            "{bad}: {closed:?}"
+        );
+    }
+    let mut socket = bare_socket(addr).await;
+    let init = json!({ "type": "connection_init", "payload": { "minLsn": "16/B374D848" } });
+    socket
+        .send(Message::Text(init.to_string().into()))
+        .await
+        .expect("init");
+    let ack = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
+    assert!(
+        matches!(&ack, Ok(Some(Ok(Message::Text(text)))) if text.contains("connection_ack")),
+        "{ack:?}"
+    );
+}
+
 /// Over WebSocket a `transferBatch` is a mutation like any other: refused,
 /// and bound by MAX_BODY_BYTES like every message (the larger batch limit
 /// is HTTP's only).
@@ -223,4 +255,5 @@ both_backends!(
     messages_are_bounded_like_request_bodies,
     every_refusal_over_the_socket_has_a_code,
     a_refused_connection_init_has_its_code_in_the_reason,
+    a_malformed_min_lsn_is_refused_at_connection_init,
 );

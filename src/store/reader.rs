@@ -1,0 +1,156 @@
+//! Where one request's reads go: a replica when one is fresh enough for
+//! it (see `replicas`), else the primary.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use entity::{client, wallet};
+use sea_orm::{DatabaseConnection, DbErr};
+use uuid::Uuid;
+
+use super::Store;
+use super::backend::{is_recovery_conflict, is_unavailable};
+use super::replicas::{Lsn, Node};
+
+/// A request's reads. Cloning shares the pin.
+#[derive(Clone)]
+pub struct Reader {
+    store: Store,
+    /// Whose writes the reads must see (remembered on this instance).
+    caller: Option<Uuid>,
+    /// A position the reads must see (`x-min-lsn`, `minLsn`).
+    floor: Option<Lsn>,
+    /// Reads that feed a write or a live stream stay on the primary.
+    pinned: Arc<AtomicBool>,
+}
+
+impl Reader {
+    pub fn new(store: Store, caller: Option<Uuid>, floor: Option<Lsn>) -> Reader {
+        Reader {
+            store,
+            caller,
+            floor,
+            pinned: Arc::default(),
+        }
+    }
+
+    /// Reads on the primary only.
+    pub fn primary(store: Store) -> Reader {
+        let reader = Reader::new(store, None, None);
+        reader.pin_to_primary();
+        reader
+    }
+
+    /// From now on, every read of this request is on the primary (a
+    /// mutation reads what it wrote).
+    pub fn pin_to_primary(&self) {
+        self.pinned.store(true, Ordering::Release);
+    }
+
+    /// The same caller and floor, without the pin: for a subscription's
+    /// replay, which a replica may serve.
+    pub fn unpinned(&self) -> Reader {
+        Reader {
+            pinned: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    async fn replica(&self) -> Option<Arc<Node>> {
+        if self.pinned.load(Ordering::Acquire) {
+            return None;
+        }
+        let replicas = self.store.replicas.as_ref()?;
+        let remembered = self.caller.and_then(|c| replicas.remembered(c));
+        replicas.pick(self.floor.max(remembered)).await
+    }
+
+    /// Runs `on_replica` on a replica fit for this request, and
+    /// `on_primary` if there is none or the replica failed in a way another
+    /// server would not (unreachable, a recovery conflict).
+    async fn routed<T, R, RF, P, PF>(&self, on_replica: R, on_primary: P) -> Result<T, DbErr>
+    where
+        R: FnOnce(Arc<Node>) -> RF,
+        RF: Future<Output = Result<T, DbErr>>,
+        P: FnOnce() -> PF,
+        PF: Future<Output = Result<T, DbErr>>,
+    {
+        if self.store.replicas.is_none() {
+            return on_primary().await;
+        }
+        if let Some(node) = self.replica().await {
+            match on_replica(node.clone()).await {
+                Ok(found) => {
+                    crate::metrics::db_read("replica");
+                    return Ok(found);
+                }
+                Err(err) if is_unavailable(&err) || is_recovery_conflict(&err) => {
+                    if is_unavailable(&err) {
+                        node.set_down();
+                    }
+                    tracing::debug!(error = %err, "replica read failed: reading from the primary");
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        crate::metrics::db_read("primary");
+        on_primary().await
+    }
+
+    /// Runs one read, given the connection to run it on.
+    pub async fn read<T, F, Fut>(&self, read: F) -> Result<T, DbErr>
+    where
+        F: Fn(DatabaseConnection) -> Fut,
+        Fut: Future<Output = Result<T, DbErr>>,
+    {
+        self.routed(
+            |node| read(node.db.clone()),
+            || read(self.store.db().clone()),
+        )
+        .await
+    }
+
+    /// Wallets by id, read together with other requests' on the same server.
+    pub async fn wallets_by_ids(
+        &self,
+        ids: Vec<Uuid>,
+    ) -> Result<HashMap<Uuid, wallet::Model>, DbErr> {
+        let again = ids.clone();
+        self.routed(
+            |node| async move { node.wallets.read(ids).await },
+            || self.store.wallets_by_ids(again),
+        )
+        .await
+    }
+
+    /// Wallets by their client's id.
+    pub async fn wallets_by_client_ids(
+        &self,
+        ids: Vec<Uuid>,
+    ) -> Result<HashMap<Uuid, wallet::Model>, DbErr> {
+        let again = ids.clone();
+        self.routed(
+            |node| async move { node.wallets_of_clients.read(ids).await },
+            || self.store.wallets_by_client_ids(again),
+        )
+        .await
+    }
+
+    /// Clients by id.
+    pub async fn clients_by_ids(
+        &self,
+        ids: Vec<Uuid>,
+    ) -> Result<HashMap<Uuid, client::Model>, DbErr> {
+        let again = ids.clone();
+        self.routed(
+            |node| async move { node.clients.read(ids).await },
+            || self.store.clients_by_ids(again),
+        )
+        .await
+    }
+}
