@@ -537,11 +537,26 @@ pub async fn probe_history(
         count > depth,
         "wallet {deep_wallet} has only {count} operations"
     );
-    let deep_cursor = OperationCursor {
+    // The cursor of the operation `depth` from the newest, as a client
+    // holds it (naming its operation, which the server checks).
+    let above = OperationCursor {
         wallet_id: wallet_id(deep_wallet),
-        seq: count - depth,
+        seq: count - depth + 1,
+        operation: None,
     }
     .encode();
+    let found = call(
+        deep_wallet,
+        json!({
+            "query": "query($w: UUID!, $after: String) { operations(walletId: $w, first: 1, after: $after) { nodes { cursor } } }",
+            "variables": { "w": wallet_id(deep_wallet), "after": above },
+        }),
+    )
+    .await?;
+    let deep_cursor = found["data"]["operations"]["nodes"][0]["cursor"]
+        .as_str()
+        .context("the deep operation's cursor")?
+        .to_owned();
     let page = &*HISTORY;
     // The wallet's oldest operation's time: windows "deep in the past".
     let oldest = call(

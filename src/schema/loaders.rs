@@ -32,6 +32,7 @@ pub struct RequestLoader {
     clients: Batcher<ClientId, client::Model, LoadError>,
     transfers: Batcher<TransferId, transfer::Model, LoadError>,
     operations: Batcher<OperationId, operation::Model, LoadError>,
+    operations_at: Batcher<OperationAt, operation::Model, LoadError>,
     refunds: Batcher<RefundsOf, Vec<transfer::Model>, LoadError>,
     pages: Batcher<OperationPage, Vec<operation::Model>, LoadError>,
 }
@@ -44,6 +45,7 @@ pub fn new_loader(reader: Reader) -> RequestLoader {
         clients: Batcher::default(),
         transfers: Batcher::default(),
         operations: Batcher::default(),
+        operations_at: Batcher::default(),
         refunds: Batcher::default(),
         pages: Batcher::default(),
     }
@@ -71,6 +73,7 @@ keyed!(WalletOfClient, wallet::Model, wallets_of_clients);
 keyed!(ClientId, client::Model, clients);
 keyed!(TransferId, transfer::Model, transfers);
 keyed!(OperationId, operation::Model, operations);
+keyed!(OperationAt, operation::Model, operations_at);
 keyed!(RefundsOf, Vec<transfer::Model>, refunds);
 keyed!(OperationPage, Vec<operation::Model>, pages);
 
@@ -135,6 +138,13 @@ pub struct TransferId(pub Uuid);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct OperationId(pub Uuid);
+
+/// The operation at a position of a wallet's history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OperationAt {
+    pub wallet_id: Uuid,
+    pub seq: i64,
+}
 
 /// A payment's refunds, by the payment's id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -223,6 +233,26 @@ impl Loader<OperationId> for DbLoader {
             .read(|db| async move { reads::operations_by_ids(&db, ids).await })
             .await?;
         Ok(by_key(rows, |op| OperationId(op.id)))
+    }
+}
+
+impl Loader<OperationAt> for DbLoader {
+    type Value = operation::Model;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[OperationAt],
+    ) -> Result<HashMap<OperationAt, operation::Model>, LoadError> {
+        let at: Vec<(Uuid, i64)> = keys.iter().map(|k| (k.wallet_id, k.seq)).collect();
+        let at = &at;
+        let rows = (self.reader)
+            .read(|db| async move { reads::operations_at(&db, at).await })
+            .await?;
+        Ok(by_key(rows, |op| OperationAt {
+            wallet_id: op.wallet_id,
+            seq: op.seq,
+        }))
     }
 }
 

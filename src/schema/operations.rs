@@ -6,16 +6,16 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject
 use entity::operation;
 use uuid::Uuid;
 
-use super::context::{linked_transfer, loader, max_page_size, money, wallet_by_id};
-use super::loaders::{OperationPage, TransferId};
+use super::context::{linked_transfer, loader, max_page_size, money, store, wallet_by_id};
+use super::loaders::{OperationAt, OperationId, OperationPage, TransferId};
 use super::node::node_id;
 use super::pagination::PageArgs;
 use super::payments::Transfer;
 use super::scalars::{Dec, Id, Timestamp};
 use super::wallets::{PublicWallet, Wallet};
-use crate::domain::cursor::OperationCursor;
+use crate::domain::cursor::{OperationCursor, cursor_no_longer_valid};
 use crate::domain::error::{AppError, AppResult};
-use crate::store::reads::OperationFilter;
+use crate::store::reads::{self, OperationFilter};
 
 /// One page of a wallet's history; the caller has been authorized already.
 /// Fields of a history page beyond Relay's.
@@ -39,8 +39,12 @@ pub async fn operations_connection(
     args: PageArgs,
     filter: Option<OperationFilterInput>,
 ) -> AppResult<OperationConnection> {
+    let cursors = [
+        ("after", args.after.clone()),
+        ("before", args.before.clone()),
+    ];
     let page = args.parse(max_page_size(ctx), |cursor| {
-        OperationCursor::decode_for(cursor, wallet_id)
+        OperationCursor::decode_for(cursor, wallet_id).map(|c| c.seq)
     })?;
     let totals = OperationTotals {
         total_count: filter.is_none().then_some(count),
@@ -51,14 +55,74 @@ pub async fn operations_connection(
         page: page.query.clone(),
         filter,
     };
-    let rows = loader(ctx)?.load_one(key).await?.unwrap_or_default();
-    Ok(page.connection_with(rows, cursor_of, Operation, totals))
+    let checks = async {
+        for (field, cursor) in cursors {
+            if let Some(cursor) = cursor {
+                let cursor = OperationCursor::decode_for(&cursor, wallet_id)?;
+                check_cursor(ctx, field, &cursor).await?;
+            }
+        }
+        AppResult::Ok(())
+    };
+    let page_rows = async { AppResult::Ok(loader(ctx)?.load_one(key).await?) };
+    let (rows, ()) = futures_util::try_join!(page_rows, checks)?;
+    Ok(page.connection_with(rows.unwrap_or_default(), cursor_of, Operation, totals))
+}
+
+/// Refuses a cursor whose position now holds another operation, or none: a
+/// database restored to an earlier moment gives the sequence numbers after
+/// it to new operations.
+pub async fn check_cursor(
+    ctx: &Context<'_>,
+    field: &'static str,
+    cursor: &OperationCursor,
+) -> AppResult<()> {
+    let Some(id) = cursor.operation else {
+        return Ok(());
+    };
+    let names = |op: Option<operation::Model>| {
+        op.is_some_and(|op| cursor.names(op.wallet_id, op.seq, op.id))
+    };
+    if names(loader(ctx)?.load_one(OperationId(id)).await?) {
+        return Ok(());
+    }
+    // A replica may not have replayed it yet: the primary decides.
+    if names(reads::operation_by_id(store(ctx)?.db(), id).await?) {
+        return Ok(());
+    }
+    Err(cursor_no_longer_valid().for_field(field))
+}
+
+/// The cursor of a wallet's position `seq` (its newest operation's): with
+/// that operation's id, so that it can be checked later.
+pub async fn cursor_at(ctx: &Context<'_>, wallet_id: Uuid, seq: i64) -> AppResult<String> {
+    let operation = match seq {
+        0 => None,
+        _ => {
+            let at = loader(ctx)?
+                .load_one(OperationAt { wallet_id, seq })
+                .await?;
+            match at {
+                Some(op) => Some(op.id),
+                None => reads::operation_at(store(ctx)?.db(), wallet_id, seq)
+                    .await?
+                    .map(|op| op.id),
+            }
+        }
+    };
+    Ok(OperationCursor {
+        wallet_id,
+        seq,
+        operation,
+    }
+    .encode())
 }
 
 fn cursor_of(op: &operation::Model) -> String {
     OperationCursor {
         wallet_id: op.wallet_id,
         seq: op.seq,
+        operation: Some(op.id),
     }
     .encode()
 }

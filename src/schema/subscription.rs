@@ -5,7 +5,7 @@ use async_graphql::{Context, Result, Subscription};
 use futures_util::{Stream, StreamExt};
 
 use super::context::{caller, ledger, loader, readable_wallet, store};
-use super::operations::Operation;
+use super::operations::{Operation, check_cursor};
 use super::scalars::Id;
 use super::wallets::Wallet;
 use crate::domain::cursor::OperationCursor;
@@ -53,6 +53,10 @@ impl SubscriptionRoot {
                     .map(|cursor| OperationCursor::decode_for(cursor, wallet_id))
                     .transpose()
                     .map_err(|e| e.for_field("after"))?;
+                if let Some(cursor) = &after {
+                    check_cursor(ctx, "after", cursor).await?;
+                }
+                let after = after.map(|cursor| cursor.seq);
                 // Subscribe first, then read the wallet: whatever commits in
                 // between arrives live and is told apart by its sequence.
                 let subscription = hub.subscribe(Some(wallet_id));

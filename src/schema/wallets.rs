@@ -13,13 +13,13 @@ use super::context::{
 };
 use super::node::node_id;
 use super::operations::{
-    Operation, OperationConnection, OperationFilterInput, operations_connection,
+    Operation, OperationConnection, OperationFilterInput, cursor_at, operations_connection,
 };
 use super::pagination::PageArgs;
 use super::payments::Transfer;
 use super::scalars::{Dec, Id, Timestamp};
 use crate::domain::auth::Caller;
-use crate::domain::cursor::{OperationCursor, TransferCursor, WalletCursor};
+use crate::domain::cursor::{TransferCursor, WalletCursor};
 use crate::domain::error::AppError;
 use crate::ledger::{DepositRequest, WithdrawRequest};
 use crate::store::reads;
@@ -125,12 +125,8 @@ impl Wallet {
     /// The position of the wallet's newest operation, consistent with
     /// `balance`: pass it as `after` to `operationCreated` to hear exactly
     /// what happens from this snapshot on.
-    async fn cursor(&self) -> String {
-        OperationCursor {
-            wallet_id: self.0.id,
-            seq: self.0.last_seq,
-        }
-        .encode()
+    async fn cursor(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(cursor_at(ctx, self.0.id, self.0.last_seq).await?)
     }
 
     async fn client(&self, ctx: &Context<'_>) -> Result<Client> {

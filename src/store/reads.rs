@@ -103,6 +103,31 @@ pub async fn operation_by_id<C: ConnectionTrait>(
     operation::Entity::find_by_id(id).one(conn).await
 }
 
+/// The operations at positions `(wallet, seq)` of their wallets.
+pub async fn operations_at<C: ConnectionTrait>(
+    conn: &C,
+    at: &[(Uuid, i64)],
+) -> Result<Vec<operation::Model>, DbErr> {
+    let mut any = Condition::any();
+    for (wallet_id, seq) in at {
+        any = any.add(
+            Condition::all()
+                .add(operation::Column::WalletId.eq(*wallet_id))
+                .add(operation::Column::Seq.eq(*seq)),
+        );
+    }
+    operation::Entity::find().filter(any).all(conn).await
+}
+
+/// The operation at position `seq` of a wallet.
+pub async fn operation_at<C: ConnectionTrait>(
+    conn: &C,
+    wallet_id: Uuid,
+    seq: i64,
+) -> Result<Option<operation::Model>, DbErr> {
+    Ok(operations_at(conn, &[(wallet_id, seq)]).await?.pop())
+}
+
 /// The client owning a token (by its hash) and that client's wallet.
 pub async fn caller_by_token_hash<C: ConnectionTrait>(
     conn: &C,

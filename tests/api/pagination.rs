@@ -298,7 +298,59 @@ async fn wallets_connection_pages_for_the_operator(app: TestApp) {
     assert_eq!(error_code(&bad), "INVALID_INPUT");
 }
 
+/// A cursor names its operation: once its position holds another one (a
+/// database restored to before it gave the sequence to a new operation),
+/// it is refused rather than resumed from, on `after` and `before`, and in
+/// `operationCreated` (see subscriptions). `Wallet.cursor` names the
+/// newest operation and is accepted; the cursor before the first one has
+/// nothing to check.
+async fn cursors_from_another_history_are_refused(app: TestApp) {
+    use walletql::domain::cursor::OperationCursor;
+    let alice = alice_with_history(&app).await;
+    let wallet_id = uuid::Uuid::parse_str(&alice.wallet).expect("id");
+    let other = |seq| {
+        OperationCursor {
+            wallet_id,
+            seq,
+            operation: Some(uuid::Uuid::now_v7()),
+        }
+        .encode()
+    };
+    for args in [
+        json!({ "first": 5, "after": other(10) }),
+        json!({ "last": 5, "before": other(10) }),
+    ] {
+        let mut variables = args.clone();
+        variables["w"] = json!(alice.wallet);
+        let refused = app.gql(Some(&alice.token), HISTORY, variables).await;
+        assert_eq!(error_code(&refused), "INVALID_INPUT", "{args}: {refused}");
+        let message = refused["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("cursor no longer valid"), "{message}");
+    }
+    // The real cursors work, as does the start of the history.
+    let head = app
+        .gql(
+            Some(&alice.token),
+            "query($id: UUID!) { wallet(id: $id) { cursor } }",
+            json!({ "id": alice.wallet }),
+        )
+        .await;
+    let head = text(&data(&head)["wallet"]["cursor"]);
+    // Newest first: after the newest come the older ones.
+    let after_head = page(&app, &alice, json!({ "first": 3, "after": head })).await;
+    assert_eq!(after_head["nodes"].as_array().map(Vec::len), Some(3));
+    let start = OperationCursor {
+        wallet_id,
+        seq: 0,
+        operation: None,
+    }
+    .encode();
+    let before_start = page(&app, &alice, json!({ "last": 2, "before": start })).await;
+    assert_eq!(before_start["nodes"][0]["sequence"], 2, "{before_start}");
+}
+
 both_backends!(
+    cursors_from_another_history_are_refused,
     history_pages_forwards_newest_first,
     history_pages_backwards,
     history_filters_by_kind_and_time,

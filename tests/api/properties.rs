@@ -219,7 +219,7 @@ proptest! {
     #[test]
     fn forged_cursors_never_open_another_wallet(seq in 0i64..1_000_000, garbage in "\\PC{0,80}") {
         let w = world();
-        let bobs = OperationCursor { wallet_id: uuid::Uuid::parse_str(&w.bob.wallet).expect("id"), seq }.encode();
+        let bobs = OperationCursor { wallet_id: uuid::Uuid::parse_str(&w.bob.wallet).expect("id"), seq, operation: (seq > 0).then(uuid::Uuid::now_v7) }.encode();
         let page = "query($w: UUID!, $after: String) { operations(walletId: $w, first: 5, after: $after) { nodes { amount } } }";
         // Bob's cursor on Alice's own wallet: refused, not reinterpreted.
         let own = w.run(w.alice(), page, json!({ "w": w.alice.wallet, "after": bobs }));

@@ -234,6 +234,15 @@ async fn subscriptions_are_authorized(mut app: TestApp) {
             json!({ "w": mallory.wallet, "after": "garbage" }),
             "INVALID_INPUT",
         ),
+        (
+            "a cursor whose position holds another operation now (a restore)",
+            json!({ "w": mallory.wallet, "after": walletql::domain::cursor::OperationCursor {
+                wallet_id: uuid::Uuid::parse_str(&mallory.wallet).expect("id"),
+                seq: 1,
+                operation: Some(uuid::Uuid::now_v7()),
+            }.encode() }),
+            "INVALID_INPUT",
+        ),
     ];
     for (i, (case, variables, code)) in cases.into_iter().enumerate() {
         let id = i.to_string();
