@@ -11,6 +11,9 @@
 #[path = "api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[path = "api/ws.rs"]
+#[allow(dead_code)]
+mod ws;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -258,6 +261,43 @@ async fn replicas_serve_reads_without_ever_hiding_a_callers_own_writes() {
     // the reads above did not come from it by chance.
     assert_eq!(a.balance(&bob, &bob_wallet, None).await, "0.00");
     assert_eq!(a.balance(OPERATOR, &alice_wallet, None).await, "100.00");
+    // A subscription's replay from the start of Alice's history: the
+    // replica serves what it has (the deposit), the primary the rest (the
+    // payment the paused replica has not replayed); nothing is missed.
+    let replayed = a.metric("db_reads_total{on=\"replica\"}").await;
+    let mut socket = ws::WsClient::connect(a.process.addr, ws::TRANSPORT_WS, Some(&alice))
+        .await
+        .expect("connect");
+    let start = walletql::domain::cursor::OperationCursor {
+        wallet_id: Uuid::parse_str(&alice_wallet).expect("id"),
+        seq: 0,
+        operation: None,
+    }
+    .encode();
+    socket
+        .subscribe(
+            "replay",
+            ws::OPERATION_CREATED,
+            json!({ "w": alice_wallet, "after": start }),
+        )
+        .await;
+    let first = socket.next_operation("replay").await;
+    let second = socket.next_operation("replay").await;
+    assert_eq!(
+        (first["sequence"].as_i64(), first["kind"].as_str()),
+        (Some(1), Some("DEPOSIT"))
+    );
+    assert_eq!(
+        (second["sequence"].as_i64(), second["balanceAfter"].as_str()),
+        (Some(2), Some("70.00"))
+    );
+    socket
+        .assert_silent("replay", Duration::from_millis(200))
+        .await;
+    assert!(
+        a.metric("db_reads_total{on=\"replica\"}").await > replayed,
+        "the replay's first read was the replica's"
+    );
     // Another caller, with no position: it may see the replica's older
     // state, but never older than MAX_REPLICA_LAG_MS.
     let mut stale_seen = 0;

@@ -72,7 +72,7 @@ impl SubscriptionRoot {
                     Some(seq) => (seq, true),
                     None => (wallet.last_seq, false),
                 };
-                let replay = loader(ctx)?.reader().unpinned();
+                let replay = loader(ctx)?.reader().for_replay();
                 live::wallet_feed(store, replay, wallet_id, start, catch_up, subscription).boxed()
             }
         };

@@ -269,7 +269,7 @@ async fn connection_init(
         ),
     };
     // Subscriptions read on the primary (what they read feeds a live
-    // stream), but for their replays (`Reader::unpinned`).
+    // stream), but for their replays (`Reader::for_replay`).
     let reader = Reader::new(state.store.clone(), caller.identity(), floor);
     reader.pin_to_primary();
     let mut data = Data::default();

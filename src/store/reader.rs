@@ -48,13 +48,11 @@ impl Reader {
         self.pinned.store(true, Ordering::Release);
     }
 
-    /// The same caller and floor, without the pin: for a subscription's
-    /// replay, which a replica may serve.
-    pub fn unpinned(&self) -> Reader {
-        Reader {
-            pinned: Arc::default(),
-            ..self.clone()
-        }
+    /// For a subscription's replay: any fresh replica, with no floor, as
+    /// the replay ends with a read on the primary (`live::wallet_feed`)
+    /// that brings whatever the replica had not replayed yet.
+    pub fn for_replay(&self) -> Reader {
+        Reader::new(self.store.clone(), None, None)
     }
 
     pub fn store(&self) -> &Store {
