@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use helpers::{OPERATOR, ServerProcess};
+use helpers::{OPERATOR, ServerProcess, pg_scalar};
 
 const CLIENTS: usize = 16;
 const FUNDS_CENTS: i64 = 100_000;
@@ -287,21 +287,6 @@ fn cents(amount: &str) -> Option<i64> {
     Some(units.parse::<i64>().ok()? * 100 + fraction.parse::<i64>().ok()?)
 }
 
-/// Runs `sql` on the server at `url`, returning the first column of the
-/// first row as text.
-async fn scalar(url: &str, sql: &str) -> String {
-    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
-    let db = Database::connect(url).await.expect("connect");
-    let row = db
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
-        .await
-        .expect("query")
-        .expect("a row");
-    let value: String = row.try_get_by_index(0).expect("a text column");
-    let _ = db.close().await;
-    value
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "starts PostgreSQL clusters of its own: run by .ci/faults"]
 async fn a_promoted_standby_takes_over_without_losing_a_payment() {
@@ -493,7 +478,7 @@ async fn bank_survives<T: Topology>(topology: &T, budget: Duration) {
     // On the new primary: each transfer paid once, nothing else, no money
     // made or lost.
     let standby = topology.primary_now().await;
-    let stored: i64 = scalar(&standby, "SELECT count(*)::text FROM transfer")
+    let stored: i64 = pg_scalar(&standby, "SELECT count(*)::text FROM transfer")
         .await
         .parse()
         .unwrap_or(-1);
@@ -503,7 +488,7 @@ async fn bank_survives<T: Topology>(topology: &T, budget: Duration) {
         .map(|id| format!("'{id}'"))
         .collect::<Vec<_>>()
         .join(",");
-    let found: i64 = scalar(
+    let found: i64 = pg_scalar(
         &standby,
         &format!("SELECT count(*)::text FROM transfer WHERE id IN ({ids})"),
     )
@@ -511,7 +496,7 @@ async fn bank_survives<T: Topology>(topology: &T, budget: Duration) {
     .parse()
     .unwrap_or(-1);
     assert_eq!(found, paid.len() as i64, "every paid transfer is stored");
-    let total: i64 = scalar(&standby, "SELECT sum(balance)::text FROM wallet")
+    let total: i64 = pg_scalar(&standby, "SELECT sum(balance)::text FROM wallet")
         .await
         .parse()
         .unwrap_or(-1);
@@ -600,7 +585,7 @@ async fn open_bank(url: &str, clients: usize, timeout: Duration) -> (ServerProce
 async fn committing(url: &str) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let pid: i64 = scalar(
+        let pid: i64 = pg_scalar(
             url,
             "SELECT coalesce(min(pid), 0)::text FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
         )
@@ -650,7 +635,7 @@ async fn a_commit_cut_off_on_the_same_server_is_answered_as_it_ended() {
     let outcome = pay_while(&pair, &bank, |pid| {
         let primary = primary.clone();
         async move {
-            scalar(
+            pg_scalar(
                 &primary,
                 &format!("SELECT pg_terminate_backend({pid})::text"),
             )
@@ -661,14 +646,14 @@ async fn a_commit_cut_off_on_the_same_server_is_answered_as_it_ended() {
     let Outcome::Paid(id) = outcome else {
         panic!("the client was told {outcome:?}");
     };
-    let stored = scalar(
+    let stored = pg_scalar(
         &primary,
         &format!("SELECT count(*)::text FROM transfer WHERE id = '{id}'"),
     )
     .await;
     assert_eq!(stored, "1");
     assert_eq!(
-        scalar(&primary, "SELECT count(*)::text FROM transfer").await,
+        pg_scalar(&primary, "SELECT count(*)::text FROM transfer").await,
         "1"
     );
     pair.run("start-standby");
@@ -694,16 +679,16 @@ async fn a_commit_lost_with_the_old_primary_runs_again_on_the_new_one() {
     };
     let standby = pair.standby_url();
     assert_eq!(
-        scalar(&standby, "SELECT count(*)::text FROM transfer").await,
+        pg_scalar(&standby, "SELECT count(*)::text FROM transfer").await,
         "1"
     );
-    let stored = scalar(
+    let stored = pg_scalar(
         &standby,
         &format!("SELECT count(*)::text FROM transfer WHERE id = '{id}'"),
     )
     .await;
     assert_eq!(stored, "1");
-    let payer = scalar(&standby, "SELECT min(balance)::text FROM wallet").await;
+    let payer = pg_scalar(&standby, "SELECT min(balance)::text FROM wallet").await;
     assert_eq!(payer, (FUNDS_CENTS - 1234).to_string());
     drop(server);
 }

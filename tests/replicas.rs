@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use helpers::{OPERATOR, ServerProcess};
+use helpers::{OPERATOR, ServerProcess, pg_scalar};
 
 const MAX_LAG_MS: u64 = 1000;
 
@@ -66,20 +66,6 @@ impl Drop for Pair {
     fn drop(&mut self) {
         let _ = std::panic::catch_unwind(|| self.run("down"));
     }
-}
-
-/// Runs `sql` on the server at `url`; the first column of the first row.
-async fn scalar(url: &str, sql: &str) -> String {
-    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
-    let db = Database::connect(url).await.expect("connect");
-    let row = db
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
-        .await
-        .expect("query")
-        .expect("a row");
-    let value: String = row.try_get_by_index(0).expect("a text column");
-    let _ = db.close().await;
-    value
 }
 
 struct Instance {
@@ -171,10 +157,10 @@ impl Instance {
 
 /// Waits until the replica has replayed everything the primary has now.
 async fn caught_up(pair: &Pair) {
-    let target = scalar(&pair.primary_url(), "SELECT pg_current_wal_lsn()::text").await;
+    let target = pg_scalar(&pair.primary_url(), "SELECT pg_current_wal_lsn()::text").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let reached = scalar(
+        let reached = pg_scalar(
             &pair.replica_url(),
             &format!("SELECT (pg_last_wal_replay_lsn() >= '{target}')::text"),
         )
@@ -239,7 +225,7 @@ async fn replicas_serve_reads_without_ever_hiding_a_callers_own_writes() {
     );
 
     // The replica stops replaying: what is written now is not there.
-    scalar(&pair.replica_url(), "SELECT pg_wal_replay_pause()::text").await;
+    pg_scalar(&pair.replica_url(), "SELECT pg_wal_replay_pause()::text").await;
     let (paid, lsn) = a
         .run(
             &alice,
@@ -326,7 +312,7 @@ async fn replicas_serve_reads_without_ever_hiding_a_callers_own_writes() {
     );
 
     // Replaying again, the replica serves again.
-    scalar(&pair.replica_url(), "SELECT pg_wal_replay_resume()::text").await;
+    pg_scalar(&pair.replica_url(), "SELECT pg_wal_replay_resume()::text").await;
     caught_up(&pair).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let served = b.metric("db_reads_total{on=\"replica\"}").await;

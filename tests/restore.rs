@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use helpers::{OPERATOR, ServerProcess};
+use helpers::{OPERATOR, ServerProcess, pg_scalar};
 
 const PORTS: (u16, u16) = (25460, 25461);
 const PAYERS: usize = 4;
@@ -64,19 +64,6 @@ impl Drop for Backups {
             let _ = std::fs::remove_dir_all(base);
         }
     }
-}
-
-async fn scalar(url: &str, sql: &str) -> String {
-    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
-    let db = Database::connect(url).await.expect("connect");
-    let row = db
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
-        .await
-        .expect("query")
-        .expect("a row");
-    let value: String = row.try_get_by_index(0).expect("a text column");
-    let _ = db.close().await;
-    value
 }
 
 #[derive(Clone)]
@@ -200,7 +187,7 @@ async fn a_restore_to_a_named_point_keeps_what_was_acknowledged_before_it() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let t_begun = Instant::now();
-    scalar(&primary, "SELECT pg_create_restore_point('T')::text").await;
+    pg_scalar(&primary, "SELECT pg_create_restore_point('T')::text").await;
     let t_done = Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // A cursor handed out after T: the newest operation of payer 0.
@@ -240,7 +227,7 @@ async fn a_restore_to_a_named_point_keeps_what_was_acknowledged_before_it() {
     let present = |id: &str| {
         let (url, id) = (restored.clone(), id.to_owned());
         async move {
-            scalar(
+            pg_scalar(
                 &url,
                 &format!("SELECT count(*)::text FROM transfer WHERE id = '{id}'"),
             )
@@ -279,7 +266,7 @@ async fn a_restore_to_a_named_point_keeps_what_was_acknowledged_before_it() {
     // take its sequence numbers; the cursor from after T is refused.
     let server = ServerProcess::spawn_with(&restored, &unlimited);
     let api = Api::on(&server);
-    let count = scalar(
+    let count = pg_scalar(
         &restored,
         &format!(
             "SELECT last_seq::text FROM wallet WHERE id = '{}'",
@@ -316,7 +303,7 @@ async fn a_restore_to_a_named_point_keeps_what_was_acknowledged_before_it() {
     assert!(message.contains("cursor no longer valid"), "{message}");
     // A key first used after T is unknown to the copy: a retry pays afresh.
     if let Some(key) = late_key {
-        let before = scalar(&restored, "SELECT count(*)::text FROM transfer").await;
+        let before = pg_scalar(&restored, "SELECT count(*)::text FROM transfer").await;
         let again = api
             .run(
                 &clients[0].token,
@@ -326,7 +313,7 @@ async fn a_restore_to_a_named_point_keeps_what_was_acknowledged_before_it() {
             )
             .await;
         helpers::data(&again);
-        let now = scalar(&restored, "SELECT count(*)::text FROM transfer").await;
+        let now = pg_scalar(&restored, "SELECT count(*)::text FROM transfer").await;
         assert_eq!(
             now.parse::<i64>().ok(),
             before.parse::<i64>().ok().map(|n| n + 1)

@@ -670,3 +670,18 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `sql` on the PostgreSQL server at `url` (a cluster of a test's
+/// own); the first column of the first row, as text.
+pub async fn pg_scalar(url: &str, sql: &str) -> String {
+    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+    let db = Database::connect(url).await.expect("connect");
+    let row = db
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .expect("query")
+        .expect("a row");
+    let value: String = row.try_get_by_index(0).expect("a text column");
+    let _ = db.close().await;
+    value
+}
