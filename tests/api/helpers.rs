@@ -672,7 +672,9 @@ impl Drop for ServerProcess {
 }
 
 /// Runs `sql` on the PostgreSQL server at `url` (a cluster of a test's
-/// own); the first column of the first row, as text.
+/// own); the first column of the first row, as text. Used by the cluster
+/// tests (failover, replicas, restore), not by this crate.
+#[allow(dead_code)]
 pub async fn pg_scalar(url: &str, sql: &str) -> String {
     use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
     let db = Database::connect(url).await.expect("connect");
