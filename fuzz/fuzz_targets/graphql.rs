@@ -11,6 +11,7 @@ use walletql::domain::auth::Caller;
 use walletql::ledger::Ledger;
 use walletql::schema::{WalletSchema, new_loader};
 use walletql::store::Store;
+use walletql::store::reader::Reader;
 
 struct Service {
     runtime: tokio::runtime::Runtime,
@@ -47,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         let request = async_graphql::Request::new(query)
             .variables(async_graphql::Variables::from_json(variables.clone()))
             .data(caller)
-            .data(new_loader(service.store.clone()));
+            .data(new_loader(Reader::new(service.store.clone(), None, None)));
         let response = service.runtime.block_on(service.schema.execute(request));
         for error in &response.errors {
             let code = error.extensions.as_ref().and_then(|e| e.get("code"));
