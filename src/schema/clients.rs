@@ -5,53 +5,82 @@ use entity::{client, wallet};
 use uuid::Uuid;
 
 use super::context::{answer, caller, ledger, loader};
-use super::loaders::{ClientId, WalletOfClient};
+use super::loaders::{ClientId, WalletId, WalletOfClient};
 use super::node::node_id;
 use super::scalars::{Id, Timestamp};
 use super::wallets::Wallet;
 use crate::domain::auth::Caller;
 use crate::domain::error::AppError;
 
-/// A client of the service.
-pub struct Client(pub client::Model);
+/// A client of the service: its row, or for `me` only what the caller's
+/// token already told (its id and its wallet's), the row being read only
+/// if a field needs it. So `me { id wallet { balance } }` costs one
+/// lookup, the wallet's, by id.
+pub enum Client {
+    Row(client::Model),
+    Caller { id: Uuid, wallet_id: Uuid },
+}
+
+impl Client {
+    fn client_id(&self) -> Uuid {
+        match self {
+            Client::Row(row) => row.id,
+            Client::Caller { id, .. } => *id,
+        }
+    }
+
+    /// The row, read (once per request, batched) if not at hand.
+    async fn row(&self, ctx: &Context<'_>) -> Result<std::borrow::Cow<'_, client::Model>> {
+        match self {
+            Client::Row(row) => Ok(std::borrow::Cow::Borrowed(row)),
+            Client::Caller { id, .. } => Ok(std::borrow::Cow::Owned(load_client(ctx, *id).await?)),
+        }
+    }
+}
 
 #[Object]
 impl Client {
     /// Globally unique (a UUID): the `Node` id.
     pub async fn id(&self) -> ID {
-        node_id(self.0.id)
+        node_id(self.client_id())
     }
 
-    async fn name(&self) -> &str {
-        &self.0.name
+    async fn name(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.row(ctx).await?.name.clone())
     }
 
-    async fn email(&self) -> Option<&str> {
-        self.0.email.as_deref()
+    async fn email(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        Ok(self.row(ctx).await?.email.clone())
     }
 
-    async fn created_at(&self) -> Timestamp {
-        Timestamp(self.0.created_at)
+    async fn created_at(&self, ctx: &Context<'_>) -> Result<Timestamp> {
+        Ok(Timestamp(self.row(ctx).await?.created_at))
     }
 
     /// The client's one wallet.
     async fn wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
-        let wallet = loader(ctx)?
-            .load_one(WalletOfClient(self.0.id))
-            .await
+        let loader = loader(ctx)?;
+        let wallet = match self {
+            Client::Caller { wallet_id, .. } => loader.load_one(WalletId(*wallet_id)).await,
+            Client::Row(row) => loader.load_one(WalletOfClient(row.id)).await,
+        };
+        let wallet = wallet
             .map_err(AppError::from)?
             .ok_or(AppError::NotFound("wallet"))?;
         Ok(Wallet(wallet))
     }
 }
 
-pub async fn client_by_id(ctx: &Context<'_>, id: Uuid) -> Result<Client> {
-    let client = loader(ctx)?
+async fn load_client(ctx: &Context<'_>, id: Uuid) -> Result<client::Model> {
+    Ok(loader(ctx)?
         .load_one(ClientId(id))
         .await
         .map_err(AppError::from)?
-        .ok_or(AppError::NotFound("client"))?;
-    Ok(Client(client))
+        .ok_or(AppError::NotFound("client"))?)
+}
+
+pub async fn client_by_id(ctx: &Context<'_>, id: Uuid) -> Result<Client> {
+    Ok(Client::Row(load_client(ctx, id).await?))
 }
 
 #[derive(InputObject)]
@@ -75,7 +104,7 @@ pub struct CreateClientPayload {
 #[ComplexObject]
 impl CreateClientPayload {
     async fn client(&self) -> Client {
-        Client(self.client.clone())
+        Client::Row(self.client.clone())
     }
 
     async fn wallet(&self) -> Wallet {
@@ -94,7 +123,15 @@ impl ClientsQuery {
         match caller(ctx)? {
             Caller::Anonymous => Err(AppError::Unauthenticated.into()),
             Caller::Operator => Ok(None),
-            Caller::Client { client_id, .. } => Ok(Some(client_by_id(ctx, *client_id).await?)),
+            // The token named the client and its wallet: clients are never
+            // deleted, so nothing needs reading until a field asks.
+            Caller::Client {
+                client_id,
+                wallet_id,
+            } => Ok(Some(Client::Caller {
+                id: *client_id,
+                wallet_id: *wallet_id,
+            })),
         }
     }
 

@@ -82,7 +82,7 @@ async fn find(ctx: &Context<'_>, id: &ID) -> AppResult<Option<Node>> {
     if let Some(client) = client? {
         return Ok(caller
             .can_read(client.id)
-            .then_some(Node::Client(Client(client))));
+            .then_some(Node::Client(Client::Row(client))));
     }
     if let Some(transfer) = transfer? {
         let party = caller.require_party(Some((transfer.from_wallet_id, transfer.to_wallet_id)));

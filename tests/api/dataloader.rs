@@ -110,6 +110,35 @@ async fn a_token_is_looked_up_once(app: TestApp) {
     }
 }
 
+/// `me` knows its client and wallet from the token: `me { id wallet {
+/// balance } }` reads the wallet and nothing else; asking for the client's
+/// name reads its row too.
+async fn me_reads_only_what_it_asks_for(app: TestApp) {
+    let ada = app.create_client("Ada").await;
+    data(&app.deposit(&ada.wallet, "12.34").await);
+    let cost = |query: &'static str| {
+        let (app, token) = (&app, ada.token.clone());
+        async move {
+            let before = app.store.statements_run();
+            let response = app.gql(Some(&token), query, json!({})).await;
+            (app.store.statements_run() - before, response)
+        }
+    };
+    // The token's lookup is paid once, first.
+    cost("{ me { id } }").await;
+    let (statements, response) = cost("{ me { id wallet { id balance } } }").await;
+    assert_eq!(data(&response)["me"]["wallet"]["balance"], "12.34");
+    assert_eq!(data(&response)["me"]["wallet"]["id"], ada.wallet.as_str());
+    assert_eq!(statements, 1, "the wallet alone");
+    let (statements, response) =
+        cost("{ me { id name email createdAt wallet { balance } } }").await;
+    assert_eq!(data(&response)["me"]["name"], "Ada");
+    assert_eq!(statements, 2, "the wallet and the client, each once");
+    let (statements, response) = cost("{ me { id } }").await;
+    assert!(data(&response)["me"]["id"].is_string());
+    assert_eq!(statements, 0, "nothing to read");
+}
+
 /// Statement counts are the store's: with no hold sweeper, whose query
 /// every second would land in a count now and then.
 fn quiet() -> walletql::ledger::LedgerOptions {
@@ -143,6 +172,7 @@ macro_rules! quiet_backends {
 }
 
 quiet_backends!(
+    me_reads_only_what_it_asks_for,
     a_page_of_wallets_costs_a_few_statements,
     a_transfer_runs_a_fixed_number_of_statements,
     a_token_is_looked_up_once,
