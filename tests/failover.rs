@@ -143,8 +143,8 @@ impl Topology for Patroni {
         )
     }
 
-    /// A crash: SIGKILL of the leader's Patroni (a SIGTERM would hand
-    /// over cleanly), then of its postmaster.
+    /// A crash: SIGKILL of the leader's PostgreSQL (postmaster and
+    /// backends) and of its Patroni (a SIGTERM would hand over cleanly).
     fn fail_primary(&self) -> (Instant, Instant) {
         let leader = tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(self.leader())
@@ -153,21 +153,38 @@ impl Topology for Patroni {
             panic!("no Patroni leader");
         };
         let config = self.dir.join(format!("{name}.yml"));
-        let killed = Instant::now();
-        let status = Command::new("pkill")
-            .args(["-9", "-f", &format!("patroni {}", config.display())])
-            .status()
-            .expect("pkill patroni");
-        assert!(status.success(), "kill the leader's Patroni");
         let pid = std::fs::read_to_string(self.dir.join(&name).join("postmaster.pid"))
             .ok()
             .and_then(|text| text.lines().next().map(str::to_owned))
             .unwrap_or_default();
-        let status = Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill the leader's postmaster {pid}");
+        let run = |program: &str, args: &[&str]| {
+            Command::new(program)
+                .args(args)
+                .status()
+                .unwrap_or_else(|err| panic!("{program} {args:?}: {err}"))
+                .success()
+        };
+        // The whole server at once, as a machine's crash takes it: a
+        // postmaster killed alone leaves its backends running for a moment
+        // (they notice its death at their next wait), and one of them could
+        // still acknowledge a write sent after the "crash". The postmaster
+        // is stopped first, so that it restarts nothing killed under it;
+        // the crash is timed from when its backends are gone.
+        assert!(
+            run("kill", &["-STOP", &pid]),
+            "stop the leader's postmaster {pid}"
+        );
+        run("pkill", &["-9", "-P", &pid]);
+        let killed = Instant::now();
+        let patroni = format!("patroni {}", config.display());
+        assert!(
+            run("pkill", &["-9", "-f", &patroni]),
+            "kill the leader's Patroni"
+        );
+        assert!(
+            run("kill", &["-9", &pid]),
+            "kill the leader's postmaster {pid}"
+        );
         (killed, killed)
     }
 
