@@ -36,9 +36,23 @@ use crate::ledger::{Ledger, LedgerOptions};
 use crate::schema::{self, WalletSchema};
 use crate::store::{Store, StoreOptions};
 
-/// Everything a request handler needs.
+/// Everything a request handler needs, behind one `Arc`: axum clones the
+/// state for every request (and for each layer that extracts it), and a
+/// clone of the fields themselves (the limits hold strings and lists) cost
+/// a few percent of a read's CPU in allocations.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What `AppState` shares.
+pub struct Shared {
     pub schema: WalletSchema,
     pub ledger: Ledger,
     pub store: Store,
@@ -74,7 +88,7 @@ impl AppState {
             api_limits.graphiql = false;
         }
         let rate_limiter = RateLimiter::new(&api_limits.rate_limits);
-        AppState {
+        AppState(Arc::new(Shared {
             schema: schema::build(ledger.clone(), &api_limits),
             store: ledger.store().clone(),
             ledger,
@@ -84,7 +98,7 @@ impl AppState {
             api_limits,
             rate_limiter,
             callers: Arc::default(),
-        }
+        }))
     }
 }
 

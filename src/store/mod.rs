@@ -32,9 +32,21 @@ use sea_orm::sqlx::postgres::{PgPool, PgPoolOptions};
 
 pub use backend::{DbFailure, app_error, is_retryable, is_unavailable, unique_violation_on};
 
-/// The database handle shared by every request.
+/// The database handle shared by every request. Cloned for every request
+/// (and more), so one `Arc` holds it all.
 #[derive(Clone)]
-pub struct Store {
+pub struct Store(Arc<Shared>);
+
+impl std::ops::Deref for Store {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What `Store` shares.
+pub struct Shared {
     db: DatabaseConnection,
     /// PostgreSQL's LISTEN needs a connection of its own; its pool follows
     /// the primary with the main one.
@@ -195,7 +207,7 @@ impl Store {
             let rows = reads::clients_by_ids(&db, &ids).await?;
             Ok(rows.into_iter().map(|c| (c.id, c)).collect())
         });
-        Ok(Store {
+        Ok(Store(Arc::new(Shared {
             wallets,
             wallets_of_clients,
             clients,
@@ -207,7 +219,7 @@ impl Store {
             statements,
             retries: Arc::new(AtomicU64::new(0)),
             write_waiters: Arc::new(AtomicU64::new(0)),
-        })
+        })))
     }
 
     /// Wallets by id, read together with other requests' (see `coalesce`).
@@ -392,7 +404,7 @@ impl Store {
         if let Some(listen) = &self.listen {
             listen.close().await;
         }
-        self.db.close().await
+        self.db.clone().close().await
     }
 }
 
