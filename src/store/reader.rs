@@ -35,13 +35,6 @@ impl Reader {
         }
     }
 
-    /// Reads on the primary only.
-    pub fn primary(store: Store) -> Reader {
-        let reader = Reader::new(store, None, None);
-        reader.pin_to_primary();
-        reader
-    }
-
     /// From now on, every read of this request is on the primary (a
     /// mutation reads what it wrote).
     pub fn pin_to_primary(&self) {
@@ -53,10 +46,6 @@ impl Reader {
     /// that brings whatever the replica had not replayed yet.
     pub fn for_replay(&self) -> Reader {
         Reader::new(self.store.clone(), None, None)
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 
     async fn replica(&self) -> Option<Arc<Node>> {
