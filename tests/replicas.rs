@@ -325,4 +325,36 @@ async fn replicas_serve_reads_without_ever_hiding_a_callers_own_writes() {
         assert_eq!(a.balance(&bob, &bob_wallet, None).await, "30.00");
         assert_eq!(b.balance(&alice, &alice_wallet, None).await, "70.00");
     }
+
+    // Back, then promoted (a standby that is a primary now, with its own
+    // history from here): never read from again, even by A, which allows a
+    // minute's lag.
+    pair.run("start-standby");
+    caught_up(&pair).await;
+    // The primary must stop waiting for it as its synchronous standby.
+    for sql in [
+        "ALTER SYSTEM SET synchronous_standby_names = ''",
+        "SELECT pg_reload_conf()",
+    ] {
+        let db = sea_orm::Database::connect(pair.primary_url())
+            .await
+            .expect("connect");
+        sea_orm::ConnectionTrait::execute_unprepared(&db, sql)
+            .await
+            .expect(sql);
+        let _ = db.close().await;
+    }
+    pair.run("promote");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (paid, _) = a
+        .run(
+            &alice,
+            "Transfer",
+            json!({ "input": { "fromWalletId": alice_wallet, "toWalletId": bob_wallet, "amount": "5.00" } }),
+            None,
+        )
+        .await;
+    helpers::data(&paid);
+    assert_eq!(a.balance(&bob, &bob_wallet, None).await, "35.00");
+    assert_eq!(a.balance(OPERATOR, &bob_wallet, None).await, "35.00");
 }

@@ -4,13 +4,14 @@ use async_graphql::{ComplexObject, Context, ID, InputObject, Object, Result, Sim
 use entity::{client, wallet};
 use uuid::Uuid;
 
-use super::context::{answer, caller, ledger, loader};
+use super::context::{answer, caller, ledger, loader, store};
 use super::loaders::{ClientId, WalletId, WalletOfClient};
 use super::node::node_id;
 use super::scalars::{Id, Timestamp};
 use super::wallets::Wallet;
 use crate::domain::auth::Caller;
 use crate::domain::error::AppError;
+use crate::store::reads;
 
 /// A client of the service: its row, or for `me` only what the caller's
 /// token already told (its id and its wallet's), the row being read only
@@ -29,12 +30,28 @@ impl Client {
         }
     }
 
-    /// The row, read (once per request, batched) if not at hand.
+    /// The row, read (once per request, batched) if not at hand. The
+    /// token proved it exists: a replica that has not replayed it yet
+    /// (a client created a moment ago) is not the last word.
     async fn row(&self, ctx: &Context<'_>) -> Result<std::borrow::Cow<'_, client::Model>> {
-        match self {
-            Client::Row(row) => Ok(std::borrow::Cow::Borrowed(row)),
-            Client::Caller { id, .. } => Ok(std::borrow::Cow::Owned(load_client(ctx, *id).await?)),
-        }
+        let id = match self {
+            Client::Row(row) => return Ok(std::borrow::Cow::Borrowed(row)),
+            Client::Caller { id, .. } => *id,
+        };
+        let found = loader(ctx)?
+            .load_one(ClientId(id))
+            .await
+            .map_err(AppError::from)?;
+        let found = match found {
+            Some(row) => Some(row),
+            None => reads::clients_by_ids(store(ctx)?.db(), &[id])
+                .await
+                .map_err(AppError::from)?
+                .pop(),
+        };
+        Ok(std::borrow::Cow::Owned(
+            found.ok_or(AppError::NotFound("client"))?,
+        ))
     }
 }
 
@@ -61,13 +78,23 @@ impl Client {
     async fn wallet(&self, ctx: &Context<'_>) -> Result<Wallet> {
         let loader = loader(ctx)?;
         let wallet = match self {
-            Client::Caller { wallet_id, .. } => loader.load_one(WalletId(*wallet_id)).await,
-            Client::Row(row) => loader.load_one(WalletOfClient(row.id)).await,
+            Client::Caller { wallet_id, .. } => {
+                let found =
+                    (loader.load_one(WalletId(*wallet_id)).await).map_err(AppError::from)?;
+                match found {
+                    Some(wallet) => Some(wallet),
+                    // As for the row: the token proved the wallet exists.
+                    None => reads::wallets_by_ids(store(ctx)?.db(), &[*wallet_id])
+                        .await
+                        .map_err(AppError::from)?
+                        .pop(),
+                }
+            }
+            Client::Row(row) => {
+                (loader.load_one(WalletOfClient(row.id)).await).map_err(AppError::from)?
+            }
         };
-        let wallet = wallet
-            .map_err(AppError::from)?
-            .ok_or(AppError::NotFound("wallet"))?;
-        Ok(Wallet(wallet))
+        Ok(Wallet(wallet.ok_or(AppError::NotFound("wallet"))?))
     }
 }
 

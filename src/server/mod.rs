@@ -431,7 +431,9 @@ pub async fn verify(config: &Config, on_replica: bool) -> anyhow::Result<bool> {
     // Statements are not logged: the report is the output.
     let wait = std::time::Duration::from_millis(config.db_acquire_timeout_ms);
     let url = match on_replica {
-        true => (config.database_replica_urls.first().cloned())
+        true => (config.database_replica_urls.iter())
+            .map(|url| url.trim().to_owned())
+            .find(|url| !url.is_empty())
             .context("--on-replica needs DATABASE_REPLICA_URLS")?,
         false => {
             (crate::store::resolve(config.database_url(), wait).await)

@@ -301,6 +301,8 @@ impl Store {
                 Err(err) => tracing::warn!(error = %err, "reading the WAL position after a commit"),
             }
         }
+        // Nobody can say what a replica must have replayed to show it.
+        replicas.commit_unknown();
     }
 
     /// With replicas: a position at or after every commit acknowledged so

@@ -2,8 +2,8 @@
 //! it (see `replicas`), else the primary.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use entity::{client, wallet};
 use sea_orm::{DatabaseConnection, DbErr};
@@ -13,7 +13,11 @@ use super::Store;
 use super::backend::{is_recovery_conflict, is_unavailable};
 use super::replicas::{Lsn, Node};
 
-/// A request's reads. Cloning shares the pin.
+/// A request's reads. Cloning shares the pin and the replica.
+///
+/// Reads within a request never go back in time: the first read picks a
+/// replica and the later ones stay on it while it fits; once one read is
+/// on the primary (none fitted, or the replica failed), the rest are too.
 #[derive(Clone)]
 pub struct Reader {
     store: Store,
@@ -23,6 +27,8 @@ pub struct Reader {
     floor: Option<Lsn>,
     /// Reads that feed a write or a live stream stay on the primary.
     pinned: Arc<AtomicBool>,
+    /// The replica this request reads from, once picked.
+    chosen: Arc<Mutex<Option<Arc<Node>>>>,
 }
 
 impl Reader {
@@ -32,6 +38,7 @@ impl Reader {
             caller,
             floor,
             pinned: Arc::default(),
+            chosen: Arc::default(),
         }
     }
 
@@ -54,7 +61,24 @@ impl Reader {
         }
         let replicas = self.store.replicas.as_ref()?;
         let remembered = self.caller.and_then(|c| replicas.remembered(c));
-        replicas.pick(self.floor.max(remembered)).await
+        let floor = self.floor.max(remembered);
+        let chosen = self
+            .chosen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let node = match chosen {
+            // Another replica could be further behind than this one was.
+            Some(node) => replicas.still_fits(&node, floor).then_some(node),
+            None => replicas.pick(floor).await,
+        };
+        match &node {
+            Some(node) => {
+                *self.chosen.lock().unwrap_or_else(PoisonError::into_inner) = Some(node.clone());
+            }
+            None => self.pin_to_primary(),
+        }
+        node
     }
 
     /// Runs `on_replica` on a replica fit for this request, and
@@ -80,6 +104,7 @@ impl Reader {
                     if is_unavailable(&err) {
                         node.set_down();
                     }
+                    self.pin_to_primary();
                     tracing::debug!(error = %err, "replica read failed: reading from the primary");
                 }
                 Err(err) => return Err(err),

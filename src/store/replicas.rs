@@ -2,13 +2,16 @@
 //! enough, with read-your-writes.
 //!
 //! Freshness is measured against the primary, never guessed from clocks: a
-//! watcher samples the primary's WAL position `P` at time `t`, then each
-//! replica's replay position `R`. A replica whose `R` has reached `P` holds
-//! every commit acknowledged before `t` (an acknowledged commit is flushed,
-//! so it lies below the primary's write position). A replica is used only
-//! while that `t` is at most `MAX_REPLICA_LAG_MS` old, and for a request
-//! with a floor (its caller's last commit, or `x-min-lsn`) only once `R` has
-//! reached the floor; otherwise the primary answers.
+//! watcher samples the primary's WAL insert position `P` and timeline at
+//! time `t`, then each replica's replay position `R`. A replica streaming
+//! the primary's timeline whose `R` has reached `P` holds every commit
+//! acknowledged before `t` (a commit's record is inserted before it is
+//! acknowledged, even with `synchronous_commit = off`). A replica is used
+//! only while that `t` is at most `MAX_REPLICA_LAG_MS` old, and for a
+//! request with a floor (its caller's last commit, or `x-min-lsn`) only once
+//! `R` has reached the floor; otherwise the primary answers. A replica on
+//! another timeline (an old primary, a standby that had gone ahead of the
+//! promoted one) is never used: its positions mean another history.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -32,9 +35,10 @@ const CHECK_EVERY: Duration = Duration::from_millis(100);
 const CHECK_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often a request waiting for a replica to reach its floor asks it.
 const WAIT_POLL: Duration = Duration::from_millis(2);
-/// How long a caller's last commit position is remembered on this instance:
-/// far longer than any usable replica's lag.
-const REMEMBER_FOR: Duration = Duration::from_secs(60);
+/// How long a caller's last commit position is remembered on this instance
+/// (at least twice `MAX_REPLICA_LAG_MS`): far longer than any usable
+/// replica's lag.
+const REMEMBER_AT_LEAST: Duration = Duration::from_secs(60);
 /// Callers remembered at most; past it, forgotten oldest first.
 const MAX_REMEMBERED: usize = 100_000;
 
@@ -115,21 +119,36 @@ impl Node {
 
     /// Out of use until the watcher sees it answer again.
     pub(crate) fn set_down(&self) {
-        self.update(|seen| seen.fresh_as_of = None);
+        self.update(|seen| *seen = Seen::default());
     }
 
     /// Its replay position, asked now; `None` when it is not a standby.
     async fn replay_position(&self) -> Result<Option<Lsn>, DbErr> {
+        Ok(self.check().await?.map(|(replay, _)| replay))
+    }
+
+    /// Its replay position and the timeline it streams (`None` when it
+    /// does not stream now), or `None` when it is not a standby (promoted).
+    async fn check(&self) -> Result<Option<(Lsn, Option<u32>)>, DbErr> {
         let row = self
             .db
             .query_one_raw(Statement::from_string(
                 DbBackend::Postgres,
-                "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint",
+                "SELECT pg_is_in_recovery(), (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint, \
+                 (SELECT received_tli::bigint FROM pg_stat_wal_receiver WHERE status = 'streaming')",
             ))
-            .await?;
-        Ok(row
-            .and_then(|row| row.try_get_by_index::<Option<i64>>(0).ok().flatten())
-            .map(|lsn| Lsn(lsn as u64)))
+            .await?
+            .ok_or_else(|| DbErr::Custom("no row from the replica's check".into()))?;
+        let standby: bool = row.try_get_by_index(0)?;
+        let replay: Option<i64> = row.try_get_by_index(1)?;
+        let timeline: Option<i64> = row.try_get_by_index(2)?;
+        Ok(match (standby, replay) {
+            (true, Some(replay)) => Some((
+                Lsn(replay as u64),
+                timeline.and_then(|t| u32::try_from(t).ok()),
+            )),
+            _ => None,
+        })
     }
 }
 
@@ -145,6 +164,14 @@ pub(crate) struct Replicas {
     /// Callers' last commit positions: they read their own writes here
     /// without saying where they wrote.
     callers: Mutex<HashMap<Uuid, (Lsn, Instant)>>,
+    remember_for: Duration,
+    /// After the primary changed timeline: every read must see the new
+    /// primary's position at the change (what was remembered before it
+    /// was on the old history), until the memory would have expired.
+    reset: Mutex<Option<(Lsn, Instant)>>,
+    /// Reads stay on the primary until then (a commit's position could not
+    /// be read: nobody can say what a replica must have replayed).
+    primary_only_until: Mutex<Option<Instant>>,
     stopped: AtomicBool,
 }
 
@@ -201,6 +228,9 @@ impl Replicas {
             next: AtomicUsize::new(0),
             last_commit: AtomicU64::new(0),
             callers: Mutex::default(),
+            remember_for: REMEMBER_AT_LEAST.max(options.max_lag * 2),
+            reset: Mutex::default(),
+            primary_only_until: Mutex::default(),
             stopped: AtomicBool::new(false),
         });
         tokio::spawn(watch(Arc::downgrade(&replicas), primary));
@@ -216,6 +246,40 @@ impl Replicas {
         self.last_commit.fetch_max(lsn.0, Ordering::AcqRel);
     }
 
+    /// A commit's position could not be read: reads stay on the primary
+    /// for as long as a replica may lag.
+    pub(crate) fn commit_unknown(&self) {
+        let until = Instant::now() + self.max_lag;
+        *self
+            .primary_only_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(until);
+    }
+
+    /// The primary is on a new timeline (promoted): positions remembered
+    /// before are of the old history. From now on every read must see the
+    /// new primary's position `at`, the last commit is that, and callers are
+    /// forgotten.
+    fn new_timeline(&self, at: Lsn) {
+        self.last_commit.store(at.0, Ordering::Release);
+        self.callers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        *self.reset.lock().unwrap_or_else(PoisonError::into_inner) = Some((at, Instant::now()));
+        for node in &self.nodes {
+            node.set_down();
+        }
+    }
+
+    /// The floor every read has after a timeline change, for a while.
+    fn reset_floor(&self) -> Option<Lsn> {
+        let reset = *self.reset.lock().unwrap_or_else(PoisonError::into_inner);
+        reset
+            .filter(|(_, at)| at.elapsed() < self.remember_for)
+            .map(|(lsn, _)| lsn)
+    }
+
     /// At least the position of every commit acknowledged so far.
     pub(crate) fn last_commit(&self) -> Option<Lsn> {
         match self.last_commit.load(Ordering::Acquire) {
@@ -229,7 +293,7 @@ impl Replicas {
         let now = Instant::now();
         let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
         if callers.len() >= MAX_REMEMBERED {
-            callers.retain(|_, (_, at)| now.duration_since(*at) < REMEMBER_FOR);
+            callers.retain(|_, (_, at)| now.duration_since(*at) < self.remember_for);
             if callers.len() >= MAX_REMEMBERED {
                 // All recent: forget the oldest tenth at once.
                 let mut ages: Vec<Instant> = callers.values().map(|(_, at)| *at).collect();
@@ -246,21 +310,39 @@ impl Replicas {
     pub(crate) fn remembered(&self, caller: Uuid) -> Option<Lsn> {
         let callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
         let (lsn, at) = callers.get(&caller)?;
-        (at.elapsed() < REMEMBER_FOR).then_some(*lsn)
+        (at.elapsed() < self.remember_for).then_some(*lsn)
+    }
+
+    /// Whether `node` is fresh within the allowed lag now.
+    fn fresh(&self, node: &Node, now: Instant) -> bool {
+        node.seen()
+            .fresh_as_of
+            .is_some_and(|at| now.saturating_duration_since(at) <= self.max_lag)
+    }
+
+    /// Whether the replica a request already read from may serve its next
+    /// read as it is (fresh, replayed up to the floor): no waiting.
+    pub(crate) fn still_fits(&self, node: &Node, floor: Option<Lsn>) -> bool {
+        let floor = floor.max(self.reset_floor());
+        self.fresh(node, Instant::now()) && floor.is_none_or(|floor| node.seen().replay >= floor)
     }
 
     /// A replica that may serve a read needing `floor`: fresh within the
     /// allowed lag and, within a short wait, replayed up to the floor.
     pub(crate) async fn pick(&self, floor: Option<Lsn>) -> Option<Arc<Node>> {
         let now = Instant::now();
+        let primary_only = *self
+            .primary_only_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if primary_only.is_some_and(|until| now < until) {
+            return None;
+        }
+        let floor = floor.max(self.reset_floor());
         let fresh: Vec<&Arc<Node>> = self
             .nodes
             .iter()
-            .filter(|node| {
-                node.seen()
-                    .fresh_as_of
-                    .is_some_and(|at| now.saturating_duration_since(at) <= self.max_lag)
-            })
+            .filter(|node| self.fresh(node, now))
             .collect();
         if fresh.is_empty() {
             return None;
@@ -277,14 +359,14 @@ impl Replicas {
             return Some(node.clone());
         }
         // Most likely a commit of a moment ago: ask the most advanced one
-        // until it has replayed it, briefly.
+        // until it has replayed it, briefly (each question bounded too, so
+        // a busy replica's pool cannot stretch the wait).
         let node = fresh.iter().max_by_key(|node| node.seen().replay)?;
-        let deadline = Instant::now() + self.wait;
-        while Instant::now() < deadline {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(WAIT_POLL).await;
-            match node.replay_position().await {
-                Ok(Some(replay)) => {
-                    node.update(|seen| seen.replay = seen.replay.max(replay));
+            match tokio::time::timeout_at(deadline, node.replay_position()).await {
+                Ok(Ok(Some(replay))) => {
                     if replay >= floor {
                         return Some((*node).clone());
                     }
@@ -312,24 +394,35 @@ impl Replicas {
     }
 }
 
-/// The primary's WAL write position now.
+/// The primary's WAL insert position now: at or after the commit record
+/// of every transaction it has acknowledged.
 pub(crate) async fn primary_position<C: ConnectionTrait>(db: &C) -> Result<Lsn, DbErr> {
+    Ok(primary_sample(db).await?.0)
+}
+
+/// The primary's WAL insert position and timeline now.
+async fn primary_sample<C: ConnectionTrait>(db: &C) -> Result<(Lsn, u32), DbErr> {
     let row = db
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint",
+            "SELECT (l - '0/0'::pg_lsn)::bigint, ('x' || substr(pg_walfile_name(l), 1, 8))::bit(32)::bigint \
+             FROM pg_current_wal_insert_lsn() AS l",
         ))
         .await?
         .ok_or_else(|| DbErr::Custom("no WAL position".into()))?;
-    Ok(Lsn(row.try_get_by_index::<i64>(0)? as u64))
+    let lsn: i64 = row.try_get_by_index(0)?;
+    let timeline: i64 = row.try_get_by_index(1)?;
+    let timeline = u32::try_from(timeline).map_err(|_| DbErr::Custom("bad timeline".into()))?;
+    Ok((Lsn(lsn as u64), timeline))
 }
 
 /// Samples the primary, then every replica, each `CHECK_EVERY`, until the
 /// replicas are dropped or stopped.
 async fn watch(replicas: std::sync::Weak<Replicas>, primary: DatabaseConnection) {
     // The primary's recent positions, oldest first: enough to date a
-    // replica up to the allowed lag.
+    // replica up to the allowed lag; and its timeline.
     let mut samples: VecDeque<(Instant, Lsn)> = VecDeque::new();
+    let mut timeline: Option<u32> = None;
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -343,9 +436,21 @@ async fn watch(replicas: std::sync::Weak<Replicas>, primary: DatabaseConnection)
         let at = Instant::now();
         // Without the primary's position nothing new can be vouched for:
         // replicas age out by themselves.
-        if let Ok(Ok(lsn)) = tokio::time::timeout(CHECK_TIMEOUT, primary_position(&primary)).await {
-            samples.push_back((at, lsn));
+        let Ok(Ok((lsn, now_on))) =
+            tokio::time::timeout(CHECK_TIMEOUT, primary_sample(&primary)).await
+        else {
+            continue;
+        };
+        if timeline.is_some_and(|before| before != now_on) {
+            tracing::warn!(
+                timeline = now_on,
+                "the primary is on a new timeline: replicas checked afresh"
+            );
+            samples.clear();
+            replicas.new_timeline(lsn);
         }
+        timeline = Some(now_on);
+        samples.push_back((at, lsn));
         while samples.len() > 1
             && samples
                 .front()
@@ -354,9 +459,8 @@ async fn watch(replicas: std::sync::Weak<Replicas>, primary: DatabaseConnection)
             samples.pop_front();
         }
         let checks = replicas.nodes.iter().map(|node| async {
-            let replay = tokio::time::timeout(CHECK_TIMEOUT, node.replay_position()).await;
-            match replay {
-                Ok(Ok(Some(replay))) => {
+            match tokio::time::timeout(CHECK_TIMEOUT, node.check()).await {
+                Ok(Ok(Some((replay, streams)))) if streams == Some(now_on) => {
                     // The newest sample the replica has reached.
                     let reached = samples
                         .iter()
@@ -364,9 +468,18 @@ async fn watch(replicas: std::sync::Weak<Replicas>, primary: DatabaseConnection)
                         .find(|(_, lsn)| *lsn <= replay)
                         .map(|(t, _)| *t);
                     node.update(|seen| {
-                        seen.replay = seen.replay.max(replay);
-                        seen.fresh_as_of = seen.fresh_as_of.max(reached);
+                        // Gone back (restarted at an older point): dated
+                        // afresh, never by what it had before.
+                        seen.fresh_as_of = match replay < seen.replay {
+                            true => reached,
+                            false => seen.fresh_as_of.max(reached),
+                        };
+                        seen.replay = replay;
                     });
+                }
+                Ok(Ok(Some(_))) => {
+                    tracing::debug!(replica = %node.name, "not streaming the primary's timeline: not used for reads");
+                    node.set_down();
                 }
                 Ok(Ok(None)) => {
                     tracing::warn!(replica = %node.name, "not a standby (promoted?): not used for reads");
