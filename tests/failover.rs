@@ -27,58 +27,10 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use helpers::{OPERATOR, ServerProcess, pg_scalar};
+use helpers::{OPERATOR, Pair, ServerProcess, pg_scalar};
 
 const CLIENTS: usize = 16;
 const FUNDS_CENTS: i64 = 100_000;
-
-/// A primary and a synchronous standby, removed when dropped.
-struct Pair {
-    dir: PathBuf,
-    ports: (u16, u16),
-}
-
-impl Pair {
-    fn up(ports: (u16, u16)) -> Pair {
-        let dir = std::env::temp_dir().join(format!("walletql-pair-{}", Uuid::new_v4().simple()));
-        let pair = Pair { dir, ports };
-        pair.run("up");
-        pair
-    }
-
-    fn run(&self, command: &str) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/ha/pair.sh");
-        let status = Command::new(script)
-            .arg(command)
-            .arg(&self.dir)
-            .arg(self.ports.0.to_string())
-            .arg(self.ports.1.to_string())
-            .status()
-            .expect("run deploy/ha/pair.sh");
-        assert!(status.success(), "pair.sh {command}");
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
-            self.ports.0, self.ports.1
-        )
-    }
-
-    fn primary_url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.ports.0)
-    }
-
-    fn standby_url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.ports.1)
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(|| self.run("down"));
-    }
-}
 
 /// Two PostgreSQL nodes under Patroni with etcd (`deploy/ha/up.sh`),
 /// removed when dropped.
@@ -336,7 +288,7 @@ impl Topology for Pair {
     const NAME: &str = "pg_ctl promote";
 
     fn url(&self) -> String {
-        Pair::url(self)
+        self.multi_host_url()
     }
 
     fn fail_primary(&self) -> (Instant, Instant) {

@@ -15,58 +15,15 @@ mod helpers;
 #[allow(dead_code)]
 mod ws;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use helpers::{OPERATOR, ServerProcess, pg_scalar};
+use helpers::{OPERATOR, Pair, ServerProcess, pg_scalar};
 
 const MAX_LAG_MS: u64 = 1000;
-
-/// A primary and its streaming standby, removed when dropped.
-struct Pair {
-    dir: PathBuf,
-    ports: (u16, u16),
-}
-
-impl Pair {
-    fn up(ports: (u16, u16)) -> Pair {
-        let dir =
-            std::env::temp_dir().join(format!("walletql-replica-{}", Uuid::new_v4().simple()));
-        let pair = Pair { dir, ports };
-        pair.run("up");
-        pair
-    }
-
-    fn run(&self, command: &str) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/ha/pair.sh");
-        let status = Command::new(script)
-            .arg(command)
-            .arg(&self.dir)
-            .arg(self.ports.0.to_string())
-            .arg(self.ports.1.to_string())
-            .status()
-            .expect("run deploy/ha/pair.sh");
-        assert!(status.success(), "pair.sh {command}");
-    }
-
-    fn primary_url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.ports.0)
-    }
-
-    fn replica_url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.ports.1)
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(|| self.run("down"));
-    }
-}
 
 struct Instance {
     process: ServerProcess,
@@ -75,7 +32,7 @@ struct Instance {
 
 impl Instance {
     fn start(pair: &Pair, max_lag_ms: u64) -> Instance {
-        let replicas = pair.replica_url();
+        let replicas = pair.standby_url();
         let lag = max_lag_ms.to_string();
         let process = ServerProcess::spawn_with(
             &pair.primary_url(),
@@ -161,7 +118,7 @@ async fn caught_up(pair: &Pair) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let reached = pg_scalar(
-            &pair.replica_url(),
+            &pair.standby_url(),
             &format!("SELECT (pg_last_wal_replay_lsn() >= '{target}')::text"),
         )
         .await;
@@ -215,7 +172,7 @@ async fn replicas_serve_reads_without_ever_hiding_a_callers_own_writes() {
     let verify = Command::new(env!("CARGO_BIN_EXE_walletql"))
         .args(["verify", "--on-replica"])
         .env("DATABASE_URL", pair.primary_url())
-        .env("DATABASE_REPLICA_URLS", pair.replica_url())
+        .env("DATABASE_REPLICA_URLS", pair.standby_url())
         .output()
         .expect("walletql verify");
     assert!(
@@ -225,7 +182,7 @@ async fn replicas_serve_reads_without_ever_hiding_a_callers_own_writes() {
     );
 
     // The replica stops replaying: what is written now is not there.
-    pg_scalar(&pair.replica_url(), "SELECT pg_wal_replay_pause()::text").await;
+    pg_scalar(&pair.standby_url(), "SELECT pg_wal_replay_pause()::text").await;
     let (paid, lsn) = a
         .run(
             &alice,
@@ -312,7 +269,7 @@ async fn replicas_serve_reads_without_ever_hiding_a_callers_own_writes() {
     );
 
     // Replaying again, the replica serves again.
-    pg_scalar(&pair.replica_url(), "SELECT pg_wal_replay_resume()::text").await;
+    pg_scalar(&pair.standby_url(), "SELECT pg_wal_replay_resume()::text").await;
     caught_up(&pair).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let served = b.metric("db_reads_total{on=\"replica\"}").await;

@@ -12,6 +12,7 @@
 #[allow(dead_code)]
 mod helpers;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -20,10 +21,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use helpers::{OPERATOR, ServerProcess, pg_scalar};
+use helpers::{OPERATOR, ServerProcess, pg_scalar, post_to};
 
 const PORTS: (u16, u16) = (25460, 25461);
 const PAYERS: usize = 4;
+const PAGE_AFTER: &str = "query($w: UUID!, $after: String) { operations(walletId: $w, first: 5, after: $after) { nodes { sequence } } }";
 
 /// The archived cluster and its restored copy, removed when dropped.
 struct Backups {
@@ -66,46 +68,10 @@ impl Drop for Backups {
     }
 }
 
-#[derive(Clone)]
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn on(server: &ServerProcess) -> Api {
-        Api {
-            base: format!("http://{}/graphql", server.addr),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn run(&self, token: &str, name: &str, variables: Value) -> Value {
-        let query = walletql::documents::operation(name).expect("a shared document");
-        self.http
-            .post(&self.base)
-            .bearer_auth(token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .expect("post")
-            .json()
-            .await
-            .expect("json")
-    }
-
-    async fn gql(&self, token: &str, query: &str, variables: Value) -> Value {
-        self.http
-            .post(&self.base)
-            .bearer_auth(token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .expect("post")
-            .json()
-            .await
-            .expect("json")
-    }
+/// Runs a shared document on the server at `addr`.
+async fn run(addr: SocketAddr, token: &str, name: &str, variables: Value) -> Value {
+    let query = walletql::documents::operation(name).expect("a shared document");
+    post_to(addr, token, query, variables).await
 }
 
 struct Client {
@@ -128,28 +94,28 @@ async fn a_restore_to_a_named_point_keeps_what_was_acknowledged_before_it() {
     let primary = Backups::url(PORTS.0);
     let unlimited = [("RATE_LIMIT_PER_TOKEN", "0")];
     let server = ServerProcess::spawn_with(&primary, &unlimited);
-    let api = Api::on(&server);
+    let api = server.addr;
     let mut clients = Vec::new();
     for i in 0..PAYERS {
-        let created = api
-            .run(
-                OPERATOR,
-                "CreateClient",
-                json!({ "input": { "name": format!("Payer {i}") } }),
-            )
-            .await;
+        let created = run(
+            api,
+            OPERATOR,
+            "CreateClient",
+            json!({ "input": { "name": format!("Payer {i}") } }),
+        )
+        .await;
         let created = &helpers::data(&created)["createClient"];
         let client = Client {
             token: helpers::text(&created["token"]),
             wallet: helpers::text(&created["wallet"]["id"]),
         };
-        let funded = api
-            .run(
-                OPERATOR,
-                "Deposit",
-                json!({ "input": { "walletId": client.wallet, "amount": "1000.00" } }),
-            )
-            .await;
+        let funded = run(
+            api,
+            OPERATOR,
+            "Deposit",
+            json!({ "input": { "walletId": client.wallet, "amount": "1000.00" } }),
+        )
+        .await;
         helpers::data(&funded);
         clients.push(client);
     }
@@ -160,20 +126,20 @@ async fn a_restore_to_a_named_point_keeps_what_was_acknowledged_before_it() {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut payers = Vec::new();
     for i in 0..PAYERS {
-        let (api, clients, log, stop) = (api.clone(), clients.clone(), log.clone(), stop.clone());
+        let (api, clients, log, stop) = (api, clients.clone(), log.clone(), stop.clone());
         payers.push(tokio::spawn(async move {
             let (from, to) = (&clients[i], &clients[(i + 1) % PAYERS]);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let key = Uuid::now_v7().to_string();
                 let sent = Instant::now();
-                let answer = api
-                    .run(
-                        &from.token,
-                        "Transfer",
-                        json!({ "input": { "fromWalletId": from.wallet, "toWalletId": to.wallet,
+                let answer = run(
+                    api,
+                    &from.token,
+                    "Transfer",
+                    json!({ "input": { "fromWalletId": from.wallet, "toWalletId": to.wallet,
                                 "amount": "0.01", "idempotencyKey": key } }),
-                    )
-                    .await;
+                )
+                .await;
                 let id = answer["data"]["transfer"]["transfer"]["id"].as_str();
                 let acknowledged = id.map(|id| (Instant::now(), id.to_owned()));
                 log.lock().expect("log").push(Sent {
@@ -191,13 +157,13 @@ async fn a_restore_to_a_named_point_keeps_what_was_acknowledged_before_it() {
     let t_done = Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // A cursor handed out after T: the newest operation of payer 0.
-    let head = api
-        .gql(
-            &clients[0].token,
-            "query($id: UUID!) { wallet(id: $id) { cursor operationCount } }",
-            json!({ "id": clients[0].wallet }),
-        )
-        .await;
+    let head = post_to(
+        api,
+        &clients[0].token,
+        "query($id: UUID!) { wallet(id: $id) { cursor operationCount } }",
+        json!({ "id": clients[0].wallet }),
+    )
+    .await;
     let late_cursor = helpers::text(&helpers::data(&head)["wallet"]["cursor"]);
     let late_count = helpers::data(&head)["wallet"]["operationCount"]
         .as_i64()
@@ -265,7 +231,7 @@ async fn a_restore_to_a_named_point_keeps_what_was_acknowledged_before_it() {
     // walletql on the copy: the history after T is gone, and new payments
     // take its sequence numbers; the cursor from after T is refused.
     let server = ServerProcess::spawn_with(&restored, &unlimited);
-    let api = Api::on(&server);
+    let api = server.addr;
     let count = pg_scalar(
         &restored,
         &format!(
@@ -281,37 +247,37 @@ async fn a_restore_to_a_named_point_keeps_what_was_acknowledged_before_it() {
         "payer 0 had {late_count} operations after T, {count} at T"
     );
     for _ in count..=late_count {
-        let paid = api
-            .run(
-                &clients[0].token,
-                "Transfer",
-                json!({ "input": { "fromWalletId": clients[0].wallet,
-                        "toWalletId": clients[1].wallet, "amount": "0.01" } }),
-            )
-            .await;
-        helpers::data(&paid);
-    }
-    let page = api
-        .gql(
+        let paid = run(
+            api,
             &clients[0].token,
-            "query($w: UUID!, $after: String) { operations(walletId: $w, first: 5, after: $after) { nodes { sequence } } }",
-            json!({ "w": clients[0].wallet, "after": late_cursor }),
+            "Transfer",
+            json!({ "input": { "fromWalletId": clients[0].wallet,
+                        "toWalletId": clients[1].wallet, "amount": "0.01" } }),
         )
         .await;
+        helpers::data(&paid);
+    }
+    let page = post_to(
+        api,
+        &clients[0].token,
+        PAGE_AFTER,
+        json!({ "w": clients[0].wallet, "after": late_cursor }),
+    )
+    .await;
     assert_eq!(helpers::error_code(&page), "INVALID_INPUT", "{page}");
     let message = page["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("cursor no longer valid"), "{message}");
     // A key first used after T is unknown to the copy: a retry pays afresh.
     if let Some(key) = late_key {
         let before = pg_scalar(&restored, "SELECT count(*)::text FROM transfer").await;
-        let again = api
-            .run(
-                &clients[0].token,
-                "Transfer",
-                json!({ "input": { "fromWalletId": clients[0].wallet, "toWalletId": clients[1].wallet,
+        let again = run(
+            api,
+            &clients[0].token,
+            "Transfer",
+            json!({ "input": { "fromWalletId": clients[0].wallet, "toWalletId": clients[1].wallet,
                         "amount": "0.01", "idempotencyKey": key } }),
-            )
-            .await;
+        )
+        .await;
         helpers::data(&again);
         let now = pg_scalar(&restored, "SELECT count(*)::text FROM transfer").await;
         assert_eq!(

@@ -11,8 +11,12 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
+use entity::{client, wallet};
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::{Mutex, mpsc, oneshot};
+use uuid::Uuid;
+
+use super::reads;
 
 type Reply<K, V> = oneshot::Sender<Result<Arc<HashMap<K, V>>, DbErr>>;
 
@@ -107,5 +111,33 @@ where
             .into_iter()
             .filter_map(|k| rows.get(&k).map(|v| (k, v.clone())))
             .collect())
+    }
+}
+
+/// The lookups by key that every server answers, each coalesced: wallets
+/// by id, wallets by their client's id, clients by id. The primary has one
+/// set, and each read replica its own.
+pub struct ByKey {
+    pub wallets: Coalescer<Uuid, wallet::Model>,
+    pub wallets_of_clients: Coalescer<Uuid, wallet::Model>,
+    pub clients: Coalescer<Uuid, client::Model>,
+}
+
+impl ByKey {
+    pub fn start(db: &DatabaseConnection) -> ByKey {
+        ByKey {
+            wallets: Coalescer::start(db, |db, ids: Vec<Uuid>| async move {
+                let rows = reads::wallets_by_ids(&db, &ids).await?;
+                Ok(rows.into_iter().map(|w| (w.id, w)).collect())
+            }),
+            wallets_of_clients: Coalescer::start(db, |db, ids: Vec<Uuid>| async move {
+                let rows = reads::wallets_by_client_ids(&db, &ids).await?;
+                Ok(rows.into_iter().map(|w| (w.client_id, w)).collect())
+            }),
+            clients: Coalescer::start(db, |db, ids: Vec<Uuid>| async move {
+                let rows = reads::clients_by_ids(&db, &ids).await?;
+                Ok(rows.into_iter().map(|c| (c.id, c)).collect())
+            }),
+        }
     }
 }

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use entity::{client, wallet};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
@@ -25,7 +24,7 @@ use sea_orm::{
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
-use self::coalesce::Coalescer;
+use self::coalesce::ByKey;
 use self::primary::Primary;
 use self::replicas::{Lsn, ReplicaOptions, Replicas};
 use sea_orm::sqlx::postgres::{PgPool, PgPoolOptions};
@@ -64,10 +63,8 @@ pub struct Shared {
     /// Requests waiting to begin a write transaction.
     write_waiters: Arc<AtomicU64>,
     /// Wallets by id and by client id, and clients, each read together for
-    /// concurrent requests.
-    wallets: Coalescer<Uuid, wallet::Model>,
-    wallets_of_clients: Coalescer<Uuid, wallet::Model>,
-    clients: Coalescer<Uuid, client::Model>,
+    /// concurrent requests (`reader::Reader` routes them).
+    by_key: ByKey,
 }
 
 /// How to connect.
@@ -195,22 +192,9 @@ impl Store {
                 ));
             }
         };
-        let wallets = Coalescer::start(&db, |db, ids: Vec<Uuid>| async move {
-            let rows = reads::wallets_by_ids(&db, &ids).await?;
-            Ok(rows.into_iter().map(|w| (w.id, w)).collect())
-        });
-        let wallets_of_clients = Coalescer::start(&db, |db, ids: Vec<Uuid>| async move {
-            let rows = reads::wallets_by_client_ids(&db, &ids).await?;
-            Ok(rows.into_iter().map(|w| (w.client_id, w)).collect())
-        });
-        let clients = Coalescer::start(&db, |db, ids: Vec<Uuid>| async move {
-            let rows = reads::clients_by_ids(&db, &ids).await?;
-            Ok(rows.into_iter().map(|c| (c.id, c)).collect())
-        });
+        let by_key = ByKey::start(&db);
         Ok(Store(Arc::new(Shared {
-            wallets,
-            wallets_of_clients,
-            clients,
+            by_key,
             db,
             listen,
             primary,
@@ -220,30 +204,6 @@ impl Store {
             retries: Arc::new(AtomicU64::new(0)),
             write_waiters: Arc::new(AtomicU64::new(0)),
         })))
-    }
-
-    /// Wallets by id, read together with other requests' (see `coalesce`).
-    pub async fn wallets_by_ids(
-        &self,
-        ids: Vec<Uuid>,
-    ) -> Result<std::collections::HashMap<Uuid, wallet::Model>, DbErr> {
-        self.wallets.read(ids).await
-    }
-
-    /// Wallets by their client's id, read together with other requests'.
-    pub async fn wallets_by_client_ids(
-        &self,
-        ids: Vec<Uuid>,
-    ) -> Result<std::collections::HashMap<Uuid, wallet::Model>, DbErr> {
-        self.wallets_of_clients.read(ids).await
-    }
-
-    /// Clients by id, read together with other requests'.
-    pub async fn clients_by_ids(
-        &self,
-        ids: Vec<Uuid>,
-    ) -> Result<std::collections::HashMap<Uuid, client::Model>, DbErr> {
-        self.clients.read(ids).await
     }
 
     pub fn db(&self) -> &DatabaseConnection {

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::Store;
 use super::backend::{is_recovery_conflict, is_unavailable};
+use super::coalesce::{ByKey, Coalescer};
 use super::replicas::{Lsn, Node};
 
 /// A request's reads. Cloning shares the pin and the replica.
@@ -127,42 +128,48 @@ impl Reader {
         .await
     }
 
-    /// Wallets by id, read together with other requests' on the same server.
+    /// A lookup by key, read together with other requests' on the same
+    /// server (`which` picks it from a server's set).
+    async fn by_key<K, V>(
+        &self,
+        keys: Vec<K>,
+        which: impl Fn(&ByKey) -> &Coalescer<K, V>,
+    ) -> Result<HashMap<K, V>, DbErr>
+    where
+        K: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let primary = which(&self.store.by_key);
+        if self.store.replicas.is_none() {
+            return primary.read(keys).await;
+        }
+        let again = keys.clone();
+        let which = &which;
+        self.routed(
+            |node| async move { which(&node.by_key).read(keys).await },
+            || primary.read(again),
+        )
+        .await
+    }
+
     pub async fn wallets_by_ids(
         &self,
         ids: Vec<Uuid>,
     ) -> Result<HashMap<Uuid, wallet::Model>, DbErr> {
-        let again = ids.clone();
-        self.routed(
-            |node| async move { node.wallets.read(ids).await },
-            || self.store.wallets_by_ids(again),
-        )
-        .await
+        self.by_key(ids, |keyed| &keyed.wallets).await
     }
 
-    /// Wallets by their client's id.
     pub async fn wallets_by_client_ids(
         &self,
         ids: Vec<Uuid>,
     ) -> Result<HashMap<Uuid, wallet::Model>, DbErr> {
-        let again = ids.clone();
-        self.routed(
-            |node| async move { node.wallets_of_clients.read(ids).await },
-            || self.store.wallets_by_client_ids(again),
-        )
-        .await
+        self.by_key(ids, |keyed| &keyed.wallets_of_clients).await
     }
 
-    /// Clients by id.
     pub async fn clients_by_ids(
         &self,
         ids: Vec<Uuid>,
     ) -> Result<HashMap<Uuid, client::Model>, DbErr> {
-        let again = ids.clone();
-        self.routed(
-            |node| async move { node.clients.read(ids).await },
-            || self.store.clients_by_ids(again),
-        )
-        .await
+        self.by_key(ids, |keyed| &keyed.clients).await
     }
 }

@@ -20,14 +20,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use entity::{client, wallet};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
 };
 use uuid::Uuid;
 
-use super::coalesce::Coalescer;
-use super::reads;
+use super::coalesce::ByKey;
 
 /// How often the watcher samples the primary and the replicas.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
@@ -94,9 +92,7 @@ impl Default for ReplicaOptions {
 pub(crate) struct Node {
     name: String,
     pub(crate) db: DatabaseConnection,
-    pub(crate) wallets: Coalescer<Uuid, wallet::Model>,
-    pub(crate) wallets_of_clients: Coalescer<Uuid, wallet::Model>,
-    pub(crate) clients: Coalescer<Uuid, client::Model>,
+    pub(crate) by_key: ByKey,
     seen: Mutex<Seen>,
 }
 
@@ -205,18 +201,7 @@ impl Replicas {
             let db = Database::connect(connect).await?;
             nodes.push(Arc::new(Node {
                 name,
-                wallets: Coalescer::start(&db, |db, ids: Vec<Uuid>| async move {
-                    let rows = reads::wallets_by_ids(&db, &ids).await?;
-                    Ok(rows.into_iter().map(|w| (w.id, w)).collect())
-                }),
-                wallets_of_clients: Coalescer::start(&db, |db, ids: Vec<Uuid>| async move {
-                    let rows = reads::wallets_by_client_ids(&db, &ids).await?;
-                    Ok(rows.into_iter().map(|w| (w.client_id, w)).collect())
-                }),
-                clients: Coalescer::start(&db, |db, ids: Vec<Uuid>| async move {
-                    let rows = reads::clients_by_ids(&db, &ids).await?;
-                    Ok(rows.into_iter().map(|c| (c.id, c)).collect())
-                }),
+                by_key: ByKey::start(&db),
                 db,
                 seen: Mutex::default(),
             }));

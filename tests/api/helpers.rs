@@ -687,3 +687,56 @@ pub async fn pg_scalar(url: &str, sql: &str) -> String {
     let _ = db.close().await;
     value
 }
+
+/// A PostgreSQL primary and its synchronous streaming standby of a test's
+/// own (`deploy/ha/pair.sh`), on `ports`; removed when dropped.
+#[allow(dead_code)]
+pub struct Pair {
+    dir: std::path::PathBuf,
+    ports: (u16, u16),
+}
+
+#[allow(dead_code)]
+impl Pair {
+    pub fn up(ports: (u16, u16)) -> Pair {
+        let dir = std::env::temp_dir().join(format!("walletql-pair-{}", Uuid::new_v4().simple()));
+        let pair = Pair { dir, ports };
+        pair.run("up");
+        pair
+    }
+
+    /// `deploy/ha/pair.sh COMMAND` on this pair.
+    pub fn run(&self, command: &str) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/ha/pair.sh");
+        let status = std::process::Command::new(script)
+            .arg(command)
+            .arg(&self.dir)
+            .arg(self.ports.0.to_string())
+            .arg(self.ports.1.to_string())
+            .status()
+            .expect("run deploy/ha/pair.sh");
+        assert!(status.success(), "pair.sh {command}");
+    }
+
+    /// Both hosts, asking for the writable one.
+    pub fn multi_host_url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+            self.ports.0, self.ports.1
+        )
+    }
+
+    pub fn primary_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.ports.0)
+    }
+
+    pub fn standby_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.ports.1)
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| self.run("down"));
+    }
+}
