@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migration/src/m20261206_000001_transfer_lists.rs"),
     include_str!("../../migration/src/m20261206_000002_incoming_holds.rs"),
     include_str!("../../migration/src/m20261207_000001_ledger_batch.rs"),
+    include_str!("../../migration/src/m20261207_000002_time_by_sequence.rs"),
     include_str!("../../migration/src/rules.rs"),
 ];
 
