@@ -252,7 +252,24 @@ async fn attempt(
             ))
         })
         .unzip();
-    let claimed = postings::claim_keys(&write.tx, &claims).await?;
+    // Transfers first, then wallets, each in id order: the order every
+    // batch locks in, so overlapping batches never deadlock. A batch that
+    // acts on no stored transfer (most: transfers and deposits) claims its
+    // keys and locks its wallets in one statement.
+    let mut locked = Locked {
+        now: Utc::now(),
+        ..Locked::default()
+    };
+    let simple = entries.iter().all(|entry| entry.acts_on().is_none());
+    let (claimed, found) = if simple {
+        let wallet_ids: Vec<Uuid> = entries
+            .iter()
+            .flat_map(|entry| wallets_of(entry, &locked))
+            .collect();
+        postings::claim_keys_and_lock_wallets(&write.tx, &claims, &wallet_ids).await?
+    } else {
+        (postings::claim_keys(&write.tx, &claims).await?, Vec::new())
+    };
     let mut keys = vec![Key::Fresh; entries.len()];
     for (i, found) in claiming.into_iter().zip(claimed) {
         keys[i] = match found {
@@ -261,45 +278,28 @@ async fn attempt(
             Claimed::Reused => Key::Reused,
         };
     }
-    // The entries that will be applied, whose rows are locked.
-    let live = || {
-        entries
-            .iter()
-            .zip(&keys)
-            .filter(|(_, key)| **key == Key::Fresh)
-            .map(|(entry, _)| *entry)
-    };
-    // Transfers first, then wallets, each in id order: the order every
-    // batch locks in, so overlapping batches never deadlock.
-    let transfer_ids: Vec<Uuid> = live().filter_map(Entry::acts_on).collect();
-    let mut locked = Locked {
-        now: Utc::now(),
-        ..Locked::default()
-    };
-    if !transfer_ids.is_empty() {
-        let (transfers, now) = postings::lock_transfers(&write.tx, &transfer_ids).await?;
-        locked.now = now;
-        locked.transfers = transfers.into_iter().map(|t| (t.id, t)).collect();
-    }
-    let mut wallet_ids: Vec<Uuid> = Vec::new();
-    for entry in live() {
-        match &entry.action {
-            Action::Post { legs, transfer } => {
-                wallet_ids.extend(legs.iter().map(|leg| leg.wallet_id));
-                wallet_ids.extend(
-                    transfer
-                        .iter()
-                        .flat_map(|t| [t.from_wallet_id, t.to_wallet_id]),
-                );
-            }
-            Action::End { transfer_id, .. } | Action::Refund { transfer_id, .. } => {
-                if let Some(t) = locked.transfers.get(transfer_id) {
-                    wallet_ids.extend([t.from_wallet_id, t.to_wallet_id]);
-                }
-            }
+    let found = if simple {
+        found
+    } else {
+        // The entries that will be applied, whose rows are locked.
+        let live = || {
+            entries
+                .iter()
+                .zip(&keys)
+                .filter(|(_, key)| **key == Key::Fresh)
+                .map(|(entry, _)| *entry)
+        };
+        let transfer_ids: Vec<Uuid> = live().filter_map(Entry::acts_on).collect();
+        if !transfer_ids.is_empty() {
+            let (transfers, now) = postings::lock_transfers(&write.tx, &transfer_ids).await?;
+            locked.now = now;
+            locked.transfers = transfers.into_iter().map(|t| (t.id, t)).collect();
         }
-    }
-    let found = postings::lock_wallets(&write.tx, &wallet_ids).await?;
+        let wallet_ids: Vec<Uuid> = live()
+            .flat_map(|entry| wallets_of(entry, &locked))
+            .collect();
+        postings::lock_wallets(&write.tx, &wallet_ids).await?
+    };
     locked.wallets = found.into_iter().map(|w| (w.id, w)).collect();
     let locked_now = locked.now;
     let settlement = settle(entries, &keys, groups, locked, rules, Utc::now());
@@ -383,6 +383,27 @@ async fn attempt(
         hub.dispatch(settlement.operations.iter().cloned());
     }
     Ok(settlement)
+}
+
+/// The wallets an entry changes: its legs' and its transfer's, or those of
+/// the stored transfer it acts on (once locked).
+fn wallets_of(entry: &Entry, locked: &Locked) -> Vec<Uuid> {
+    match &entry.action {
+        Action::Post { legs, transfer } => legs
+            .iter()
+            .map(|leg| leg.wallet_id)
+            .chain(
+                transfer
+                    .iter()
+                    .flat_map(|t| [t.from_wallet_id, t.to_wallet_id]),
+            )
+            .collect(),
+        Action::End { transfer_id, .. } | Action::Refund { transfer_id, .. } => locked
+            .transfers
+            .get(transfer_id)
+            .map(|t| vec![t.from_wallet_id, t.to_wallet_id])
+            .unwrap_or_default(),
+    }
 }
 
 /// Why a request got no answer from the committer.

@@ -233,6 +233,22 @@ async fn a_description_is_stored_once_and_shown_on_both_legs(app: TestApp) {
         1,
         "only the deposit's row holds its description"
     );
+    // An empty description is one; none is NULL (the batch's typed arrays
+    // carry NULL by a flag, never by a value a caller could send).
+    for description in [json!(""), Value::Null] {
+        let input = json!({ "input": { "fromWalletId": alice.wallet, "toWalletId": bob.wallet, "amount": "1.00", "description": description } });
+        let paid = data(&app.gql(Some(&alice.token), pay, input).await)["transfer"].clone();
+        assert_eq!(paid["transfer"]["description"], description);
+    }
+    assert_eq!(
+        (
+            app.sql_i64("SELECT COUNT(*) FROM transfer WHERE description = ''")
+                .await,
+            app.sql_i64("SELECT COUNT(*) FROM transfer WHERE description IS NULL")
+                .await
+        ),
+        (1, 1)
+    );
 }
 
 both_backends!(
