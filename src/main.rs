@@ -4,6 +4,9 @@ use clap::Parser;
 use walletql::config::{Cli, Command};
 use walletql::{schema, server, telemetry};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
