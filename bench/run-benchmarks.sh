@@ -145,6 +145,14 @@ loadgen --probe-history 0 --depth 100000 --samples 200 | tee "$OUT/history.txt"
 echo "== batch sizes and NOTIFY queue (/metrics)"
 curl -sf "http://127.0.0.1:$PORT/metrics" | grep -E "^ledger_batch_size|^db_notification_queue_usage" | tee "$OUT/metrics.txt"
 
+echo "== bytes per ledger row: the heap and each index of operation"
+psql -d "$DB" -c "CHECKPOINT" >/dev/null
+psql -d "$DB" -F ' ' -At -c "
+  SELECT 'rows', (SELECT count(*) FROM operation)
+  UNION ALL SELECT 'heap', pg_relation_size('operation')
+  UNION ALL SELECT indexrelid::regclass::text, pg_relation_size(indexrelid)
+  FROM pg_index WHERE indrelid = 'operation'::regclass" | tee "$OUT/bytes.txt"
+
 echo "== ledger audit"
 loadgen -c 1 -d 1 --mix wallet=1 --database-url "$URL" | tee "$OUT/audit.txt" || echo "AUDIT FAILED" | tee -a "$OUT/audit.txt"
 kill $SERVER; wait $SERVER 2>/dev/null || true
