@@ -196,7 +196,11 @@ try {
     }
     await expectText(buyer, 'balance', '66.25');
     const rows = () => buyer.locator('[data-testid="operation"]').count();
-    for (let tries = 0; tries < 20 && (await rows()) < 31; tries += 1) {
+    // As a reader would: scroll to the end, and if nothing came, up a
+    // little and down again (the end coming into view again is what asks
+    // for the next page; a load in flight when it came into view took it).
+    for (let tries = 0; tries < 40 && (await rows()) < 31; tries += 1) {
+      if (tries % 2 === 1) await buyer.mouse.wheel(0, -400);
       await buyer.mouse.wheel(0, 5000);
       await buyer.waitForTimeout(200);
     }
