@@ -245,7 +245,8 @@ async fn attempt(
                 KeyClaim {
                     scope: &claim.scope,
                     key: &claim.key,
-                    fingerprint: &claim.fingerprint,
+                    fingerprint: claim.fingerprint.stored(),
+                    legacy: claim.fingerprint.legacy(),
                     transfer_id,
                     operation_id,
                 },

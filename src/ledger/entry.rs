@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::domain::auth::Caller;
 use crate::domain::error::{AppError, AppResult};
+use crate::domain::fingerprint::Fingerprint;
 use crate::domain::money::Money;
 use crate::domain::validate;
 
@@ -80,7 +81,7 @@ pub struct Claim {
     pub scope: String,
     pub key: String,
     /// The verb, its target and its parameters: a retry must repeat them.
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
 }
 
 /// A transfer row an entry creates.
@@ -295,12 +296,16 @@ fn operator_leg(
 ) -> AppResult<Entry> {
     caller.require_operator()?;
     let description = checked_description(description)?;
-    let fingerprint = format!(
-        "{verb}:{}:{}:{}",
-        leg.wallet_id,
-        leg.delta.abs(),
-        description.as_deref().unwrap_or("")
-    );
+    let fingerprint = Fingerprint::of(verb)
+        .field(leg.wallet_id.as_bytes())
+        .field(leg.delta.abs().to_be_bytes())
+        .optional(description.as_deref())
+        .finish(format!(
+            "{verb}:{}:{}:{}",
+            leg.wallet_id,
+            leg.delta.abs(),
+            description.as_deref().unwrap_or("")
+        ));
     let claim = claim(caller, key, fingerprint)?;
     Ok(post(caller, vec![leg], None, description, claim))
 }
@@ -310,10 +315,15 @@ pub fn transfer(caller: &Caller, request: TransferRequest) -> AppResult<Entry> {
     let (from, to) = payer_and_payee(caller, request.from_wallet_id, request.to_wallet_id)?;
     let amount = request.amount.cents();
     let description = checked_description(request.description)?;
-    let fingerprint = format!(
-        "transfer:{from}:{to}:{amount}:{}",
-        description.as_deref().unwrap_or("")
-    );
+    let fingerprint = Fingerprint::of("transfer")
+        .field(from.as_bytes())
+        .field(to.as_bytes())
+        .field(amount.to_be_bytes())
+        .optional(description.as_deref())
+        .finish(format!(
+            "transfer:{from}:{to}:{amount}:{}",
+            description.as_deref().unwrap_or("")
+        ));
     let legs = vec![
         Leg::new(from, -amount, OperationKind::TransferOut, Some(to)),
         Leg::new(to, amount, OperationKind::TransferIn, Some(from)),
@@ -350,16 +360,22 @@ pub fn authorize(
     // The deadline is part of the request only when the caller gave one
     // (a retry without one is the same request, whenever it comes).
     let deadline = request.expires_at.map(|t| t.timestamp_micros().to_string());
-    let fingerprint = format!(
-        "authorize:{from}:{to}:{amount}:{}:{}",
-        deadline.as_deref().unwrap_or(""),
-        description.as_deref().unwrap_or("")
-    );
+    let fingerprint = Fingerprint::of("authorize")
+        .field(from.as_bytes())
+        .field(to.as_bytes())
+        .field(amount.to_be_bytes())
+        .optional(deadline.as_deref())
+        .optional(description.as_deref())
+        .finish(format!(
+            "authorize:{from}:{to}:{amount}:{}:{}",
+            deadline.as_deref().unwrap_or(""),
+            description.as_deref().unwrap_or("")
+        ));
     let claim = claim(caller, Some(request.idempotency_key), fingerprint)?;
     let expires_at =
         validate::expires_at(request.expires_at, now).map_err(|error| ClockRefusal {
             error,
-            claim: claim.clone(),
+            claim: claim.clone().map(Box::new),
         })?;
     let header = NewTransfer {
         id: Uuid::now_v7(),
@@ -383,7 +399,7 @@ pub fn authorize(
 #[derive(Debug)]
 pub struct ClockRefusal {
     pub error: AppError,
-    pub claim: Option<Claim>,
+    pub claim: Option<Box<Claim>>,
 }
 
 impl From<AppError> for ClockRefusal {
@@ -406,7 +422,9 @@ pub fn end(
         End::Void => "void".to_owned(),
         End::Expire => "expire".to_owned(),
     };
-    let fingerprint = format!("{verb}:{transfer_id}");
+    let fingerprint = Fingerprint::of(&verb)
+        .field(transfer_id.as_bytes())
+        .finish(format!("{verb}:{transfer_id}"));
     Ok(Entry {
         first_operation_id: Uuid::now_v7(),
         caller: caller.clone(),
@@ -436,12 +454,16 @@ pub fn refund(caller: &Caller, request: RefundRequest) -> AppResult<Entry> {
     caller.require_authenticated()?;
     let description = checked_description(request.description)?;
     let amount = request.amount.map(Money::cents);
-    let fingerprint = format!(
-        "refund:{}:{}:{}",
-        request.transfer_id,
-        amount.map_or_else(|| "rest".to_owned(), |a| a.to_string()),
-        description.as_deref().unwrap_or("")
-    );
+    let fingerprint = Fingerprint::of("refund")
+        .field(request.transfer_id.as_bytes())
+        .optional(amount.map(i64::to_be_bytes))
+        .optional(description.as_deref())
+        .finish(format!(
+            "refund:{}:{}:{}",
+            request.transfer_id,
+            amount.map_or_else(|| "rest".to_owned(), |a| a.to_string()),
+            description.as_deref().unwrap_or("")
+        ));
     Ok(Entry {
         first_operation_id: Uuid::now_v7(),
         caller: caller.clone(),
@@ -575,7 +597,11 @@ fn checked_description(raw: Option<String>) -> AppResult<Option<String>> {
     raw.as_deref().map(validate::description).transpose()
 }
 
-fn claim(caller: &Caller, key: Option<String>, fingerprint: String) -> AppResult<Option<Claim>> {
+fn claim(
+    caller: &Caller,
+    key: Option<String>,
+    fingerprint: Fingerprint,
+) -> AppResult<Option<Claim>> {
     Ok(match key {
         Some(key) => Some(Claim {
             scope: caller.idempotency_scope(),

@@ -435,7 +435,7 @@ impl Ledger {
         let Some(record) = postings::key_record(db, &claim.scope, &claim.key).await? else {
             return Ok(None);
         };
-        if record.fingerprint != claim.fingerprint {
+        if !claim.fingerprint.matches(&record.fingerprint) {
             return Err(AppError::IdempotencyKeyReused);
         }
         let (transfer, operations) =

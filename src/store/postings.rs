@@ -26,7 +26,11 @@ use uuid::Uuid;
 pub struct KeyClaim<'a> {
     pub scope: &'a str,
     pub key: &'a str,
+    /// The fingerprint stored with the key.
     pub fingerprint: &'a str,
+    /// The old text of the same request, which a key stored by an earlier
+    /// version holds (see `domain::fingerprint`).
+    pub legacy: Option<&'a str>,
     pub transfer_id: Option<Uuid>,
     pub operation_id: Option<Uuid>,
 }
@@ -193,7 +197,11 @@ async fn judge_claims<C: ConnectionTrait>(
         .zip(won)
         .map(|(c, won)| match *won {
             true => Claimed::Ours,
-            false if stored.get(&(c.scope, c.key)) == Some(&c.fingerprint.to_owned()) => {
+            false
+                if stored.get(&(c.scope, c.key)).is_some_and(|stored| {
+                    stored == c.fingerprint || c.legacy == Some(stored.as_str())
+                }) =>
+            {
                 Claimed::Used
             }
             false => Claimed::Reused,

@@ -161,7 +161,54 @@ async fn keys_past_their_retention_are_pruned_and_free_again(app: TestApp) {
     app.assert_ledger_consistent().await;
 }
 
+/// Keys are stored with a versioned hash of the request; a key stored by an
+/// earlier version (its `verb:field:...` text) still replays its request
+/// after the upgrade, and still refuses another.
+async fn keys_stored_before_the_hashed_fingerprints_still_replay(app: TestApp) {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let alice = app.create_client("Alice").await;
+    let bob = app.create_client("Bob").await;
+    data(&app.deposit(&alice.wallet, "10.00").await);
+    let first = app
+        .transfer_with(&alice, &bob.wallet, "3.00", Some("before"))
+        .await;
+    assert_eq!(
+        app.sql_i64(
+            "SELECT COUNT(*) FROM idempotency_key WHERE key = 'before' \
+             AND fingerprint LIKE 'v2:%' AND length(fingerprint) = 67"
+        )
+        .await,
+        1,
+        "stored as a versioned SHA-256"
+    );
+    // As the version before stored it.
+    entity::idempotency_key::Entity::update_many()
+        .col_expr(
+            entity::idempotency_key::Column::Fingerprint,
+            Expr::value(format!("transfer:{}:{}:300:", alice.wallet, bob.wallet)),
+        )
+        .filter(entity::idempotency_key::Column::Key.eq("before"))
+        .exec(app.store.db())
+        .await
+        .expect("store the old text");
+    let retry = app
+        .transfer_with(&alice, &bob.wallet, "3.00", Some("before"))
+        .await;
+    assert_eq!(
+        data(&first)["transfer"]["transfer"],
+        data(&retry)["transfer"]["transfer"]
+    );
+    let other = app
+        .transfer_with(&alice, &bob.wallet, "4.00", Some("before"))
+        .await;
+    assert_eq!(error_code(&other), "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(app.balance(&alice.wallet).await, "7.00");
+    assert_eq!(app.sql_i64("SELECT COUNT(*) FROM transfer").await, 1);
+}
+
 both_backends!(
+    keys_stored_before_the_hashed_fingerprints_still_replay,
     keys_past_their_retention_are_pruned_and_free_again,
     a_retried_deposit_moves_money_once,
     a_retried_transfer_returns_the_first_result,
