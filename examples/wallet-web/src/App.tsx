@@ -260,14 +260,28 @@ function History({ walletId, version }: { walletId: string; version: number }) {
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [version]);
 
+  // The end of the list coming into view while a page loads asks again
+  // once it has loaded (the view would not come again by itself).
+  const wanted = useRef(false);
+  const nextRef = useRef<string | null>(null);
+  nextRef.current = next;
   async function more() {
-    if (!next || loading.current) return;
+    if (loading.current) {
+      wanted.current = true;
+      return;
+    }
+    const after = nextRef.current;
+    if (!after) return;
     loading.current = true;
-    const page = await fetchPage({ first: 10, after: next });
+    wanted.current = false;
+    const page = await fetchPage({ first: 10, after });
     loading.current = false;
     if (!page) return;
+    const following = page.pageInfo.hasNextPage ? page.pageInfo.endCursor ?? null : null;
     setRows((shown) => [...shown, ...page.edges.filter((e) => !shown.some((s) => s.node.id === e.node.id))]);
-    setNext(page.pageInfo.hasNextPage ? page.pageInfo.endCursor ?? null : null);
+    nextRef.current = following;
+    setNext(following);
+    if (wanted.current) void more();
   }
 
   const sentinel = useRef<HTMLDivElement>(null);
