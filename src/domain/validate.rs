@@ -57,7 +57,9 @@ pub fn idempotency_key(raw: &str) -> AppResult<String> {
     Ok(raw.to_owned())
 }
 
-fn bounded_text(field: &'static str, value: &str, max_chars: usize) -> AppResult<()> {
+/// Text a caller sent: at most `max_chars` characters, none of them control
+/// or bidirectional formatting characters.
+pub fn bounded_text(field: &'static str, value: &str, max_chars: usize) -> AppResult<()> {
     if value.chars().count() > max_chars {
         return Err(AppError::invalid_field(
             field,
