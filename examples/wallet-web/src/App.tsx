@@ -251,12 +251,35 @@ function History({ walletId, version }: { walletId: string; version: number }) {
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [walletId, kind]);
 
-  // Live: what committed since the newest row shown goes on top.
+  // Live: what committed since the newest row shown goes on top. One
+  // catch-up at a time, and another after it if the ledger moved meanwhile:
+  // two identical queries in flight are one for urql (deduplicated), so a
+  // second one sent while the first was out would get the first's answer,
+  // read before the newer row committed.
+  const shownRef = useRef(rows);
+  shownRef.current = rows;
+  const live = useRef({ busy: false, again: false });
+  async function catchUp() {
+    if (live.current.busy) {
+      live.current.again = true;
+      return;
+    }
+    live.current.busy = true;
+    do {
+      live.current.again = false;
+      const top = shownRef.current[0];
+      if (!top) break;
+      const page = await fetchPage({ last: 50, before: top.cursor });
+      if (page) {
+        shownRef.current = merge(shownRef.current, page.edges);
+        setRows((shown) => merge(shown, page.edges));
+      }
+    } while (live.current.again);
+    live.current.busy = false;
+  }
   useEffect(() => {
-    if (version === 0 || rows.length === 0) return;
-    fetchPage({ last: 50, before: rows[0].cursor }).then((page) => {
-      if (page) setRows((shown) => merge(shown, page.edges));
-    });
+    if (version === 0) return;
+    void catchUp();
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [version]);
 
