@@ -41,11 +41,6 @@ impl Fingerprint {
         &self.stored
     }
 
-    /// The old text of the same request, if it could have had one.
-    pub fn legacy(&self) -> Option<&str> {
-        self.legacy.as_deref()
-    }
-
     /// Whether `stored` (read with a key) was stored by this same request.
     pub fn matches(&self, stored: &str) -> bool {
         stored == self.stored || self.legacy.as_deref() == Some(stored)

@@ -245,8 +245,7 @@ async fn attempt(
                 KeyClaim {
                     scope: &claim.scope,
                     key: &claim.key,
-                    fingerprint: claim.fingerprint.stored(),
-                    legacy: claim.fingerprint.legacy(),
+                    fingerprint: &claim.fingerprint,
                     transfer_id,
                     operation_id,
                 },
@@ -262,7 +261,7 @@ async fn attempt(
         ..Locked::default()
     };
     let simple = entries.iter().all(|entry| entry.acts_on().is_none());
-    let (claimed, found) = if simple {
+    let (claimed, mut found) = if simple {
         let wallet_ids: Vec<Uuid> = entries
             .iter()
             .flat_map(|entry| wallets_of(entry, &locked))
@@ -279,9 +278,7 @@ async fn attempt(
             Claimed::Reused => Key::Reused,
         };
     }
-    let found = if simple {
-        found
-    } else {
+    if !simple {
         // The entries that will be applied, whose rows are locked.
         let live = || {
             entries
@@ -299,8 +296,8 @@ async fn attempt(
         let wallet_ids: Vec<Uuid> = live()
             .flat_map(|entry| wallets_of(entry, &locked))
             .collect();
-        postings::lock_wallets(&write.tx, &wallet_ids).await?
-    };
+        found = postings::lock_wallets(&write.tx, &wallet_ids).await?;
+    }
     locked.wallets = found.into_iter().map(|w| (w.id, w)).collect();
     let locked_now = locked.now;
     let settlement = settle(entries, &keys, groups, locked, rules, Utc::now());

@@ -21,16 +21,15 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::domain::fingerprint::Fingerprint;
+
 /// An idempotency key to claim, and what it will stand for.
 #[derive(Debug)]
 pub struct KeyClaim<'a> {
     pub scope: &'a str,
     pub key: &'a str,
-    /// The fingerprint stored with the key.
-    pub fingerprint: &'a str,
-    /// The old text of the same request, which a key stored by an earlier
-    /// version holds (see `domain::fingerprint`).
-    pub legacy: Option<&'a str>,
+    /// What the key is stored with, and what a stored one must match.
+    pub fingerprint: &'a Fingerprint,
     pub transfer_id: Option<Uuid>,
     pub operation_id: Option<Uuid>,
 }
@@ -125,21 +124,11 @@ pub async fn claim_keys<C: ConnectionTrait>(
                 claim_values(claims),
             ))
             .await?;
-        let mut won = std::collections::HashSet::with_capacity(rows.len());
-        for row in rows {
-            won.insert((
-                row.try_get_by_index::<String>(0)?,
-                row.try_get_by_index::<String>(1)?,
-            ));
-        }
-        claims
-            .iter()
-            .map(|c| won.contains(&(c.scope.to_owned(), c.key.to_owned())))
-            .collect::<Vec<bool>>()
+        won_keys(&rows)?
     } else {
         // One statement per 1,000 claims (6 parameters each).
         let now = Utc::now();
-        let mut taken = std::collections::HashSet::with_capacity(claims.len());
+        let mut won = Won::with_capacity(claims.len());
         for chunk in claims.chunks(1_000) {
             let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 6);
@@ -147,7 +136,7 @@ pub async fn claim_keys<C: ConnectionTrait>(
                 values.extend([
                     c.scope.into(),
                     c.key.into(),
-                    c.fingerprint.into(),
+                    c.fingerprint.stored().into(),
                     c.transfer_id.into(),
                     c.operation_id.into(),
                     now.into(),
@@ -163,19 +152,21 @@ pub async fn claim_keys<C: ConnectionTrait>(
                     values,
                 ))
                 .await?;
-            for row in rows {
-                taken.insert((
-                    row.try_get_by_index::<String>(0)?,
-                    row.try_get_by_index::<String>(1)?,
-                ));
-            }
+            won.extend(won_keys(&rows)?);
         }
-        claims
-            .iter()
-            .map(|c| taken.contains(&(c.scope.to_owned(), c.key.to_owned())))
-            .collect::<Vec<bool>>()
+        won
     };
     judge_claims(conn, claims, &won).await
+}
+
+/// The (scope, key) pairs a claim's INSERT took.
+type Won = std::collections::HashSet<(String, String)>;
+
+/// The pairs an `INSERT ... RETURNING scope, key` returned.
+fn won_keys(rows: &[sea_orm::QueryResult]) -> Result<Won, DbErr> {
+    rows.iter()
+        .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
+        .collect()
 }
 
 /// What each claim found, from whether its INSERT won: a key it did not
@@ -183,11 +174,15 @@ pub async fn claim_keys<C: ConnectionTrait>(
 async fn judge_claims<C: ConnectionTrait>(
     conn: &C,
     claims: &[KeyClaim<'_>],
-    won: &[bool],
+    won: &Won,
 ) -> Result<Vec<Claimed>, DbErr> {
+    let won: Vec<bool> = claims
+        .iter()
+        .map(|c| won.contains(&(c.scope.to_owned(), c.key.to_owned())))
+        .collect();
     let taken: Vec<&KeyClaim<'_>> = claims
         .iter()
-        .zip(won)
+        .zip(&won)
         .filter(|(_, won)| !**won)
         .map(|(c, _)| c)
         .collect();
@@ -195,12 +190,12 @@ async fn judge_claims<C: ConnectionTrait>(
     Ok(claims
         .iter()
         .zip(won)
-        .map(|(c, won)| match *won {
+        .map(|(c, won)| match won {
             true => Claimed::Ours,
             false
-                if stored.get(&(c.scope, c.key)).is_some_and(|stored| {
-                    stored == c.fingerprint || c.legacy == Some(stored.as_str())
-                }) =>
+                if stored
+                    .get(&(c.scope, c.key))
+                    .is_some_and(|stored| c.fingerprint.matches(stored)) =>
             {
                 Claimed::Used
             }
@@ -243,7 +238,7 @@ pub async fn claim_keys_and_lock_wallets<C: ConnectionTrait>(
             values,
         ))
         .await?;
-    let mut won = std::collections::HashSet::new();
+    let mut won = Won::new();
     let mut wallets = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
         if i == 0 {
@@ -255,10 +250,6 @@ pub async fn claim_keys_and_lock_wallets<C: ConnectionTrait>(
             wallets.push(wallet::Model::from_query_result(row, "")?);
         }
     }
-    let won: Vec<bool> = claims
-        .iter()
-        .map(|c| won.contains(&(c.scope.to_owned(), c.key.to_owned())))
-        .collect();
     Ok((judge_claims(conn, claims, &won).await?, wallets))
 }
 
@@ -277,17 +268,9 @@ fn claim_values(claims: &[KeyClaim<'_>]) -> [sea_orm::Value; 5] {
     [
         texts(claims.iter().map(|c| c.scope)),
         texts(claims.iter().map(|c| c.key)),
-        texts(claims.iter().map(|c| c.fingerprint)),
-        claims
-            .iter()
-            .map(|c| NULLS.of_uuid(c.transfer_id))
-            .collect::<Vec<_>>()
-            .into(),
-        claims
-            .iter()
-            .map(|c| NULLS.of_uuid(c.operation_id))
-            .collect::<Vec<_>>()
-            .into(),
+        texts(claims.iter().map(|c| c.fingerprint.stored())),
+        array(claims.iter().map(|c| NULLS.of_uuid(c.transfer_id))),
+        array(claims.iter().map(|c| NULLS.of_uuid(c.operation_id))),
     ]
 }
 
@@ -459,7 +442,7 @@ async fn write_postgres<C: ConnectionTrait>(
         ));
     }
     let w = batch.wallets;
-    let ids = param(w.iter().map(|w| w.id).collect::<Vec<_>>().into());
+    let ids = param(array(w.iter().map(|w| w.id)));
     parts.push(format!(
         "w AS (UPDATE wallet SET balance = v.balance, held = v.held, open_holds = v.open_holds, \
              incoming_held = v.incoming_held, last_seq = v.last_seq, updated_at = v.updated_at \
@@ -469,13 +452,13 @@ async fn write_postgres<C: ConnectionTrait>(
              AS v(id, balance, held, open_holds, incoming_held, last_seq, updated_at, previous_seq) \
          WHERE wallet.id = ANY(CAST({ids} AS uuid[])) AND wallet.id = v.id \
              AND wallet.last_seq = v.previous_seq RETURNING 1)",
-        param(w.iter().map(|w| w.balance).collect::<Vec<_>>().into()),
-        param(w.iter().map(|w| w.held).collect::<Vec<_>>().into()),
-        param(w.iter().map(|w| w.open_holds).collect::<Vec<_>>().into()),
-        param(w.iter().map(|w| w.incoming_held).collect::<Vec<_>>().into()),
-        param(w.iter().map(|w| w.last_seq).collect::<Vec<_>>().into()),
-        param(w.iter().map(|w| w.updated_at).collect::<Vec<_>>().into()),
-        param(w.iter().map(|w| w.previous_seq).collect::<Vec<_>>().into()),
+        param(array(w.iter().map(|w| w.balance))),
+        param(array(w.iter().map(|w| w.held))),
+        param(array(w.iter().map(|w| w.open_holds))),
+        param(array(w.iter().map(|w| w.incoming_held))),
+        param(array(w.iter().map(|w| w.last_seq))),
+        param(array(w.iter().map(|w| w.updated_at))),
+        param(array(w.iter().map(|w| w.previous_seq))),
     ));
     if !batch.transfers.is_empty() {
         let t = batch.transfers;
@@ -496,27 +479,27 @@ async fn write_postgres<C: ConnectionTrait>(
             NULLS.uuid("x.refund_of"),
             NULLS.time("x.expires_at"),
             NULLS.time("x.settled_at"),
-            param(t.iter().map(|t| t.id).collect::<Vec<_>>().into()),
-            param(t.iter().map(|t| t.from_wallet_id).collect::<Vec<_>>().into()),
-            param(t.iter().map(|t| t.to_wallet_id).collect::<Vec<_>>().into()),
-            param(t.iter().map(|t| t.amount).collect::<Vec<_>>().into()),
+            param(array(t.iter().map(|t| t.id))),
+            param(array(t.iter().map(|t| t.from_wallet_id))),
+            param(array(t.iter().map(|t| t.to_wallet_id))),
+            param(array(t.iter().map(|t| t.amount))),
             param(texts(t.iter().map(|t| t.description.as_deref().unwrap_or_default()))),
-            param(t.iter().map(|t| t.description.is_some()).collect::<Vec<_>>().into()),
-            param(t.iter().map(|t| t.created_at).collect::<Vec<_>>().into()),
+            param(array(t.iter().map(|t| t.description.is_some()))),
+            param(array(t.iter().map(|t| t.created_at))),
             param(texts(t.iter().map(|t| t.kind.as_str()))),
             param(texts(t.iter().map(|t| t.status.as_str()))),
-            param(t.iter().map(|t| NULLS.of_bigint(t.captured_amount)).collect::<Vec<_>>().into()),
-            param(t.iter().map(|t| t.refunded_amount).collect::<Vec<_>>().into()),
-            param(t.iter().map(|t| NULLS.of_uuid(t.refund_of)).collect::<Vec<_>>().into()),
-            param(t.iter().map(|t| NULLS.of_time(t.expires_at)).collect::<Vec<_>>().into()),
-            param(t.iter().map(|t| NULLS.of_time(t.settled_at)).collect::<Vec<_>>().into()),
+            param(array(t.iter().map(|t| NULLS.of_bigint(t.captured_amount)))),
+            param(array(t.iter().map(|t| t.refunded_amount))),
+            param(array(t.iter().map(|t| NULLS.of_uuid(t.refund_of)))),
+            param(array(t.iter().map(|t| NULLS.of_time(t.expires_at)))),
+            param(array(t.iter().map(|t| NULLS.of_time(t.settled_at)))),
         ));
     }
     let ended = if batch.changes.is_empty() {
         "CAST(0 AS BIGINT)".to_owned()
     } else {
         let c = batch.changes;
-        let ids = param(c.iter().map(|c| c.id).collect::<Vec<_>>().into());
+        let ids = param(array(c.iter().map(|c| c.id)));
         // The conditions the settlement checked, checked again by the
         // statement that changes the row: still as locked, a pending one
         // still before its deadline (an expiry: past it) on this clock,
@@ -535,19 +518,9 @@ async fn write_postgres<C: ConnectionTrait>(
                      <= COALESCE({captured}, transfer.captured_amount, transfer.amount) \
              RETURNING 1)",
             param(texts(c.iter().map(|c| c.status.as_str()))),
-            param(
-                c.iter()
-                    .map(|c| NULLS.of_bigint(c.captured_amount))
-                    .collect::<Vec<_>>()
-                    .into()
-            ),
-            param(
-                c.iter()
-                    .map(|c| NULLS.of_time(c.settled_at))
-                    .collect::<Vec<_>>()
-                    .into()
-            ),
-            param(c.iter().map(|c| c.refunded).collect::<Vec<_>>().into()),
+            param(array(c.iter().map(|c| NULLS.of_bigint(c.captured_amount)))),
+            param(array(c.iter().map(|c| NULLS.of_time(c.settled_at)))),
+            param(array(c.iter().map(|c| c.refunded))),
             param(texts(c.iter().map(|c| c.previous_status.as_str()))),
             captured = NULLS.bigint("v.captured_amount"),
             settled = NULLS.time("v.settled_at"),
@@ -573,19 +546,19 @@ async fn write_postgres<C: ConnectionTrait>(
             NULLS.uuid("x.transfer_id"),
             NULLS.uuid("x.counterparty_wallet_id"),
             NULLS.text("x.description", "x.described"),
-            param(o.iter().map(|o| o.id).collect::<Vec<_>>().into()),
-            param(o.iter().map(|o| o.wallet_id).collect::<Vec<_>>().into()),
-            param(o.iter().map(|o| o.seq).collect::<Vec<_>>().into()),
+            param(array(o.iter().map(|o| o.id))),
+            param(array(o.iter().map(|o| o.wallet_id))),
+            param(array(o.iter().map(|o| o.seq))),
             param(o.iter().map(|o| o.kind.to_value()).collect::<Vec<String>>().into()),
-            param(o.iter().map(|o| o.amount).collect::<Vec<_>>().into()),
-            param(o.iter().map(|o| o.balance_after).collect::<Vec<_>>().into()),
-            param(o.iter().map(|o| NULLS.of_bigint(o.available_after)).collect::<Vec<_>>().into()),
-            param(o.iter().map(|o| NULLS.of_bigint(o.incoming_held_after)).collect::<Vec<_>>().into()),
-            param(o.iter().map(|o| NULLS.of_uuid(o.transfer_id)).collect::<Vec<_>>().into()),
-            param(o.iter().map(|o| NULLS.of_uuid(o.counterparty_wallet_id)).collect::<Vec<_>>().into()),
+            param(array(o.iter().map(|o| o.amount))),
+            param(array(o.iter().map(|o| o.balance_after))),
+            param(array(o.iter().map(|o| NULLS.of_bigint(o.available_after)))),
+            param(array(o.iter().map(|o| NULLS.of_bigint(o.incoming_held_after)))),
+            param(array(o.iter().map(|o| NULLS.of_uuid(o.transfer_id)))),
+            param(array(o.iter().map(|o| NULLS.of_uuid(o.counterparty_wallet_id)))),
             param(texts(o.iter().map(|o| o.description.as_deref().unwrap_or_default()))),
-            param(o.iter().map(|o| o.description.is_some()).collect::<Vec<_>>().into()),
-            param(o.iter().map(|o| o.created_at).collect::<Vec<_>>().into()),
+            param(array(o.iter().map(|o| o.description.is_some()))),
+            param(array(o.iter().map(|o| o.created_at))),
         ));
     }
     // One notice per NOTIFY; usually one. Referenced below, so it runs.
@@ -926,6 +899,15 @@ impl Nulls {
     }
 }
 
+/// A typed array parameter (`uuid[]`, `bigint[]`, ...).
+fn array<T>(values: impl Iterator<Item = T>) -> sea_orm::Value
+where
+    Vec<T>: Into<sea_orm::Value>,
+{
+    values.collect::<Vec<T>>().into()
+}
+
+/// A `text[]` parameter.
 fn texts<'a>(values: impl Iterator<Item = &'a str>) -> sea_orm::Value {
     values.map(str::to_owned).collect::<Vec<String>>().into()
 }
