@@ -97,6 +97,7 @@ async fn flows(store: &Store, config: &SeedConfig) -> anyhow::Result<u64> {
                             amount,
                             expires_at: None,
                             description: Some(format!("order {i}")),
+                            metadata: Default::default(),
                             idempotency_key: key(&mut rng),
                         },
                     )
@@ -130,6 +131,7 @@ async fn flows(store: &Store, config: &SeedConfig) -> anyhow::Result<u64> {
                             to_wallet_id: wallet_id(to),
                             amount,
                             description: None,
+                            metadata: Default::default(),
                             idempotency_key: None,
                         },
                     )
@@ -141,6 +143,7 @@ async fn flows(store: &Store, config: &SeedConfig) -> anyhow::Result<u64> {
                             transfer_id: paid.transfer.id,
                             amount: Some(cents(amount.cents() / 3 + 1)?),
                             description: Some("partial refund".into()),
+                            metadata: Default::default(),
                             idempotency_key: key(&mut rng),
                         },
                     )
@@ -154,6 +157,7 @@ async fn flows(store: &Store, config: &SeedConfig) -> anyhow::Result<u64> {
                             wallet_id: wallet_id(from),
                             amount,
                             description: Some("payout".into()),
+                            metadata: Default::default(),
                             idempotency_key: key(&mut rng),
                         },
                     )
@@ -394,6 +398,7 @@ async fn seed_sqlite(store: &Store, clients: u64, started: Instant) -> anyhow::R
                 transfer_id: None,
                 counterparty_wallet_id: None,
                 description: None,
+                metadata: None,
                 created_at: at,
             })
         }))

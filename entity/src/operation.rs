@@ -55,6 +55,9 @@ pub struct Model {
     pub transfer_id: Option<Uuid>,
     pub counterparty_wallet_id: Option<Uuid>,
     pub description: Option<String>,
+    /// `[[key, value], ...]` in key order (JSON), or NULL for none; on a
+    /// transfer's ledger rows it is the transfer's.
+    pub metadata: Option<String>,
     pub created_at: DateTimeUtc,
 }
 

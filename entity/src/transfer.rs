@@ -68,6 +68,9 @@ pub struct Model {
     pub to_wallet_id: Uuid,
     pub amount: i64,
     pub description: Option<String>,
+    /// `[[key, value], ...]` in key order (JSON), or NULL for none; on a
+    /// transfer's ledger rows it is the transfer's.
+    pub metadata: Option<String>,
     pub created_at: DateTimeUtc,
     pub kind: TransferKind,
     pub status: TransferStatus,

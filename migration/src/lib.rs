@@ -14,6 +14,7 @@ mod m20261206_000001_transfer_lists;
 mod m20261206_000002_incoming_holds;
 mod m20261207_000001_ledger_batch;
 mod m20261207_000002_time_by_sequence;
+mod m20261208_000001_metadata;
 mod rules;
 
 /// Largest balance a wallet may hold, in cents (one trillion dollars).
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000002_incoming_holds::Migration),
             Box::new(m20261207_000001_ledger_batch::Migration),
             Box::new(m20261207_000002_time_by_sequence::Migration),
+            Box::new(m20261208_000001_metadata::Migration),
         ]
     }
 }

@@ -38,14 +38,13 @@ impl Metadata {
                     .within(FieldStep::Index(i))
                     .within(FieldStep::Name("metadata"))
             };
-            check_key(key).map_err(at)?;
+            check_entry(key, value).map_err(at)?;
             if !keys.insert(key.as_str()) {
                 return Err(at(AppError::invalid_field(
                     "key",
                     format!("metadata key {key} is given twice"),
                 )));
             }
-            validate::bounded_text("value", value, MAX_VALUE_CHARS).map_err(at)?;
         }
         let mut entries = entries;
         entries.sort();
@@ -60,6 +59,39 @@ impl Metadata {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// As a ledger stores it: a JSON array of `[key, value]` in key order,
+    /// or `None` for no metadata (a NULL column).
+    pub fn stored(&self) -> Option<String> {
+        if self.0.is_empty() {
+            return None;
+        }
+        serde_json::to_string(&self.0).ok()
+    }
+
+    /// Read back from its column. Only this module writes it; an
+    /// unreadable value (a hand edit) shows as none and is logged, rather
+    /// than failing every read of the row.
+    pub fn from_stored(stored: Option<&str>) -> Metadata {
+        let Some(text) = stored else {
+            return Metadata::default();
+        };
+        match serde_json::from_str::<Vec<(String, String)>>(text) {
+            Ok(entries) => Metadata(entries),
+            Err(err) => {
+                tracing::warn!(%err, "unreadable metadata column");
+                Metadata::default()
+            }
+        }
+    }
+}
+
+/// One `key = value` pair's rules (also a filter's): a refusal names
+/// `key` or `value`.
+pub fn check_entry(key: &str, value: &str) -> AppResult<()> {
+    check_key(key)?;
+    validate::bounded_text("value", value, MAX_VALUE_CHARS)?;
+    Ok(())
 }
 
 fn check_key(key: &str) -> AppResult<()> {
@@ -84,6 +116,18 @@ fn check_key(key: &str) -> AppResult<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stored_form_round_trips_and_none_is_null() {
+        let metadata =
+            Metadata::parse(entries(&[("order", "A-1"), ("b", "x \"y\" ,]")])).expect("valid");
+        let stored = metadata.stored().expect("some");
+        assert_eq!(stored, r#"[["b","x \"y\" ,]"],["order","A-1"]]"#);
+        assert_eq!(Metadata::from_stored(Some(&stored)), metadata);
+        assert_eq!(Metadata::default().stored(), None);
+        assert!(Metadata::from_stored(None).is_empty());
+        assert!(Metadata::from_stored(Some("not json")).is_empty());
+    }
+
     use super::*;
     use crate::domain::error::Invalid;
 

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::entry::{Action, Entry};
 use super::settle::{Key, Locked, Outcome, Rules, Settlement, settle};
+use super::tags::Shown;
 use crate::domain::error::AppError;
 use crate::live::{CHANNEL, Hub, notice};
 use crate::store::postings::{
@@ -346,6 +347,9 @@ async fn attempt(
     } else {
         Vec::new()
     };
+    let shown = Shown::of(&settlement);
+    let operation_tags = shown.operation_tags(&settlement.operations);
+    let transfer_tags = shown.transfer_tags(&settlement.transfers);
     let mark = postings::write_batch(
         &write.tx,
         &BatchWrite {
@@ -355,6 +359,8 @@ async fn attempt(
             changes: &changes,
             now: locked_now,
             operations: &settlement.operations,
+            operation_tags: &operation_tags,
+            transfer_tags: &transfer_tags,
             channel: CHANNEL,
             notices: &notices,
             id: Uuid::now_v7(),

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::domain::auth::Caller;
 use crate::domain::error::{AppError, AppResult};
 use crate::domain::fingerprint::Fingerprint;
+use crate::domain::metadata::Metadata;
 use crate::domain::money::Money;
 use crate::domain::validate;
 
@@ -133,6 +134,9 @@ pub struct Entry {
     pub caller: Caller,
     pub action: Action,
     pub description: Option<String>,
+    /// Stored like the description: on the transfer it makes, else on its
+    /// one ledger row.
+    pub metadata: Metadata,
     pub claim: Option<Claim>,
 }
 
@@ -180,6 +184,7 @@ pub struct DepositRequest {
     pub wallet_id: Uuid,
     pub amount: Money,
     pub description: Option<String>,
+    pub metadata: Metadata,
     pub idempotency_key: Option<String>,
 }
 
@@ -228,6 +233,7 @@ pub struct TransferRequest {
     pub to_wallet_id: Uuid,
     pub amount: Money,
     pub description: Option<String>,
+    pub metadata: Metadata,
     pub idempotency_key: Option<String>,
 }
 
@@ -245,6 +251,7 @@ pub struct AuthorizeRequest {
     pub amount: Money,
     pub expires_at: Option<DateTime<Utc>>,
     pub description: Option<String>,
+    pub metadata: Metadata,
     pub idempotency_key: String,
 }
 
@@ -252,6 +259,7 @@ pub struct RefundRequest {
     pub transfer_id: Uuid,
     pub amount: Option<Money>,
     pub description: Option<String>,
+    pub metadata: Metadata,
     pub idempotency_key: String,
 }
 
@@ -259,6 +267,7 @@ pub struct WithdrawRequest {
     pub wallet_id: Uuid,
     pub amount: Money,
     pub description: Option<String>,
+    pub metadata: Metadata,
     pub idempotency_key: String,
 }
 
@@ -268,10 +277,17 @@ pub fn deposit(caller: &Caller, request: DepositRequest) -> AppResult<Entry> {
         wallet_id,
         amount,
         description,
+        metadata,
         idempotency_key,
     } = request;
     let leg = Leg::new(wallet_id, amount.cents(), OperationKind::Deposit, None);
-    operator_leg(caller, "deposit", leg, description, idempotency_key)
+    operator_leg(
+        caller,
+        "deposit",
+        leg,
+        (description, metadata),
+        idempotency_key,
+    )
 }
 
 /// A withdrawal: money leaving for an outside account (operator only).
@@ -280,10 +296,17 @@ pub fn withdraw(caller: &Caller, request: WithdrawRequest) -> AppResult<Entry> {
         wallet_id,
         amount,
         description,
+        metadata,
         idempotency_key,
     } = request;
     let leg = Leg::new(wallet_id, -amount.cents(), OperationKind::Withdrawal, None);
-    operator_leg(caller, "withdraw", leg, description, Some(idempotency_key))
+    operator_leg(
+        caller,
+        "withdraw",
+        leg,
+        (description, metadata),
+        Some(idempotency_key),
+    )
 }
 
 /// The operator's money in or out of one wallet: a single leg, no transfer.
@@ -291,7 +314,7 @@ fn operator_leg(
     caller: &Caller,
     verb: &str,
     leg: Leg,
-    description: Option<String>,
+    (description, metadata): (Option<String>, Metadata),
     key: Option<String>,
 ) -> AppResult<Entry> {
     caller.require_operator()?;
@@ -300,6 +323,7 @@ fn operator_leg(
         .field(leg.wallet_id.as_bytes())
         .field(leg.delta.abs().to_be_bytes())
         .optional(description.as_deref())
+        .metadata(metadata.entries())
         .finish(format!(
             "{verb}:{}:{}:{}",
             leg.wallet_id,
@@ -307,7 +331,13 @@ fn operator_leg(
             description.as_deref().unwrap_or("")
         ));
     let claim = claim(caller, key, fingerprint)?;
-    Ok(post(caller, vec![leg], None, description, claim))
+    Ok(post(
+        caller,
+        vec![leg],
+        None,
+        (description, metadata),
+        claim,
+    ))
 }
 
 /// A transfer out of the caller's own wallet: a debit leg, then a credit leg.
@@ -320,6 +350,7 @@ pub fn transfer(caller: &Caller, request: TransferRequest) -> AppResult<Entry> {
         .field(to.as_bytes())
         .field(amount.to_be_bytes())
         .optional(description.as_deref())
+        .metadata(request.metadata.entries())
         .finish(format!(
             "transfer:{from}:{to}:{amount}:{}",
             description.as_deref().unwrap_or("")
@@ -339,7 +370,13 @@ pub fn transfer(caller: &Caller, request: TransferRequest) -> AppResult<Entry> {
         refund_of: None,
     };
     let claim = claim(caller, request.idempotency_key, fingerprint)?;
-    Ok(post(caller, legs, Some(header), description, claim))
+    Ok(post(
+        caller,
+        legs,
+        Some(header),
+        (description, request.metadata),
+        claim,
+    ))
 }
 
 /// An authorisation: a hold on the payer's available balance, and a
@@ -366,6 +403,7 @@ pub fn authorize(
         .field(amount.to_be_bytes())
         .optional(deadline.as_deref())
         .optional(description.as_deref())
+        .metadata(request.metadata.entries())
         .finish(format!(
             "authorize:{from}:{to}:{amount}:{}:{}",
             deadline.as_deref().unwrap_or(""),
@@ -391,7 +429,13 @@ pub fn authorize(
         Leg::hold(from, amount, OperationKind::Hold, to),
         Leg::incoming(to, amount, OperationKind::IncomingHold, from),
     ];
-    Ok(post(caller, legs, Some(header), description, claim))
+    Ok(post(
+        caller,
+        legs,
+        Some(header),
+        (description, request.metadata),
+        claim,
+    ))
 }
 
 /// A request refused before queueing. When only the clock refused it,
@@ -430,6 +474,7 @@ pub fn end(
         caller: caller.clone(),
         action: Action::End { transfer_id, end },
         description: None,
+        metadata: Metadata::default(),
         claim: claim(caller, Some(idempotency_key), fingerprint)?,
     })
 }
@@ -445,6 +490,7 @@ pub fn expire(transfer_id: Uuid) -> Entry {
             end: End::Expire,
         },
         description: None,
+        metadata: Metadata::default(),
         claim: None,
     }
 }
@@ -458,6 +504,7 @@ pub fn refund(caller: &Caller, request: RefundRequest) -> AppResult<Entry> {
         .field(request.transfer_id.as_bytes())
         .optional(amount.map(i64::to_be_bytes))
         .optional(description.as_deref())
+        .metadata(request.metadata.entries())
         .finish(format!(
             "refund:{}:{}:{}",
             request.transfer_id,
@@ -473,6 +520,7 @@ pub fn refund(caller: &Caller, request: RefundRequest) -> AppResult<Entry> {
             refund_id: Uuid::now_v7(),
         },
         description,
+        metadata: request.metadata,
         claim: claim(caller, Some(request.idempotency_key), fingerprint)?,
     })
 }
@@ -481,7 +529,7 @@ fn post(
     caller: &Caller,
     legs: Vec<Leg>,
     transfer: Option<NewTransfer>,
-    description: Option<String>,
+    (description, metadata): (Option<String>, Metadata),
     claim: Option<Claim>,
 ) -> Entry {
     Entry {
@@ -489,6 +537,7 @@ fn post(
         caller: caller.clone(),
         action: Action::Post { legs, transfer },
         description,
+        metadata,
         claim,
     }
 }
@@ -588,6 +637,10 @@ pub fn leg_row(
         description: match transfer_id {
             Some(_) => None,
             None => entry.description.clone(),
+        },
+        metadata: match transfer_id {
+            Some(_) => None,
+            None => entry.metadata.stored(),
         },
         created_at: at,
     }

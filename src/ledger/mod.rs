@@ -10,6 +10,7 @@
 mod committer;
 mod entry;
 mod settle;
+mod tags;
 
 pub use crate::store::clients::NewClient;
 pub use entry::{

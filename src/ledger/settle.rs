@@ -301,6 +301,7 @@ fn apply(
             to_wallet_id: t.to_wallet_id,
             amount: t.amount,
             description: entry.description.clone(),
+            metadata: entry.metadata.stored(),
             created_at: at,
             kind: t.kind,
             status: t.status,
@@ -571,6 +572,7 @@ mod tests {
                 to_wallet_id: to,
                 amount,
                 description: None,
+                metadata: Default::default(),
                 idempotency_key: None,
             },
         )
@@ -684,6 +686,7 @@ mod tests {
                 amount: Money::from_cents(cents).unwrap_or_default(),
                 expires_at: None,
                 description: None,
+                metadata: Default::default(),
                 idempotency_key: Uuid::now_v7().to_string(),
             },
             Utc::now(),

@@ -94,6 +94,7 @@ mod tests {
             transfer_id: None,
             counterparty_wallet_id: None,
             description: None,
+            metadata: None,
             created_at: chrono::Utc::now(),
         }
     }

@@ -6,6 +6,7 @@ use entity::transfer;
 
 use super::changes::Changed;
 use super::context::{amount, answer, caller, counted, ledger, wallet_by_id};
+use super::metadata::{self, MetadataInput};
 use super::payments::Transfer;
 use super::scalars::{Dec, Id, Timestamp};
 use super::wallets::{PublicWallet, Wallet};
@@ -22,6 +23,9 @@ pub struct AuthorizeTransferInput {
     /// Makes retries safe: the same key returns the first result.
     pub idempotency_key: String,
     pub description: Option<String>,
+    /// The application's own references (at most 16), shown on the
+    /// transfer and its ledger rows; part of what a retry must repeat.
+    pub metadata: Option<Vec<MetadataInput>>,
 }
 
 #[derive(InputObject)]
@@ -123,6 +127,7 @@ impl HoldsMutation {
                     amount: amount(input.amount)?,
                     expires_at: input.expires_at.map(|t| t.0),
                     description: input.description,
+                    metadata: metadata::parse(input.metadata)?,
                     idempotency_key: input.idempotency_key,
                 };
                 let held = ledger(ctx)?.authorize(caller, request).await;

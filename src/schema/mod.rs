@@ -12,6 +12,7 @@ mod freshness;
 mod guard;
 mod holds;
 mod loaders;
+mod metadata;
 mod metrics;
 mod node;
 mod nulls;

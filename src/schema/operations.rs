@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::context::{linked_transfer, loader, max_page_size, money, store, wallet_by_id};
 use super::loaders::{OperationAt, OperationId, OperationPage, TransferId};
+use super::metadata::{self, MetadataEntry, MetadataFilterInput};
 use super::node::node_id;
 use super::pagination::PageArgs;
 use super::payments::Transfer;
@@ -49,7 +50,10 @@ pub async fn operations_connection(
     let totals = OperationTotals {
         total_count: filter.is_none().then_some(count),
     };
-    let filter = filter.map(OperationFilter::from).unwrap_or_default();
+    let filter = filter
+        .map(OperationFilter::try_from)
+        .transpose()?
+        .unwrap_or_default();
     let key = OperationPage {
         wallet_id,
         page: page.query.clone(),
@@ -155,11 +159,17 @@ pub struct OperationFilterInput {
     pub kinds: Option<Vec<OperationKind>>,
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
+    /// Only rows showing this exact pair (their transfer's, or a deposit's
+    /// or withdrawal's own): one walk of an index of its own, however rare
+    /// the pair.
+    pub metadata: Option<MetadataFilterInput>,
 }
 
-impl From<OperationFilterInput> for OperationFilter {
-    fn from(input: OperationFilterInput) -> Self {
-        OperationFilter {
+impl TryFrom<OperationFilterInput> for OperationFilter {
+    type Error = AppError;
+
+    fn try_from(input: OperationFilterInput) -> AppResult<Self> {
+        Ok(OperationFilter {
             kinds: input.kinds.map(|kinds| {
                 let mut kinds: Vec<operation::OperationKind> =
                     kinds.into_iter().map(Into::into).collect();
@@ -170,7 +180,8 @@ impl From<OperationFilterInput> for OperationFilter {
             }),
             from: input.from.map(|t| t.0),
             to: input.to.map(|t| t.0),
-        }
+            metadata: metadata::filter(input.metadata)?,
+        })
     }
 }
 
@@ -230,6 +241,21 @@ impl Operation {
             .await
             .map_err(AppError::from)?;
         Ok(transfer.and_then(|t| t.description))
+    }
+
+    /// The application's own references: its transfer's (both parties see
+    /// them), or a deposit's or withdrawal's own. In key order.
+    async fn metadata(&self, ctx: &Context<'_>) -> Result<Vec<MetadataEntry>> {
+        let Some(transfer_id) = self.0.transfer_id.filter(|_| self.0.metadata.is_none()) else {
+            return Ok(metadata::entries(self.0.metadata.as_deref()));
+        };
+        let transfer = loader(ctx)?
+            .load_one(TransferId(transfer_id))
+            .await
+            .map_err(AppError::from)?;
+        Ok(metadata::entries(
+            transfer.as_ref().and_then(|t| t.metadata.as_deref()),
+        ))
     }
 
     async fn created_at(&self) -> Timestamp {

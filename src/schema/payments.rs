@@ -13,6 +13,7 @@ use super::context::{
 };
 use super::errors::ErrorCode;
 use super::loaders::RefundsOf;
+use super::metadata::{self, MetadataEntry, MetadataFilterInput, MetadataInput};
 use super::node::node_id;
 use super::operations::Operation;
 use super::pagination::PageArgs;
@@ -109,6 +110,12 @@ impl Transfer {
         self.0.description.as_deref()
     }
 
+    /// The application's own references, in key order; both parties see
+    /// them.
+    async fn metadata(&self) -> Vec<MetadataEntry> {
+        metadata::entries(self.0.metadata.as_deref())
+    }
+
     async fn created_at(&self) -> Timestamp {
         Timestamp(self.0.created_at)
     }
@@ -141,6 +148,9 @@ pub struct TransferInput {
     /// Makes retries safe: the same key returns the first result.
     pub idempotency_key: Option<String>,
     pub description: Option<String>,
+    /// The application's own references (at most 16), shown on the
+    /// transfer and its ledger rows; part of what a retry must repeat.
+    pub metadata: Option<Vec<MetadataInput>>,
 }
 
 fn transfer_request(input: TransferInput) -> AppResult<TransferRequest> {
@@ -149,6 +159,7 @@ fn transfer_request(input: TransferInput) -> AppResult<TransferRequest> {
         to_wallet_id: input.to_wallet_id.0,
         amount: amount(input.amount)?,
         description: input.description,
+        metadata: metadata::parse(input.metadata)?,
         idempotency_key: input.idempotency_key,
     })
 }
@@ -196,6 +207,8 @@ pub struct RefundTransferInput {
     /// Makes retries safe: the same key returns the first result.
     pub idempotency_key: String,
     pub description: Option<String>,
+    /// The refund's own references (at most 16); the payment keeps its own.
+    pub metadata: Option<Vec<MetadataInput>>,
 }
 
 #[derive(InputObject)]
@@ -291,15 +304,21 @@ pub struct TransferFilterInput {
     pub statuses: Option<Vec<TransferStatus>>,
     pub kinds: Option<Vec<TransferKind>>,
     pub direction: Option<TransferDirection>,
+    /// Only transfers carrying this exact pair: one walk of an index of
+    /// its own, however rare the pair.
+    pub metadata: Option<MetadataFilterInput>,
 }
 
-impl From<TransferFilterInput> for TransferFilter {
-    fn from(input: TransferFilterInput) -> Self {
-        TransferFilter {
+impl TryFrom<TransferFilterInput> for TransferFilter {
+    type Error = AppError;
+
+    fn try_from(input: TransferFilterInput) -> AppResult<Self> {
+        Ok(TransferFilter {
             statuses: (input.statuses).map(|s| s.into_iter().map(Into::into).collect()),
             kinds: input.kinds.map(|k| k.into_iter().map(Into::into).collect()),
             incoming: input.direction.map(|d| d == TransferDirection::Incoming),
-        }
+            metadata: metadata::filter(input.metadata)?,
+        })
     }
 }
 
@@ -336,7 +355,10 @@ impl PaymentsQuery {
             before,
         }
         .parse(max_page_size(ctx), TransferCursor::decode)?;
-        let filter = filter.map(TransferFilter::from).unwrap_or_default();
+        let filter = filter
+            .map(TransferFilter::try_from)
+            .transpose()?
+            .unwrap_or_default();
         let (query, filter) = (&page.query, &filter);
         let rows = reader(ctx)?
             .read(|db| async move { reads::transfer_page(&db, wallet_id, query, filter).await })
@@ -390,6 +412,7 @@ impl PaymentsMutation {
                     transfer_id: input.transfer_id.0,
                     amount: input.amount.map(amount).transpose()?,
                     description: input.description,
+                    metadata: metadata::parse(input.metadata)?,
                     idempotency_key: input.idempotency_key,
                 };
                 let outcome =

@@ -11,6 +11,7 @@ use super::clients::{Client, client_by_id};
 use super::context::{
     amount, answer, caller, counted, ledger, max_page_size, money, readable_wallet, reader,
 };
+use super::metadata::{self, MetadataInput};
 use super::node::node_id;
 use super::operations::{
     Operation, OperationConnection, OperationFilterInput, cursor_at, operations_connection,
@@ -237,6 +238,9 @@ pub struct DepositInput {
     /// Makes retries safe: the same key returns the first result.
     pub idempotency_key: Option<String>,
     pub description: Option<String>,
+    /// The application's own references (at most 16), shown on the
+    /// DEPOSIT row; part of what a retry must repeat.
+    pub metadata: Option<Vec<MetadataInput>>,
 }
 
 #[derive(InputObject)]
@@ -247,6 +251,9 @@ pub struct WithdrawInput {
     /// Makes retries safe: the same key returns the first result.
     pub idempotency_key: String,
     pub description: Option<String>,
+    /// The application's own references (at most 16), shown on the
+    /// WITHDRAWAL row; part of what a retry must repeat.
+    pub metadata: Option<Vec<MetadataInput>>,
 }
 
 /// Money that entered (`deposit`) or left (`withdraw`) a wallet: both are
@@ -303,6 +310,7 @@ impl WalletsMutation {
                     wallet_id: input.wallet_id.0,
                     amount: amount(input.amount)?,
                     description: input.description,
+                    metadata: metadata::parse(input.metadata)?,
                     idempotency_key: input.idempotency_key,
                 };
                 let outcome = counted("deposit", ledger(ctx)?.deposit(caller, request).await)?;
@@ -330,6 +338,7 @@ impl WalletsMutation {
                     wallet_id: input.wallet_id.0,
                     amount: amount(input.amount)?,
                     description: input.description,
+                    metadata: metadata::parse(input.metadata)?,
                     idempotency_key: input.idempotency_key,
                 };
                 let outcome = counted("withdraw", ledger(ctx)?.withdraw(caller, request).await)?;

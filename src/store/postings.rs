@@ -63,6 +63,27 @@ pub struct TransferUpdate {
     pub previous_status: TransferStatus,
 }
 
+/// A ledger row's metadata pair, indexed for `operations(filter:
+/// {metadata})`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperationTag<'a> {
+    pub wallet_id: Uuid,
+    pub key: &'a str,
+    pub value: &'a str,
+    pub seq: i64,
+}
+
+/// A transfer's metadata pair for one of its parties, indexed for
+/// `transfers(filter: {metadata})`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferTag<'a> {
+    pub wallet_id: Uuid,
+    pub key: &'a str,
+    pub value: &'a str,
+    pub created_at: DateTime<Utc>,
+    pub transfer_id: Uuid,
+}
+
 /// Everything one batch writes.
 pub struct BatchWrite<'a> {
     /// Claims of refused entries, undone.
@@ -73,6 +94,8 @@ pub struct BatchWrite<'a> {
     /// The database's clock as the batch read it (SQLite: this process's).
     pub now: DateTime<Utc>,
     pub operations: &'a [operation::Model],
+    pub operation_tags: &'a [OperationTag<'a>],
+    pub transfer_tags: &'a [TransferTag<'a>],
     /// NOTIFY payloads on `channel`, delivered at commit (PostgreSQL only).
     pub channel: &'a str,
     pub notices: &'a [String],
@@ -464,21 +487,25 @@ async fn write_postgres<C: ConnectionTrait>(
         let t = batch.transfers;
         parts.push(format!(
             "t AS (INSERT INTO transfer (id, from_wallet_id, to_wallet_id, amount, description, \
-                 created_at, kind, status, captured_amount, refunded_amount, refund_of, expires_at, settled_at) \
+                 created_at, kind, status, captured_amount, refunded_amount, refund_of, expires_at, \
+                 settled_at, metadata) \
              SELECT x.id, x.from_wallet_id, x.to_wallet_id, x.amount, {}, x.created_at, \
-                 x.kind, x.status, {}, x.refunded_amount, {}, {}, {} \
+                 x.kind, x.status, {}, x.refunded_amount, {}, {}, {}, {} \
              FROM unnest(CAST({} AS uuid[]), CAST({} AS uuid[]), CAST({} AS uuid[]), \
                      CAST({} AS bigint[]), CAST({} AS text[]), CAST({} AS boolean[]), \
                      CAST({} AS timestamptz[]), CAST({} AS text[]), CAST({} AS text[]), \
                      CAST({} AS bigint[]), CAST({} AS bigint[]), CAST({} AS uuid[]), \
-                     CAST({} AS timestamptz[]), CAST({} AS timestamptz[])) \
+                     CAST({} AS timestamptz[]), CAST({} AS timestamptz[]), CAST({} AS text[]), \
+                     CAST({} AS boolean[])) \
                  AS x(id, from_wallet_id, to_wallet_id, amount, description, described, created_at, \
-                     kind, status, captured_amount, refunded_amount, refund_of, expires_at, settled_at))",
+                     kind, status, captured_amount, refunded_amount, refund_of, expires_at, settled_at, \
+                     metadata, tagged))",
             NULLS.text("x.description", "x.described"),
             NULLS.bigint("x.captured_amount"),
             NULLS.uuid("x.refund_of"),
             NULLS.time("x.expires_at"),
             NULLS.time("x.settled_at"),
+            NULLS.text("x.metadata", "x.tagged"),
             param(array(t.iter().map(|t| t.id))),
             param(array(t.iter().map(|t| t.from_wallet_id))),
             param(array(t.iter().map(|t| t.to_wallet_id))),
@@ -493,6 +520,8 @@ async fn write_postgres<C: ConnectionTrait>(
             param(array(t.iter().map(|t| NULLS.of_uuid(t.refund_of)))),
             param(array(t.iter().map(|t| NULLS.of_time(t.expires_at)))),
             param(array(t.iter().map(|t| NULLS.of_time(t.settled_at)))),
+            param(texts(t.iter().map(|t| t.metadata.as_deref().unwrap_or_default()))),
+            param(array(t.iter().map(|t| t.metadata.is_some()))),
         ));
     }
     let ended = if batch.changes.is_empty() {
@@ -531,21 +560,23 @@ async fn write_postgres<C: ConnectionTrait>(
         let o = batch.operations;
         parts.push(format!(
             "o AS (INSERT INTO operation (id, wallet_id, seq, kind, amount, balance_after, available_after, \
-                 incoming_held_after, transfer_id, counterparty_wallet_id, description, created_at) \
-             SELECT x.id, x.wallet_id, x.seq, x.kind, x.amount, x.balance_after, {}, {}, {}, {}, {}, x.created_at \
+                 incoming_held_after, transfer_id, counterparty_wallet_id, description, created_at, metadata) \
+             SELECT x.id, x.wallet_id, x.seq, x.kind, x.amount, x.balance_after, {}, {}, {}, {}, {}, \
+                 x.created_at, {} \
              FROM unnest(CAST({} AS uuid[]), CAST({} AS uuid[]), CAST({} AS bigint[]), \
                      CAST({} AS text[]), CAST({} AS bigint[]), CAST({} AS bigint[]), \
                      CAST({} AS bigint[]), CAST({} AS bigint[]), CAST({} AS uuid[]), \
                      CAST({} AS uuid[]), CAST({} AS text[]), CAST({} AS boolean[]), \
-                     CAST({} AS timestamptz[])) \
+                     CAST({} AS timestamptz[]), CAST({} AS text[]), CAST({} AS boolean[])) \
                  AS x(id, wallet_id, seq, kind, amount, balance_after, available_after, \
                      incoming_held_after, transfer_id, counterparty_wallet_id, description, \
-                     described, created_at))",
+                     described, created_at, metadata, tagged))",
             NULLS.bigint("x.available_after"),
             NULLS.bigint("x.incoming_held_after"),
             NULLS.uuid("x.transfer_id"),
             NULLS.uuid("x.counterparty_wallet_id"),
             NULLS.text("x.description", "x.described"),
+            NULLS.text("x.metadata", "x.tagged"),
             param(array(o.iter().map(|o| o.id))),
             param(array(o.iter().map(|o| o.wallet_id))),
             param(array(o.iter().map(|o| o.seq))),
@@ -559,6 +590,33 @@ async fn write_postgres<C: ConnectionTrait>(
             param(texts(o.iter().map(|o| o.description.as_deref().unwrap_or_default()))),
             param(array(o.iter().map(|o| o.description.is_some()))),
             param(array(o.iter().map(|o| o.created_at))),
+            param(texts(o.iter().map(|o| o.metadata.as_deref().unwrap_or_default()))),
+            param(array(o.iter().map(|o| o.metadata.is_some()))),
+        ));
+    }
+    if !batch.operation_tags.is_empty() {
+        let g = batch.operation_tags;
+        parts.push(format!(
+            "og AS (INSERT INTO operation_tag (wallet_id, key, value, seq) \
+             SELECT * FROM unnest(CAST({} AS uuid[]), CAST({} AS text[]), CAST({} AS text[]), \
+                 CAST({} AS bigint[])))",
+            param(array(g.iter().map(|g| g.wallet_id))),
+            param(texts(g.iter().map(|g| g.key))),
+            param(texts(g.iter().map(|g| g.value))),
+            param(array(g.iter().map(|g| g.seq))),
+        ));
+    }
+    if !batch.transfer_tags.is_empty() {
+        let g = batch.transfer_tags;
+        parts.push(format!(
+            "tg AS (INSERT INTO transfer_tag (wallet_id, key, value, created_at, transfer_id) \
+             SELECT * FROM unnest(CAST({} AS uuid[]), CAST({} AS text[]), CAST({} AS text[]), \
+                 CAST({} AS timestamptz[]), CAST({} AS uuid[])))",
+            param(array(g.iter().map(|g| g.wallet_id))),
+            param(texts(g.iter().map(|g| g.key))),
+            param(texts(g.iter().map(|g| g.value))),
+            param(array(g.iter().map(|g| g.created_at))),
+            param(array(g.iter().map(|g| g.transfer_id))),
         ));
     }
     // One notice per NOTIFY; usually one. Referenced below, so it runs.
@@ -742,7 +800,7 @@ async fn write_plain<C: ConnectionTrait>(
             .await?;
         updated += usize::try_from(result.rows_affected()).unwrap_or(0);
     }
-    // SQLite allows 32,766 parameters per statement: 13 columns x 1,000 rows.
+    // SQLite allows 32,766 parameters per statement: 14 columns x 1,000 rows.
     for chunk in batch.transfers.chunks(1_000) {
         transfer::Entity::insert_many(chunk.iter().cloned().map(transfer::ActiveModel::from))
             .exec_without_returning(conn)
@@ -772,11 +830,48 @@ async fn write_plain<C: ConnectionTrait>(
             .await?;
         ended += usize::try_from(result.rows_affected()).unwrap_or(0);
     }
-    // 11 columns x 1,000 rows stays within SQLite's 32,766 parameters.
+    // 13 columns x 1,000 rows stays within SQLite's 32,766 parameters.
     for chunk in batch.operations.chunks(1_000) {
         operation::Entity::insert_many(chunk.iter().cloned().map(operation::ActiveModel::from))
             .exec_without_returning(conn)
             .await?;
+    }
+    for chunk in batch.operation_tags.chunks(1_000) {
+        let rows = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+        let values = chunk.iter().flat_map(|g| {
+            [
+                g.wallet_id.into(),
+                g.key.into(),
+                g.value.into(),
+                g.seq.into(),
+            ]
+        });
+        conn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            format!("INSERT INTO operation_tag (wallet_id, key, value, seq) VALUES {rows}"),
+            values.collect::<Vec<sea_orm::Value>>(),
+        ))
+        .await?;
+    }
+    for chunk in batch.transfer_tags.chunks(1_000) {
+        let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let values = chunk.iter().flat_map(|g| {
+            [
+                g.wallet_id.into(),
+                g.key.into(),
+                g.value.into(),
+                g.created_at.into(),
+                g.transfer_id.into(),
+            ]
+        });
+        conn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            format!(
+                "INSERT INTO transfer_tag (wallet_id, key, value, created_at, transfer_id) VALUES {rows}"
+            ),
+            values.collect::<Vec<sea_orm::Value>>(),
+        ))
+        .await?;
     }
     Ok((updated, ended))
 }

@@ -41,6 +41,8 @@ pub struct OperationFilter {
     pub from: Option<DateTime<Utc>>,
     /// Exclusive upper bound on `created_at`.
     pub to: Option<DateTime<Utc>>,
+    /// Only rows showing this `(key, value)` pair.
+    pub metadata: Option<(String, String)>,
 }
 
 pub async fn wallets_by_ids<C: ConnectionTrait>(
@@ -180,7 +182,10 @@ pub async fn wallet_page<C: ConnectionTrait>(
 ///   wallet's sequence), each found by a binary search of `(wallet_id,
 ///   seq)` (`first_seq_from`);
 /// - kinds get one part per kind, each walking `(wallet_id, kind, seq)` with
-///   its own limit; the parts are merged here.
+///   its own limit; the parts are merged here;
+/// - a metadata pair walks `operation_tag`'s `(wallet_id, key, value, seq)`
+///   instead and joins each row by `(wallet_id, seq)`; kinds then narrow
+///   along that walk.
 pub async fn operation_pages<C: ConnectionTrait>(
     conn: &C,
     wallet_ids: &[Uuid],
@@ -249,6 +254,9 @@ fn operation_page(
     filter: &OperationFilter,
     kind: Option<OperationKind>,
 ) -> Select<operation::Entity> {
+    if let Some((key, value)) = &filter.metadata {
+        return tagged_operation_page(backend, wallet_id, page, filter, kind, key, value);
+    }
     let query = operation::Entity::find()
         .filter(operation::Column::WalletId.eq(wallet_id))
         .apply_if(kind, |q, kind| q.filter(operation::Column::Kind.eq(kind)))
@@ -271,6 +279,49 @@ fn operation_page(
     match page.direction {
         Direction::Forward => query.order_by_desc(operation::Column::Seq),
         Direction::Backward => query.order_by_asc(operation::Column::Seq),
+    }
+}
+
+/// `operation_page` for rows showing a metadata pair: the walk, its bounds
+/// and its order are on the tag's sequence number, so PostgreSQL and SQLite
+/// walk the tag's primary key and look each row up by `(wallet_id, seq)`.
+fn tagged_operation_page(
+    backend: DbBackend,
+    wallet_id: Uuid,
+    page: &PageQuery<i64>,
+    filter: &OperationFilter,
+    kind: Option<OperationKind>,
+    key: &str,
+    value: &str,
+) -> Select<operation::Entity> {
+    let tag = Alias::new("operation_tag");
+    let seq = || Expr::col((tag.clone(), Alias::new("seq")));
+    let mut query = operation::Entity::find()
+        .apply_if(kind, |q, kind| q.filter(operation::Column::Kind.eq(kind)))
+        .filter(Expr::col((tag.clone(), Alias::new("wallet_id"))).eq(wallet_id))
+        .filter(Expr::col((tag.clone(), Alias::new("key"))).eq(key))
+        .filter(Expr::col((tag.clone(), Alias::new("value"))).eq(value))
+        .apply_if(page.after, |q, after| q.filter(seq().lt(after)))
+        .apply_if(page.before, |q, before| q.filter(seq().gt(before)))
+        .apply_if(filter.from, |q, from| {
+            q.filter(seq().gte(first_seq_from(backend, wallet_id, from)))
+        })
+        .apply_if(filter.to, |q, to| {
+            q.filter(seq().lt(first_seq_from(backend, wallet_id, to)))
+        })
+        .limit(page.fetch);
+    QuerySelect::query(&mut query).inner_join(
+        tag.clone(),
+        Expr::col((operation::Entity, operation::Column::WalletId))
+            .equals((tag.clone(), Alias::new("wallet_id")))
+            .and(
+                Expr::col((operation::Entity, operation::Column::Seq))
+                    .equals((tag.clone(), Alias::new("seq"))),
+            ),
+    );
+    match page.direction {
+        Direction::Forward => query.order_by_desc(seq()),
+        Direction::Backward => query.order_by_asc(seq()),
     }
 }
 
@@ -431,6 +482,8 @@ pub struct TransferFilter {
     /// `Some(true)`: only what it received; `Some(false)`: only what it
     /// paid; `None`: both.
     pub incoming: Option<bool>,
+    /// Only transfers carrying this `(key, value)` pair.
+    pub metadata: Option<(String, String)>,
 }
 
 /// A wallet's transfers, paid or received, newest first by `(created_at,
@@ -472,6 +525,10 @@ pub async fn transfer_page<C: ConnectionTrait>(
         .map(|s| literal("status", s.iter().map(|s| s.as_str()).collect()));
     let kinds =
         (filter.kinds.as_ref()).map(|k| literal("kind", k.iter().map(|k| k.as_str()).collect()));
+    if let Some((key, value)) = &filter.metadata {
+        return tagged_transfer_page(conn, wallet_id, page, filter, (statuses, kinds), key, value)
+            .await;
+    }
     let mut rows = Vec::new();
     for side in sides {
         let query = transfer::Entity::find()
@@ -500,6 +557,57 @@ pub async fn transfer_page<C: ConnectionTrait>(
         Direction::Backward => rows.sort_unstable_by_key(|t| (t.created_at, t.id)),
     }
     rows.truncate(usize::try_from(page.fetch).unwrap_or(usize::MAX));
+    rows.sort_unstable_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+    Ok(rows)
+}
+
+/// `transfer_page` for transfers carrying a metadata pair: one walk of
+/// `transfer_tag`'s `(wallet_id, key, value, created_at, transfer_id)` from
+/// the cursor (one tag row per party, so both sides come in one walk),
+/// each transfer looked up by id; direction, statuses and kinds narrow
+/// along the walk.
+async fn tagged_transfer_page<C: ConnectionTrait>(
+    conn: &C,
+    wallet_id: Uuid,
+    page: &PageQuery<(DateTime<Utc>, Uuid)>,
+    filter: &TransferFilter,
+    (statuses, kinds): (Option<Expr>, Option<Expr>),
+    key: &str,
+    value: &str,
+) -> Result<Vec<transfer::Model>, DbErr> {
+    let tag = Alias::new("transfer_tag");
+    let column = |name: &str| Expr::col((tag.clone(), Alias::new(name)));
+    let position = || Expr::tuple([column("created_at"), column("transfer_id")]);
+    let at = |(time, id): (DateTime<Utc>, Uuid)| Expr::tuple([Expr::value(time), Expr::value(id)]);
+    let side = match filter.incoming {
+        Some(true) => Some(transfer::Column::ToWalletId.eq(wallet_id)),
+        Some(false) => Some(transfer::Column::FromWalletId.eq(wallet_id)),
+        None => None,
+    };
+    let mut query = transfer::Entity::find()
+        .filter(column("wallet_id").eq(wallet_id))
+        .filter(column("key").eq(key))
+        .filter(column("value").eq(value))
+        .apply_if(side, QueryFilter::filter)
+        .apply_if(statuses, QueryFilter::filter)
+        .apply_if(kinds, QueryFilter::filter)
+        .apply_if(page.after, |q, after| q.filter(position().lt(at(after))))
+        .apply_if(page.before, |q, before| q.filter(position().gt(at(before))))
+        .limit(page.fetch);
+    QuerySelect::query(&mut query).inner_join(
+        tag.clone(),
+        Expr::col((transfer::Entity, transfer::Column::Id))
+            .equals((tag.clone(), Alias::new("transfer_id"))),
+    );
+    let query = match page.direction {
+        Direction::Forward => query
+            .order_by_desc(column("created_at"))
+            .order_by_desc(column("transfer_id")),
+        Direction::Backward => query
+            .order_by_asc(column("created_at"))
+            .order_by_asc(column("transfer_id")),
+    };
+    let mut rows = query.all(conn).await?;
     rows.sort_unstable_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
     Ok(rows)
 }

@@ -138,6 +138,7 @@ async fn sweepers_on_three_servers_expire_each_hold_once() {
             amount: Money::from_cents(100).expect("amount"),
             expires_at: Some(soon),
             description: None,
+            metadata: Default::default(),
             idempotency_key: key(),
         };
         // Through the other ledgers' limits (1,000), not this app's (2).
@@ -269,6 +270,7 @@ async fn upgrade(db: EmptyDb) {
                 transfer_id: transfer,
                 amount: Money::from_cents(1000),
                 description: None,
+                metadata: Default::default(),
                 idempotency_key: key(),
             },
         )
@@ -288,6 +290,7 @@ async fn upgrade(db: EmptyDb) {
                 amount: Money::from_cents(2000).expect("amount"),
                 expires_at: None,
                 description: None,
+                metadata: Default::default(),
                 idempotency_key: key(),
             },
         )

@@ -20,6 +20,7 @@ mod idempotency;
 mod incoming;
 mod limits;
 mod lists;
+mod metadata;
 mod mutations;
 mod nodes;
 mod observability;
