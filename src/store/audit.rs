@@ -195,6 +195,57 @@ const CHECKS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The metadata indexes hold exactly the pairs shown: set differences both
+/// ways between each row's pairs (expanded from its JSON column, by each
+/// backend's own JSON functions) and the index rows.
+fn metadata_checks(backend: DbBackend) -> [(&'static str, String); 2] {
+    // (FROM items expanding `{m}` into pairs, the pair's key, its value)
+    let (expand, key, value) = match backend {
+        DbBackend::Postgres => (
+            "json_array_elements(CAST({m} AS json)) AS e(pair)",
+            "e.pair->>0",
+            "e.pair->>1",
+        ),
+        _ => (
+            "json_each({m}) AS e",
+            "json_extract(e.value, '$[0]')",
+            "json_extract(e.value, '$[1]')",
+        ),
+    };
+    let differ = |shown: String, columns: &str, table: &str| {
+        format!(
+            "WITH shown AS ({shown}) SELECT              (SELECT COUNT(*) FROM (SELECT {columns} FROM shown EXCEPT SELECT {columns} FROM {table}) a)              + (SELECT COUNT(*) FROM (SELECT {columns} FROM {table} EXCEPT SELECT {columns} FROM shown) b)"
+        )
+    };
+    let rows = format!(
+        "SELECT o.wallet_id, {key} AS key, {value} AS value, o.seq          FROM operation o LEFT JOIN transfer t ON t.id = o.transfer_id          CROSS JOIN {} WHERE o.metadata IS NOT NULL OR t.metadata IS NOT NULL",
+        expand.replace("{m}", "COALESCE(o.metadata, t.metadata)")
+    );
+    let transfers = format!(
+        "SELECT t.wallet_id, {key} AS key, {value} AS value, t.created_at, t.id AS transfer_id \
+         FROM (SELECT id, from_wallet_id AS wallet_id, created_at, metadata FROM transfer \
+                 WHERE metadata IS NOT NULL \
+               UNION ALL SELECT id, to_wallet_id, created_at, metadata FROM transfer \
+                 WHERE metadata IS NOT NULL) t \
+         CROSS JOIN {}",
+        expand.replace("{m}", "t.metadata")
+    );
+    [
+        (
+            "each ledger row's metadata is indexed, pair for pair, and nothing else",
+            differ(rows, "wallet_id, key, value, seq", "operation_tag"),
+        ),
+        (
+            "each transfer's metadata is indexed for both parties, and nothing else",
+            differ(
+                transfers,
+                "wallet_id, key, value, created_at, transfer_id",
+                "transfer_tag",
+            ),
+        ),
+    ]
+}
+
 /// A pending transfer this far past its deadline means the sweeper is not
 /// running (or cannot keep up).
 const OVERDUE: &str = "no pending transfer past its deadline by more than the sweeper's period";
@@ -206,6 +257,12 @@ pub async fn audit<C: ConnectionTrait>(conn: &C) -> Result<Audit, DbErr> {
         checks.push(Check {
             name,
             violations: scalar(conn, sql).await?,
+        });
+    }
+    for (name, sql) in metadata_checks(conn.get_database_backend()) {
+        checks.push(Check {
+            name,
+            violations: scalar(conn, &sql).await?,
         });
     }
     let cutoff = chrono::Utc::now()

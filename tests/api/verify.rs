@@ -245,6 +245,8 @@ both_backends!(
     a_leg_that_does_not_match_its_transfer,
     money_that_came_from_nowhere,
     verify_command_reports_and_fails,
+    a_metadata_index_row_changed_or_missing,
+    metadata_changed_behind_its_index,
 );
 
 /// A pending transfer well past its deadline means no sweeper runs.
@@ -294,4 +296,64 @@ async fn a_negative_balance() {
         .expect("drop constraint");
     let (failed, _) = violations_after(&app, "UPDATE wallet SET balance = -5").await;
     assert!(failed.contains(&"no negative balance"), "{failed:?}");
+}
+
+/// A payment with metadata, a deposit with its own, and one without.
+async fn ledger_with_metadata(app: &TestApp) {
+    let alice = app.create_client("Alice").await;
+    let bob = app.create_client("Bob").await;
+    let deposit = app
+        .gql(
+            Some(crate::helpers::OPERATOR),
+            "mutation($input: DepositInput!) { deposit(input: $input) { operation { id } } }",
+            serde_json::json!({ "input": { "walletId": alice.wallet, "amount": "100",
+                "metadata": [{ "key": "source", "value": "card" }] } }),
+        )
+        .await;
+    data(&deposit);
+    let paid = app
+        .gql(
+            Some(&alice.token),
+            "mutation($input: TransferInput!) { transfer(input: $input) { transfer { id } } }",
+            serde_json::json!({ "input": { "fromWalletId": alice.wallet, "toWalletId": bob.wallet,
+                "amount": "30", "metadata": [{ "key": "order", "value": "A-1" }, { "key": "n", "value": "2" }] } }),
+        )
+        .await;
+    data(&paid);
+    data(&app.transfer(&alice, &bob.wallet, "1").await);
+    app.assert_ledger_consistent().await;
+}
+
+const ROWS_INDEXED: &str = "each ledger row's metadata is indexed, pair for pair, and nothing else";
+const TRANSFERS_INDEXED: &str =
+    "each transfer's metadata is indexed for both parties, and nothing else";
+
+async fn a_metadata_index_row_changed_or_missing(app: TestApp) {
+    ledger_with_metadata(&app).await;
+    let (failed, conserved) = violations_after(
+        &app,
+        "UPDATE operation_tag SET value = 'A-2' WHERE value = 'A-1'",
+    )
+    .await;
+    assert_eq!(failed, [ROWS_INDEXED], "{failed:?}");
+    assert!(conserved);
+    let (failed, _) = violations_after(&app, "DELETE FROM transfer_tag WHERE key = 'n'").await;
+    assert!(failed.contains(&TRANSFERS_INDEXED), "{failed:?}");
+}
+
+async fn metadata_changed_behind_its_index(app: TestApp) {
+    ledger_with_metadata(&app).await;
+    let (failed, _) = violations_after(
+        &app,
+        r#"UPDATE transfer SET metadata = '[["n","2"],["order","B-1"]]' WHERE metadata IS NOT NULL"#,
+    )
+    .await;
+    assert!(failed.contains(&ROWS_INDEXED), "{failed:?}");
+    assert!(failed.contains(&TRANSFERS_INDEXED), "{failed:?}");
+    let (failed, _) = violations_after(
+        &app,
+        r#"UPDATE operation SET metadata = NULL WHERE kind = 'DEPOSIT'"#,
+    )
+    .await;
+    assert!(failed.contains(&ROWS_INDEXED), "{failed:?}");
 }
