@@ -371,16 +371,9 @@ async fn seed_sqlite(store: &Store, clients: u64, started: Instant) -> anyhow::R
         .await?;
         wallet::Entity::insert_many(chunk.iter().map(|&n| {
             wallet::ActiveModel::from(wallet::Model {
-                id: wallet_id(n),
-                client_id: client_id(n),
-                currency: "USD".into(),
                 balance: INITIAL_DEPOSIT,
-                held: 0,
-                open_holds: 0,
-                incoming_held: 0,
                 last_seq: 1,
-                created_at: at,
-                updated_at: at,
+                ..wallet::Model::empty(wallet_id(n), client_id(n), at)
             })
         }))
         .exec_without_returning(&tx)

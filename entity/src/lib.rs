@@ -8,3 +8,4 @@ pub mod idempotency_key;
 pub mod operation;
 pub mod transfer;
 pub mod wallet;
+pub mod wallet_status_change;

@@ -6,6 +6,29 @@ use sea_orm::entity::prelude::*;
 /// payer (`open_holds` of them): `balance - held` is what it may spend.
 /// `incoming_held` is the sum of the open holds to it as payee: money
 /// promised to it, not yet its own.
+/// Whether money may move: `Frozen` lets nothing out (money may still
+/// arrive), `Closed` nothing in or out, for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum WalletStatus {
+    #[sea_orm(string_value = "ACTIVE")]
+    Active,
+    #[sea_orm(string_value = "FROZEN")]
+    Frozen,
+    #[sea_orm(string_value = "CLOSED")]
+    Closed,
+}
+
+impl WalletStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WalletStatus::Active => "ACTIVE",
+            WalletStatus::Frozen => "FROZEN",
+            WalletStatus::Closed => "CLOSED",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "wallet")]
 pub struct Model {
@@ -21,6 +44,17 @@ pub struct Model {
     pub last_seq: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    pub status: WalletStatus,
+    /// The operator's limits on what leaves the wallet, in cents (count for
+    /// `daily_outgoing_count`); NULL: no limit.
+    pub max_transfer_amount: Option<i64>,
+    pub daily_outgoing_amount: Option<i64>,
+    pub daily_outgoing_count: Option<i64>,
+    /// What left the wallet on UTC day `outgoing_day` (days since
+    /// 1970-01-01): the daily limits' use. Another day's counts are zero.
+    pub outgoing_day: i64,
+    pub outgoing_today: i64,
+    pub outgoing_count_today: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -36,6 +70,31 @@ pub enum Relation {
 impl Related<super::client::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Client.def()
+    }
+}
+
+impl Model {
+    /// A new client's wallet: empty, ACTIVE, without limits.
+    pub fn empty(id: Uuid, client_id: Uuid, at: DateTimeUtc) -> Model {
+        Model {
+            id,
+            client_id,
+            currency: "USD".to_owned(),
+            balance: 0,
+            held: 0,
+            open_holds: 0,
+            incoming_held: 0,
+            last_seq: 0,
+            created_at: at,
+            updated_at: at,
+            status: WalletStatus::Active,
+            max_transfer_amount: None,
+            daily_outgoing_amount: None,
+            daily_outgoing_count: None,
+            outgoing_day: 0,
+            outgoing_today: 0,
+            outgoing_count_today: 0,
+        }
     }
 }
 

@@ -26,6 +26,14 @@ pub enum AppError {
     RefundExceedsTransfer,
     #[error("this wallet has too many pending transfers (at most {0})")]
     TooManyHolds(i32),
+    #[error("the wallet is frozen: no money may leave it")]
+    WalletFrozen,
+    #[error("the wallet is closed: no money may move in or out")]
+    WalletClosed,
+    #[error("a wallet can be closed only with a zero balance and no open holds either way")]
+    WalletNotEmpty,
+    #[error("this would exceed the wallet's {} limit ({remaining} left)", limit.as_str())]
+    LimitExceeded { limit: Limit, remaining: Remaining },
     #[error("a client with this email already exists")]
     EmailTaken,
     #[error("authentication required: send `Authorization: Bearer <token>`")]
@@ -90,6 +98,42 @@ fn outcome_unknown(retry_safe: bool) -> &'static str {
 /// Every code a caller can meet, in `extensions.code`, in a batch item's
 /// result, and in the schema's `ErrorCode` enum (derived from this one, so a
 /// new code is in the schema or the build fails).
+/// Which of a wallet's limits a movement would exceed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Limit {
+    MaxTransferAmount,
+    DailyOutgoingAmount,
+    DailyOutgoingCount,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::MaxTransferAmount => "MAX_TRANSFER_AMOUNT",
+            Limit::DailyOutgoingAmount => "DAILY_OUTGOING_AMOUNT",
+            Limit::DailyOutgoingCount => "DAILY_OUTGOING_COUNT",
+        }
+    }
+}
+
+/// What is left of a limit: cents, or a count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Remaining {
+    Cents(i64),
+    Count(i64),
+}
+
+impl std::fmt::Display for Remaining {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Remaining::Cents(cents) => {
+                write!(f, "{}", crate::domain::money::format_cents(*cents))
+            }
+            Remaining::Count(count) => write!(f, "{count}"),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     InvalidInput,
@@ -102,6 +146,10 @@ pub enum ErrorCode {
     TransferNotRefundable,
     RefundExceedsTransfer,
     TooManyHolds,
+    WalletFrozen,
+    WalletClosed,
+    WalletNotEmpty,
+    LimitExceeded,
     EmailTaken,
     Unauthenticated,
     Forbidden,
@@ -124,7 +172,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the README's table.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::InvalidInput,
         ErrorCode::NotFound,
         ErrorCode::InsufficientFunds,
@@ -135,6 +183,10 @@ impl ErrorCode {
         ErrorCode::TransferNotRefundable,
         ErrorCode::RefundExceedsTransfer,
         ErrorCode::TooManyHolds,
+        ErrorCode::WalletFrozen,
+        ErrorCode::WalletClosed,
+        ErrorCode::WalletNotEmpty,
+        ErrorCode::LimitExceeded,
         ErrorCode::EmailTaken,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
@@ -167,6 +219,10 @@ impl ErrorCode {
             ErrorCode::TransferNotRefundable => "TRANSFER_NOT_REFUNDABLE",
             ErrorCode::RefundExceedsTransfer => "REFUND_EXCEEDS_TRANSFER",
             ErrorCode::TooManyHolds => "TOO_MANY_HOLDS",
+            ErrorCode::WalletFrozen => "WALLET_FROZEN",
+            ErrorCode::WalletClosed => "WALLET_CLOSED",
+            ErrorCode::WalletNotEmpty => "WALLET_NOT_EMPTY",
+            ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
             ErrorCode::EmailTaken => "EMAIL_TAKEN",
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::Forbidden => "FORBIDDEN",
@@ -230,6 +286,10 @@ impl AppError {
             AppError::TransferNotRefundable => ErrorCode::TransferNotRefundable,
             AppError::RefundExceedsTransfer => ErrorCode::RefundExceedsTransfer,
             AppError::TooManyHolds(_) => ErrorCode::TooManyHolds,
+            AppError::WalletFrozen => ErrorCode::WalletFrozen,
+            AppError::WalletClosed => ErrorCode::WalletClosed,
+            AppError::WalletNotEmpty => ErrorCode::WalletNotEmpty,
+            AppError::LimitExceeded { .. } => ErrorCode::LimitExceeded,
             AppError::EmailTaken => ErrorCode::EmailTaken,
             AppError::Unauthenticated => ErrorCode::Unauthenticated,
             AppError::Forbidden | AppError::ForbiddenOrigin => ErrorCode::Forbidden,

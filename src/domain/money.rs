@@ -83,6 +83,11 @@ impl fmt::Display for Money {
     }
 }
 
+/// Cents as the API writes amounts: exactly two decimals (`"12.50"`).
+pub fn format_cents(cents: i64) -> String {
+    Decimal::new(cents, 2).to_string()
+}
+
 /// Parses the text of a decimal strictly: an optional minus sign, digits, and
 /// an optional fraction. No exponent, no `+`, no underscores, no spaces.
 pub fn parse_decimal(text: &str) -> Option<Decimal> {

@@ -45,6 +45,18 @@ pub fn description(raw: &str) -> AppResult<String> {
     Ok(raw.to_owned())
 }
 
+/// Why the operator changed a wallet's status: kept with the change.
+pub fn reason(raw: &str) -> AppResult<String> {
+    if raw.trim().is_empty() {
+        return Err(AppError::invalid_field(
+            "reason",
+            "reason must not be empty",
+        ));
+    }
+    bounded_text("reason", raw, MAX_DESCRIPTION_CHARS)?;
+    Ok(raw.to_owned())
+}
+
 /// Idempotency keys are opaque to us, but bounded and printable.
 pub fn idempotency_key(raw: &str) -> AppResult<String> {
     if raw.is_empty() {

@@ -303,7 +303,7 @@ async fn attempt(
     let locked_now = locked.now;
     let settlement = settle(entries, &keys, groups, locked, rules, Utc::now());
 
-    if settlement.operations.is_empty() && settlement.released.is_empty() {
+    if settlement.wallets.is_empty() && settlement.released.is_empty() {
         write.rollback().await?;
         return Ok(settlement);
     }
@@ -317,13 +317,7 @@ async fn attempt(
         .wallets
         .iter()
         .map(|c| WalletUpdate {
-            id: c.wallet.id,
-            balance: c.wallet.balance,
-            held: c.wallet.held,
-            open_holds: c.wallet.open_holds,
-            incoming_held: c.wallet.incoming_held,
-            last_seq: c.wallet.last_seq,
-            updated_at: c.wallet.updated_at,
+            wallet: &c.wallet,
             previous_seq: c.previous_seq,
         })
         .collect();
@@ -360,6 +354,7 @@ async fn attempt(
             now: locked_now,
             operations: &settlement.operations,
             operation_tags: &operation_tags,
+            status_changes: &settlement.status_changes,
             transfer_tags: &transfer_tags,
             channel: CHANNEL,
             notices: &notices,
@@ -402,6 +397,7 @@ fn wallets_of(entry: &Entry, locked: &Locked) -> Vec<Uuid> {
                     .flat_map(|t| [t.from_wallet_id, t.to_wallet_id]),
             )
             .collect(),
+        Action::Configure { wallet_id, .. } => vec![*wallet_id],
         Action::End { transfer_id, .. } | Action::Refund { transfer_id, .. } => locked
             .transfers
             .get(transfer_id)

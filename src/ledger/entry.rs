@@ -8,7 +8,8 @@
 use chrono::{DateTime, Utc};
 use entity::operation::{self, OperationKind};
 use entity::transfer::{self, TransferKind, TransferStatus};
-use entity::wallet;
+use entity::wallet::{self, WalletStatus};
+use entity::wallet_status_change;
 use uuid::Uuid;
 
 use crate::domain::auth::Caller;
@@ -123,6 +124,20 @@ pub enum Action {
         amount: Option<i64>,
         refund_id: Uuid,
     },
+    /// The operator's change to a wallet's status or limits: checked and
+    /// written under the wallet's lock, like any movement.
+    Configure { wallet_id: Uuid, controls: Controls },
+}
+
+/// What the operator changes of a wallet; each part left `None` stays.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Controls {
+    /// A new status, and why.
+    pub status: Option<(WalletStatus, String)>,
+    /// Each limit: `Some(None)` removes it, `Some(Some(v))` sets it.
+    pub max_transfer_amount: Option<Option<i64>>,
+    pub daily_outgoing_amount: Option<Option<i64>>,
+    pub daily_outgoing_count: Option<Option<i64>>,
 }
 
 #[derive(Clone, Debug)]
@@ -147,6 +162,7 @@ impl Entry {
             Action::Post { transfer, .. } => transfer.as_ref().map(|t| t.id),
             Action::End { transfer_id, .. } => Some(*transfer_id),
             Action::Refund { refund_id, .. } => Some(*refund_id),
+            Action::Configure { .. } => None,
         }
     }
 
@@ -161,7 +177,7 @@ impl Entry {
     /// The stored transfer the entry acts on, locked before its wallets.
     pub fn acts_on(&self) -> Option<Uuid> {
         match &self.action {
-            Action::Post { .. } => None,
+            Action::Post { .. } | Action::Configure { .. } => None,
             Action::End { transfer_id, .. } | Action::Refund { transfer_id, .. } => {
                 Some(*transfer_id)
             }
@@ -178,6 +194,8 @@ pub struct Posted {
     pub original: Option<transfer::Model>,
     pub operations: Vec<operation::Model>,
     pub wallets: Vec<wallet::Model>,
+    /// A configuration's status change, if the status changed.
+    pub status_change: Option<wallet_status_change::Model>,
 }
 
 pub struct DepositRequest {
@@ -539,6 +557,65 @@ fn post(
         description,
         metadata,
         claim,
+    }
+}
+
+/// The operator's change of a wallet's status (`reason` says why, for the
+/// record).
+pub fn set_status(
+    caller: &Caller,
+    wallet_id: Uuid,
+    status: WalletStatus,
+    reason: &str,
+) -> AppResult<Entry> {
+    caller.require_operator()?;
+    let reason = validate::reason(reason)?;
+    Ok(configure(
+        caller,
+        wallet_id,
+        Controls {
+            status: Some((status, reason)),
+            ..Controls::default()
+        },
+    ))
+}
+
+/// The operator's change of a wallet's limits (amounts already checked).
+pub fn set_limits(caller: &Caller, wallet_id: Uuid, controls: Controls) -> AppResult<Entry> {
+    caller.require_operator()?;
+    if controls
+        .daily_outgoing_count
+        .flatten()
+        .is_some_and(|n| n <= 0)
+    {
+        return Err(AppError::invalid_field(
+            "dailyOutgoingCount",
+            "dailyOutgoingCount must be greater than zero (null removes the limit)",
+        ));
+    }
+    Ok(configure(caller, wallet_id, controls))
+}
+
+fn configure(caller: &Caller, wallet_id: Uuid, controls: Controls) -> Entry {
+    Entry {
+        first_operation_id: Uuid::now_v7(),
+        caller: caller.clone(),
+        action: Action::Configure {
+            wallet_id,
+            controls,
+        },
+        description: None,
+        metadata: Metadata::default(),
+        claim: None,
+    }
+}
+
+impl Posted {
+    /// The wallet a configuration left.
+    pub fn into_wallet(self) -> AppResult<wallet::Model> {
+        (self.wallets.into_iter().next()).ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!("a configuration without its wallet"))
+        })
     }
 }
 

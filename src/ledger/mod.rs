@@ -14,8 +14,8 @@ mod tags;
 
 pub use crate::store::clients::NewClient;
 pub use entry::{
-    AuthorizeRequest, Changes, DepositRequest, HoldOutcome, OperationOutcome, RefundRequest,
-    TransferOutcome, TransferRequest, WithdrawRequest,
+    AuthorizeRequest, Changes, Controls, DepositRequest, HoldOutcome, OperationOutcome,
+    RefundRequest, TransferOutcome, TransferRequest, WithdrawRequest,
 };
 
 use std::sync::Arc;
@@ -458,7 +458,32 @@ impl Ledger {
             original: None,
             operations,
             wallets,
+            status_change: None,
         }))
+    }
+
+    /// Sets a wallet's status (operator only), under its lock: see
+    /// `settle::configure` for what may change.
+    pub async fn set_wallet_status(
+        &self,
+        caller: &Caller,
+        wallet_id: Uuid,
+        status: wallet::WalletStatus,
+        reason: &str,
+    ) -> AppResult<wallet::Model> {
+        let entry = entry::set_status(caller, wallet_id, status, reason)?;
+        self.post(entry).await?.into_wallet()
+    }
+
+    /// Sets or removes a wallet's limits (operator only).
+    pub async fn set_wallet_limits(
+        &self,
+        caller: &Caller,
+        wallet_id: Uuid,
+        controls: Controls,
+    ) -> AppResult<wallet::Model> {
+        let entry = entry::set_limits(caller, wallet_id, controls)?;
+        self.post(entry).await?.into_wallet()
     }
 }
 

@@ -14,12 +14,13 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, TimeDelta, Utc};
 use entity::operation::OperationKind;
 use entity::transfer::{TransferKind, TransferStatus};
-use entity::{operation, transfer, wallet};
+use entity::wallet::WalletStatus;
+use entity::{operation, transfer, wallet, wallet_status_change};
 use uuid::Uuid;
 
-use super::entry::{Action, End, Entry, Leg, NewTransfer, Posted, leg_row};
+use super::entry::{Action, Controls, End, Entry, Leg, NewTransfer, Posted, leg_row};
 use crate::domain::auth::Caller;
-use crate::domain::error::AppError;
+use crate::domain::error::{AppError, Limit, Remaining};
 use crate::domain::money::Money;
 
 /// What happens to one entry of a batch.
@@ -92,6 +93,8 @@ pub struct Settlement {
     pub operations: Vec<operation::Model>,
     /// Entries refused after their key was claimed: the claim is undone.
     pub released: Vec<usize>,
+    /// Wallet status changes, kept with their reasons.
+    pub status_changes: Vec<wallet_status_change::Model>,
 }
 
 /// The batch's state as entries settle: cloned at the start of an atomic
@@ -167,6 +170,9 @@ pub fn settle(
                     settlement
                         .operations
                         .extend(posted.operations.iter().cloned());
+                    settlement
+                        .status_changes
+                        .extend(posted.status_change.iter().cloned());
                     if let Some(t) = &posted.transfer
                         && !original.contains_key(&t.id)
                     {
@@ -251,6 +257,13 @@ fn apply(
     rules: Rules,
     db_now: DateTime<Utc>,
 ) -> Result<Posted, AppError> {
+    if let Action::Configure {
+        wallet_id,
+        controls,
+    } = &entry.action
+    {
+        return configure(*wallet_id, controls, book);
+    }
     let plan = plan(entry, &book.transfers, db_now)?;
     let tick = TimeDelta::microseconds(1);
     let mut time = book.clock;
@@ -264,6 +277,10 @@ fn apply(
             return Err(AppError::NotFound("wallet"));
         }
     }
+    // Refusals in the documented order: FORBIDDEN (in `plan`), the
+    // wallets' status, their limits, then funds and balance (each leg).
+    check_status(entry, &plan, &book.wallets)?;
+    let use_of_day = use_of_day(&plan, &book.wallets, time)?;
     // Check every leg before changing anything (against a copy, so an entry
     // with several legs on one wallet is checked as a whole).
     let mut after: Vec<wallet::Model> = Vec::with_capacity(plan.legs.len());
@@ -279,6 +296,13 @@ fn apply(
         after.push(next);
     }
     book.clock = time;
+    if let Some(usage) = use_of_day {
+        for wallet in after.iter_mut().filter(|w| w.id == usage.wallet_id) {
+            wallet.outgoing_day = usage.day;
+            wallet.outgoing_today = usage.amount;
+            wallet.outgoing_count_today = usage.count;
+        }
+    }
     let mut operations = Vec::with_capacity(after.len());
     for (i, (leg, wallet)) in plan.legs.iter().zip(&after).enumerate() {
         let id = if i == 0 {
@@ -328,7 +352,187 @@ fn apply(
         original: plan.original,
         operations,
         wallets: after,
+        status_change: None,
     })
+}
+
+/// The operator's change to a wallet's status or limits, under its lock.
+/// A CLOSED wallet stays closed; closing needs nothing in it and no open
+/// hold either way. Setting what is already set changes nothing.
+fn configure(wallet_id: Uuid, controls: &Controls, book: &mut Book) -> Result<Posted, AppError> {
+    let current = book
+        .wallets
+        .get(&wallet_id)
+        .ok_or(AppError::NotFound("wallet"))?;
+    let mut next = current.clone();
+    let mut status_change = None;
+    if let Some((status, reason)) = &controls.status
+        && *status != current.status
+    {
+        if current.status == WalletStatus::Closed {
+            return Err(AppError::WalletClosed);
+        }
+        if *status == WalletStatus::Closed
+            && (current.balance != 0
+                || current.held != 0
+                || current.incoming_held != 0
+                || current.open_holds != 0)
+        {
+            return Err(AppError::WalletNotEmpty);
+        }
+        next.status = *status;
+        status_change = Some(wallet_status_change::Model {
+            id: Uuid::now_v7(),
+            wallet_id,
+            status: *status,
+            reason: reason.clone(),
+            created_at: book.clock,
+        });
+        book.clock += TimeDelta::microseconds(1);
+    }
+    if let Some(limit) = controls.max_transfer_amount {
+        next.max_transfer_amount = limit;
+    }
+    if let Some(limit) = controls.daily_outgoing_amount {
+        next.daily_outgoing_amount = limit;
+    }
+    if let Some(limit) = controls.daily_outgoing_count {
+        next.daily_outgoing_count = limit;
+    }
+    if next != *current {
+        let previous_seq = current.last_seq;
+        book.previous_seq.entry(wallet_id).or_insert(previous_seq);
+        book.wallets.insert(wallet_id, next.clone());
+    }
+    Ok(Posted {
+        wallets: vec![next],
+        status_change,
+        ..Posted::default()
+    })
+}
+
+/// A wallet's status may refuse an entry: nothing moves in or out of a
+/// CLOSED wallet; nothing leaves a FROZEN one (a debit or a new hold),
+/// except the operator's capture of a hold placed before the freeze.
+fn check_status(
+    entry: &Entry,
+    plan: &Plan,
+    wallets: &HashMap<Uuid, wallet::Model>,
+) -> Result<(), AppError> {
+    let status = |id: &Uuid| wallets.get(id).map(|w| w.status);
+    if plan
+        .legs
+        .iter()
+        .any(|leg| status(&leg.wallet_id) == Some(WalletStatus::Closed))
+    {
+        return Err(AppError::WalletClosed);
+    }
+    let operator_capture = matches!(entry.caller, Caller::Operator)
+        && matches!(
+            entry.action,
+            Action::End {
+                end: End::Capture(_),
+                ..
+            }
+        );
+    let leaves = |leg: &Leg| leg.delta < 0 || leg.held > 0;
+    if !operator_capture
+        && plan
+            .legs
+            .iter()
+            .any(|leg| leaves(leg) && status(&leg.wallet_id) == Some(WalletStatus::Frozen))
+    {
+        return Err(AppError::WalletFrozen);
+    }
+    Ok(())
+}
+
+/// A payer's use of its daily limits once an entry applies.
+struct UseOfDay {
+    wallet_id: Uuid,
+    /// UTC days since 1970-01-01.
+    day: i64,
+    amount: i64,
+    count: i64,
+}
+
+/// What an entry does to its payer's limits: a new payment, hold or
+/// refund is checked against them and counted on the day of its payer's
+/// row (`LIMIT_EXCEEDED` otherwise); the end of a hold gives back to the
+/// day the hold was taken from what did not leave (all of it and its count
+/// on a void or expiry, the uncaptured rest on a capture). Withdrawals and
+/// deposits are not limited.
+fn use_of_day(
+    plan: &Plan,
+    wallets: &HashMap<Uuid, wallet::Model>,
+    time: DateTime<Utc>,
+) -> Result<Option<UseOfDay>, AppError> {
+    let day_of = |at: DateTime<Utc>| at.timestamp().div_euclid(86_400);
+    if let Some(t) = &plan.new_transfer {
+        let Some(payer) = wallets.get(&t.from_wallet_id) else {
+            return Ok(None);
+        };
+        // The payer's row is the entry's first: its time is this.
+        let at = (payer.updated_at + TimeDelta::microseconds(1)).max(time);
+        let day = day_of(at);
+        let (used, count) = match payer.outgoing_day == day {
+            true => (payer.outgoing_today, payer.outgoing_count_today),
+            false => (0, 0),
+        };
+        if let Some(max) = payer.max_transfer_amount
+            && t.amount > max
+        {
+            return Err(AppError::LimitExceeded {
+                limit: Limit::MaxTransferAmount,
+                remaining: Remaining::Cents(max),
+            });
+        }
+        if let Some(limit) = payer.daily_outgoing_amount
+            && used.saturating_add(t.amount) > limit
+        {
+            return Err(AppError::LimitExceeded {
+                limit: Limit::DailyOutgoingAmount,
+                remaining: Remaining::Cents((limit - used).max(0)),
+            });
+        }
+        if let Some(limit) = payer.daily_outgoing_count
+            && count + 1 > limit
+        {
+            return Err(AppError::LimitExceeded {
+                limit: Limit::DailyOutgoingCount,
+                remaining: Remaining::Count((limit - count).max(0)),
+            });
+        }
+        return Ok(Some(UseOfDay {
+            wallet_id: payer.id,
+            day,
+            amount: used + t.amount,
+            count: count + 1,
+        }));
+    }
+    let Some(ended) = &plan.edit else {
+        return Ok(None);
+    };
+    let (amount, count) = match ended.status {
+        TransferStatus::Posted => (
+            ended.amount - ended.captured_amount.unwrap_or(ended.amount),
+            0,
+        ),
+        TransferStatus::Voided | TransferStatus::Expired => (ended.amount, 1),
+        TransferStatus::Pending => (0, 0),
+    };
+    let Some(payer) = wallets.get(&ended.from_wallet_id) else {
+        return Ok(None);
+    };
+    if payer.outgoing_day != day_of(ended.created_at) || (amount == 0 && count == 0) {
+        return Ok(None);
+    }
+    Ok(Some(UseOfDay {
+        wallet_id: payer.id,
+        day: payer.outgoing_day,
+        amount: (payer.outgoing_today - amount).max(0),
+        count: (payer.outgoing_count_today - count).max(0),
+    }))
 }
 
 /// A wallet after one leg, if the leg may apply: a debit or a new hold
@@ -487,6 +691,9 @@ fn plan(
                 original: Some(original),
             })
         }
+        Action::Configure { .. } => Err(AppError::Internal(anyhow::anyhow!(
+            "a configuration has no legs to plan"
+        ))),
     }
 }
 
@@ -527,16 +734,9 @@ mod tests {
     fn wallet(id: Uuid, balance: i64) -> wallet::Model {
         let at = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default();
         wallet::Model {
-            id,
-            client_id: Uuid::now_v7(),
-            currency: "USD".into(),
             balance,
-            held: 0,
-            open_holds: 0,
-            incoming_held: 0,
             last_seq: 3,
-            created_at: at,
-            updated_at: at,
+            ..wallet::Model::empty(id, Uuid::now_v7(), at)
         }
     }
 

@@ -2,7 +2,7 @@
 
 use async_graphql::{Enum, Error, ErrorExtensions, Pos, Response, ServerError, Value};
 
-use crate::domain::error::{AppError, FieldStep};
+use crate::domain::error::{AppError, FieldStep, Remaining};
 
 impl From<AppError> for Error {
     fn from(err: AppError) -> Error {
@@ -22,6 +22,10 @@ impl From<AppError> for Error {
             AppError::TransferNotPending(status) => Some(*status),
             _ => None,
         };
+        let limit = match &err {
+            AppError::LimitExceeded { limit, remaining } => Some((limit.as_str(), *remaining)),
+            _ => None,
+        };
         let field = field_value(err.field());
         Error::new(err.to_string()).extend_with(|_, ext| {
             ext.set("code", code);
@@ -33,6 +37,15 @@ impl From<AppError> for Error {
             }
             if let Some(status) = status {
                 ext.set("status", status);
+            }
+            if let Some((limit, remaining)) = limit {
+                ext.set("limit", limit);
+                // Cents as a decimal string, like every amount; a count as
+                // a number.
+                match remaining {
+                    Remaining::Cents(_) => ext.set("remaining", remaining.to_string()),
+                    Remaining::Count(count) => ext.set("remaining", count),
+                }
             }
         })
     }
@@ -131,6 +144,17 @@ pub enum ErrorCode {
     TransferNotRefundable,
     RefundExceedsTransfer,
     TooManyHolds,
+    /// The wallet is frozen: nothing may leave it (money may still arrive).
+    WalletFrozen,
+    /// The wallet is closed: nothing moves in or out.
+    WalletClosed,
+    /// Only a wallet with a zero balance and no open holds either way can
+    /// be closed.
+    WalletNotEmpty,
+    /// `extensions.limit` names the wallet's limit (`MAX_TRANSFER_AMOUNT`,
+    /// `DAILY_OUTGOING_AMOUNT`, `DAILY_OUTGOING_COUNT`) and
+    /// `extensions.remaining` what is left of it today.
+    LimitExceeded,
     EmailTaken,
     Unauthenticated,
     Forbidden,

@@ -6,6 +6,7 @@ mod budget;
 mod changes;
 mod clients;
 mod context;
+mod controls;
 mod errors;
 mod extension;
 mod freshness;
@@ -61,6 +62,7 @@ pub struct MutationRoot(
     wallets::WalletsMutation,
     payments::PaymentsMutation,
     holds::HoldsMutation,
+    controls::ControlsMutation,
 );
 
 pub type WalletSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

@@ -11,6 +11,7 @@ use super::clients::{Client, client_by_id};
 use super::context::{
     amount, answer, caller, counted, ledger, max_page_size, money, readable_wallet, reader,
 };
+use super::controls::{self, WalletLimits, WalletStatus, WalletStatusChange};
 use super::metadata::{self, MetadataInput};
 use super::node::node_id;
 use super::operations::{
@@ -69,6 +70,26 @@ impl Wallet {
     /// counted in `balance`.
     async fn incoming_held_balance(&self) -> Result<Dec> {
         Ok(money(self.0.incoming_held)?)
+    }
+
+    /// ACTIVE, FROZEN or CLOSED: whether money may move.
+    async fn status(&self) -> WalletStatus {
+        self.0.status.into()
+    }
+
+    /// The operator's changes of its status, newest first, with their
+    /// reasons (`first`: at most 100).
+    async fn status_changes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+    ) -> Result<Vec<WalletStatusChange>> {
+        Ok(controls::status_changes(ctx, self.0.id, Some(first)).await?)
+    }
+
+    /// Its limits on what leaves it, and today's use of them.
+    async fn limits(&self) -> WalletLimits {
+        WalletLimits(self.0.clone())
     }
 
     /// What the wallet may spend: `balance - heldBalance`. Transfers,

@@ -45,20 +45,9 @@ pub async fn create_client(
         }
         Err(err) => return Err(err.into()),
     };
-    let wallet = wallet::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        client_id: Set(client_id),
-        currency: Set("USD".to_owned()),
-        balance: Set(0),
-        held: Set(0),
-        open_holds: Set(0),
-        incoming_held: Set(0),
-        last_seq: Set(0),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&write.tx)
-    .await?;
+    let wallet = wallet::ActiveModel::from(wallet::Model::empty(Uuid::now_v7(), client_id, now))
+        .insert(&write.tx)
+        .await?;
     write.commit().await?;
     store.note_commit().await;
     Ok(NewClient {

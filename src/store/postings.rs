@@ -14,10 +14,10 @@
 use chrono::{DateTime, Utc};
 use entity::operation::{self, OperationKind};
 use entity::transfer::TransferStatus;
-use entity::{idempotency_key, transfer, wallet};
+use entity::{idempotency_key, transfer, wallet, wallet_status_change};
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult,
-    QueryFilter, Statement,
+    ActiveEnum, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, Statement,
 };
 use uuid::Uuid;
 
@@ -34,17 +34,12 @@ pub struct KeyClaim<'a> {
     pub operation_id: Option<Uuid>,
 }
 
-/// A wallet's new state, written only if its `last_seq` is still
-/// `previous_seq` (it is: the row is locked; this proves it).
+/// A wallet's new state (all but its id, owner, currency and creation),
+/// written only if its `last_seq` is still `previous_seq` (it is: the row
+/// is locked; this proves it).
 #[derive(Clone, Debug)]
-pub struct WalletUpdate {
-    pub id: Uuid,
-    pub balance: i64,
-    pub held: i64,
-    pub open_holds: i32,
-    pub incoming_held: i64,
-    pub last_seq: i64,
-    pub updated_at: DateTime<Utc>,
+pub struct WalletUpdate<'a> {
+    pub wallet: &'a wallet::Model,
     pub previous_seq: i64,
 }
 
@@ -88,7 +83,7 @@ pub struct TransferTag<'a> {
 pub struct BatchWrite<'a> {
     /// Claims of refused entries, undone.
     pub released: &'a [(&'a str, &'a str)],
-    pub wallets: &'a [WalletUpdate],
+    pub wallets: &'a [WalletUpdate<'a>],
     pub transfers: &'a [transfer::Model],
     pub changes: &'a [TransferUpdate],
     /// The database's clock as the batch read it (SQLite: this process's).
@@ -96,6 +91,7 @@ pub struct BatchWrite<'a> {
     pub operations: &'a [operation::Model],
     pub operation_tags: &'a [OperationTag<'a>],
     pub transfer_tags: &'a [TransferTag<'a>],
+    pub status_changes: &'a [wallet_status_change::Model],
     /// NOTIFY payloads on `channel`, delivered at commit (PostgreSQL only).
     pub channel: &'a str,
     pub notices: &'a [String],
@@ -252,8 +248,7 @@ pub async fn claim_keys_and_lock_wallets<C: ConnectionTrait>(
             DbBackend::Postgres,
             format!(
                 "WITH c AS ({CLAIM}) \
-                 SELECT k.scopes, k.keys, w.id, w.client_id, w.currency, w.balance, w.held, w.open_holds, \
-                     w.incoming_held, w.last_seq, w.created_at, w.updated_at \
+                 SELECT k.scopes, k.keys, w.* \
                  FROM (SELECT array_agg(c.scope) AS scopes, array_agg(c.key) AS keys FROM c) k \
                  LEFT JOIN LATERAL (SELECT * FROM wallet WHERE id = ANY(CAST($6 AS uuid[])) \
                      ORDER BY id FOR UPDATE) w ON true"
@@ -357,9 +352,7 @@ pub async fn lock_wallets<C: ConnectionTrait>(
     wallet::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT id, client_id, currency, balance, held, open_holds, incoming_held, last_seq, \
-                 created_at, updated_at FROM wallet \
-             WHERE id = ANY(CAST($1 AS uuid[])) ORDER BY id FOR UPDATE",
+            "SELECT * FROM wallet WHERE id = ANY(CAST($1 AS uuid[])) ORDER BY id FOR UPDATE",
             [list.into()],
         ))
         .all(conn)
@@ -464,24 +457,45 @@ async fn write_postgres<C: ConnectionTrait>(
                  WHERE i.scope = r.scope AND i.key = r.key LIMIT 1) k ON true)))"
         ));
     }
-    let w = batch.wallets;
+    let (w, previous): (Vec<&wallet::Model>, Vec<i64>) = batch
+        .wallets
+        .iter()
+        .map(|u| (u.wallet, u.previous_seq))
+        .unzip();
     let ids = param(array(w.iter().map(|w| w.id)));
     parts.push(format!(
         "w AS (UPDATE wallet SET balance = v.balance, held = v.held, open_holds = v.open_holds, \
-             incoming_held = v.incoming_held, last_seq = v.last_seq, updated_at = v.updated_at \
+             incoming_held = v.incoming_held, last_seq = v.last_seq, updated_at = v.updated_at, \
+             status = v.status, max_transfer_amount = {}, daily_outgoing_amount = {}, \
+             daily_outgoing_count = {}, outgoing_day = v.outgoing_day, \
+             outgoing_today = v.outgoing_today, outgoing_count_today = v.outgoing_count_today \
          FROM unnest(CAST({ids} AS uuid[]), CAST({} AS bigint[]), CAST({} AS bigint[]), \
                  CAST({} AS integer[]), CAST({} AS bigint[]), CAST({} AS bigint[]), \
-                 CAST({} AS timestamptz[]), CAST({} AS bigint[])) \
-             AS v(id, balance, held, open_holds, incoming_held, last_seq, updated_at, previous_seq) \
+                 CAST({} AS timestamptz[]), CAST({} AS bigint[]), CAST({} AS text[]), \
+                 CAST({} AS bigint[]), CAST({} AS bigint[]), CAST({} AS bigint[]), \
+                 CAST({} AS bigint[]), CAST({} AS bigint[]), CAST({} AS bigint[])) \
+             AS v(id, balance, held, open_holds, incoming_held, last_seq, updated_at, previous_seq, \
+                 status, max_transfer_amount, daily_outgoing_amount, daily_outgoing_count, \
+                 outgoing_day, outgoing_today, outgoing_count_today) \
          WHERE wallet.id = ANY(CAST({ids} AS uuid[])) AND wallet.id = v.id \
              AND wallet.last_seq = v.previous_seq RETURNING 1)",
+        NULLS.bigint("v.max_transfer_amount"),
+        NULLS.bigint("v.daily_outgoing_amount"),
+        NULLS.bigint("v.daily_outgoing_count"),
         param(array(w.iter().map(|w| w.balance))),
         param(array(w.iter().map(|w| w.held))),
         param(array(w.iter().map(|w| w.open_holds))),
         param(array(w.iter().map(|w| w.incoming_held))),
         param(array(w.iter().map(|w| w.last_seq))),
         param(array(w.iter().map(|w| w.updated_at))),
-        param(array(w.iter().map(|w| w.previous_seq))),
+        param(previous.into()),
+        param(texts(w.iter().map(|w| w.status.as_str()))),
+        param(array(w.iter().map(|w| NULLS.of_bigint(w.max_transfer_amount)))),
+        param(array(w.iter().map(|w| NULLS.of_bigint(w.daily_outgoing_amount)))),
+        param(array(w.iter().map(|w| NULLS.of_bigint(w.daily_outgoing_count)))),
+        param(array(w.iter().map(|w| w.outgoing_day))),
+        param(array(w.iter().map(|w| w.outgoing_today))),
+        param(array(w.iter().map(|w| w.outgoing_count_today))),
     ));
     if !batch.transfers.is_empty() {
         let t = batch.transfers;
@@ -604,6 +618,19 @@ async fn write_postgres<C: ConnectionTrait>(
             param(texts(g.iter().map(|g| g.key))),
             param(texts(g.iter().map(|g| g.value))),
             param(array(g.iter().map(|g| g.seq))),
+        ));
+    }
+    if !batch.status_changes.is_empty() {
+        let c = batch.status_changes;
+        parts.push(format!(
+            "sc AS (INSERT INTO wallet_status_change (id, wallet_id, status, reason, created_at) \
+             SELECT * FROM unnest(CAST({} AS uuid[]), CAST({} AS uuid[]), CAST({} AS text[]), \
+                 CAST({} AS text[]), CAST({} AS timestamptz[])))",
+            param(array(c.iter().map(|c| c.id))),
+            param(array(c.iter().map(|c| c.wallet_id))),
+            param(texts(c.iter().map(|c| c.status.as_str()))),
+            param(texts(c.iter().map(|c| c.reason.as_str()))),
+            param(array(c.iter().map(|c| c.created_at))),
         ));
     }
     if !batch.transfer_tags.is_empty() {
@@ -767,13 +794,14 @@ async fn write_plain<C: ConnectionTrait>(
             .await?;
     }
     // One statement for all the wallets (a statement is a round trip to
-    // the driver's SQLite thread): 8 parameters a row, 1,000 rows at most
+    // the driver's SQLite thread): 15 parameters a row, 1,000 rows at most
     // within SQLite's 32,766.
     let mut updated = 0;
     for chunk in batch.wallets.chunks(1_000) {
-        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 8);
-        for w in chunk {
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 15);
+        for u in chunk {
+            let w = u.wallet;
             values.extend([
                 w.id.into(),
                 w.balance.into(),
@@ -782,23 +810,41 @@ async fn write_plain<C: ConnectionTrait>(
                 w.incoming_held.into(),
                 w.last_seq.into(),
                 w.updated_at.into(),
-                w.previous_seq.into(),
+                u.previous_seq.into(),
+                w.status.as_str().into(),
+                w.max_transfer_amount.into(),
+                w.daily_outgoing_amount.into(),
+                w.daily_outgoing_count.into(),
+                w.outgoing_day.into(),
+                w.outgoing_today.into(),
+                w.outgoing_count_today.into(),
             ]);
         }
         let result = conn
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Sqlite,
                 format!(
-                    "WITH v(id, balance, held, open_holds, incoming_held, last_seq, updated_at, previous_seq) \
+                    "WITH v(id, balance, held, open_holds, incoming_held, last_seq, updated_at, previous_seq, \
+                         status, max_transfer_amount, daily_outgoing_amount, daily_outgoing_count, \
+                         outgoing_day, outgoing_today, outgoing_count_today) \
                      AS (VALUES {rows}) \
                      UPDATE wallet SET balance = v.balance, held = v.held, open_holds = v.open_holds, \
-                         incoming_held = v.incoming_held, last_seq = v.last_seq, updated_at = v.updated_at \
+                         incoming_held = v.incoming_held, last_seq = v.last_seq, updated_at = v.updated_at, \
+                         status = v.status, max_transfer_amount = v.max_transfer_amount, \
+                         daily_outgoing_amount = v.daily_outgoing_amount, \
+                         daily_outgoing_count = v.daily_outgoing_count, outgoing_day = v.outgoing_day, \
+                         outgoing_today = v.outgoing_today, outgoing_count_today = v.outgoing_count_today \
                      FROM v WHERE wallet.id = v.id AND wallet.last_seq = v.previous_seq"
                 ),
                 values,
             ))
             .await?;
         updated += usize::try_from(result.rows_affected()).unwrap_or(0);
+    }
+    for change in batch.status_changes {
+        wallet_status_change::ActiveModel::from(change.clone())
+            .insert(conn)
+            .await?;
     }
     // SQLite allows 32,766 parameters per statement: 14 columns x 1,000 rows.
     for chunk in batch.transfers.chunks(1_000) {

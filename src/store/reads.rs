@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::operation::{self, OperationKind};
-use entity::{client, transfer, wallet};
+use entity::{client, transfer, wallet, wallet_status_change};
 use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Query, SelectStatement, UnionType};
 use sea_orm::{
     ActiveEnum, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
@@ -610,6 +610,22 @@ async fn tagged_transfer_page<C: ConnectionTrait>(
     let mut rows = query.all(conn).await?;
     rows.sort_unstable_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
     Ok(rows)
+}
+
+/// A wallet's status changes, newest first, at most `limit`
+/// (`wallet_status_change_wallet_idx`).
+pub async fn status_changes<C: ConnectionTrait>(
+    conn: &C,
+    wallet_id: Uuid,
+    limit: u64,
+) -> Result<Vec<wallet_status_change::Model>, DbErr> {
+    wallet_status_change::Entity::find()
+        .filter(wallet_status_change::Column::WalletId.eq(wallet_id))
+        .order_by_desc(wallet_status_change::Column::CreatedAt)
+        .order_by_desc(wallet_status_change::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
 }
 
 /// The refunds of these payments, oldest first (`transfer_refund_of_idx`).

@@ -288,7 +288,7 @@ async fn two_servers_under_the_bank_workload() {
 
 /// Another server on the same PostgreSQL database, with its own store (pool)
 /// and ledger (committer and LISTEN connection).
-async fn second_server(app: &TestApp) -> std::net::SocketAddr {
+pub(crate) async fn second_server(app: &TestApp) -> std::net::SocketAddr {
     let store = walletql::store::Store::connect(&app.db_url, 8)
         .await
         .expect("second store");

@@ -8,6 +8,7 @@ mod authorization;
 mod binary;
 mod clients;
 mod concurrency;
+mod controls;
 mod crash;
 mod dataloader;
 mod deposits;
