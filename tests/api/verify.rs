@@ -247,6 +247,7 @@ both_backends!(
     verify_command_reports_and_fails,
     a_metadata_index_row_changed_or_missing,
     metadata_changed_behind_its_index,
+    a_status_without_its_recorded_change,
 );
 
 /// A pending transfer well past its deadline means no sweeper runs.
@@ -322,6 +323,18 @@ async fn ledger_with_metadata(app: &TestApp) {
     data(&paid);
     data(&app.transfer(&alice, &bob.wallet, "1").await);
     app.assert_ledger_consistent().await;
+}
+
+async fn a_status_without_its_recorded_change(app: TestApp) {
+    ledger(&app).await;
+    let (failed, conserved) = violations_after(&app, "UPDATE wallet SET status = 'FROZEN'").await;
+    assert_eq!(
+        failed,
+        [
+            "each wallet's status is its newest recorded change's (ACTIVE if none), and a closed one is empty"
+        ]
+    );
+    assert!(conserved);
 }
 
 const ROWS_INDEXED: &str = "each ledger row's metadata is indexed, pair for pair, and nothing else";
