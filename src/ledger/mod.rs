@@ -20,13 +20,14 @@ pub use entry::{
 
 use std::sync::Arc;
 
+use entity::operation::OperationKind;
 use entity::{transfer, wallet};
 use sea_orm::{DbBackend, DbErr};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use self::committer::Job;
-use self::entry::{End, Entry, Posted};
+use self::entry::{Action, End, Entry, Posted};
 use self::settle::{Outcome, Rules};
 use crate::domain::auth::{Caller, generate_token};
 use crate::domain::error::{AppError, AppResult};
@@ -106,6 +107,8 @@ struct Inner {
     /// PostgreSQL's LISTEN task, stopped with the ledger.
     _listener: Option<ListenerTask>,
     key_retention: std::time::Duration,
+    /// What the committer enforces (a preview applies the same).
+    rules: Rules,
     /// The idempotency key pruner and the hold sweeper, stopped with the
     /// ledger.
     pruner: tokio::task::AbortHandle,
@@ -169,6 +172,7 @@ impl Ledger {
                 queue,
                 _listener: listener,
                 key_retention: options.key_retention,
+                rules,
                 pruner: pruner.abort_handle(),
                 sweeper: sweeper.abort_handle(),
             }),
@@ -221,6 +225,66 @@ impl Ledger {
     ) -> AppResult<TransferOutcome> {
         let entry = entry::transfer(caller, request)?;
         self.post(entry).await?.into_transfer()
+    }
+
+    /// What `transfer` would answer now: the same checks (authorisation,
+    /// status, limits, funds, the payee's balance limit) against the
+    /// wallets as the primary has them, with nothing locked or written. A
+    /// key used before previews its stored result.
+    pub async fn preview_transfer(
+        &self,
+        caller: &Caller,
+        request: AppResult<TransferRequest>,
+    ) -> Result<wallet::Model, AppError> {
+        let entry = request.and_then(|request| entry::transfer(caller, request))?;
+        let db = self.store().db();
+        if let Some(claim) = &entry.claim
+            && let Some(posted) = self.stored(claim).await?
+        {
+            let payer = posted
+                .operations
+                .iter()
+                .find(|op| op.kind == OperationKind::TransferOut);
+            let mut wallet = posted
+                .wallets
+                .into_iter()
+                .next()
+                .ok_or_else(committer::lost)?;
+            // As the transfer left it, not as it is now.
+            if let Some(row) = payer {
+                wallet.balance = row.balance_after;
+                wallet.held = row.balance_after - row.available_after();
+            }
+            return Ok(wallet);
+        }
+        let Action::Post { legs, .. } = &entry.action else {
+            return Err(committer::lost());
+        };
+        let ids: Vec<Uuid> = legs.iter().map(|leg| leg.wallet_id).collect();
+        let wallets = reads::wallets_by_ids(db, &ids).await?;
+        let now = chrono::Utc::now();
+        let locked = settle::Locked {
+            wallets: wallets.into_iter().map(|w| (w.id, w)).collect(),
+            transfers: Default::default(),
+            now,
+        };
+        let settled = settle::settle(
+            &[&entry],
+            &[settle::Key::Fresh],
+            &[None],
+            locked,
+            self.inner.rules,
+            now,
+        );
+        match settled.outcomes.into_iter().next() {
+            Some(Outcome::Posted(posted)) => posted
+                .wallets
+                .into_iter()
+                .next()
+                .ok_or_else(committer::lost),
+            Some(Outcome::Refused(error)) => Err(error),
+            _ => Err(committer::lost()),
+        }
     }
 
     /// Holds money of the caller's wallet for a payee: a PENDING transfer.

@@ -322,11 +322,54 @@ impl TryFrom<TransferFilterInput> for TransferFilter {
     }
 }
 
+/// What `transfer` would answer now, without moving money.
+#[derive(SimpleObject)]
+pub struct TransferPreview {
+    /// Whether the transfer would post now.
+    pub ok: bool,
+    /// Why it would be refused (as `extensions.code` would say).
+    pub code: Option<ErrorCode>,
+    pub message: Option<String>,
+    /// The payer's available balance after it, if it would post.
+    pub available_balance_after: Option<Dec>,
+}
+
 #[derive(Default)]
 pub struct PaymentsQuery;
 
 #[Object]
 impl PaymentsQuery {
+    /// The same checks `transfer` would meet now (authorisation, the
+    /// wallets' status, the payer's limits and funds, the payee's balance
+    /// limit), against the primary, with nothing locked or written: another
+    /// request may still change the answer before a transfer runs. Given
+    /// an idempotency key already used, it previews the stored result.
+    async fn preview_transfer(
+        &self,
+        ctx: &Context<'_>,
+        input: TransferInput,
+    ) -> Result<TransferPreview> {
+        let caller = caller(ctx)?;
+        let preview = ledger(ctx)?
+            .preview_transfer(caller, transfer_request(input))
+            .await;
+        Ok(match preview {
+            Ok(payer) => TransferPreview {
+                ok: true,
+                code: None,
+                message: None,
+                available_balance_after: Some(money(payer.balance - payer.held)?),
+            },
+            Err(error @ AppError::Internal(_)) => return Err(error.into()),
+            Err(error) => TransferPreview {
+                ok: false,
+                code: Some(error.error_code().into()),
+                message: Some(error.to_string()),
+                available_balance_after: None,
+            },
+        })
+    }
+
     /// A transfer: for its payer, its payee, or the operator.
     async fn transfer(&self, ctx: &Context<'_>, id: Id) -> Result<Transfer> {
         Ok(readable_transfer(ctx, id.0).await?)

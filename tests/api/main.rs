@@ -26,7 +26,9 @@ mod mutations;
 mod nodes;
 mod observability;
 mod pagination;
+
 mod persisted;
+mod preview;
 mod properties;
 mod schema;
 mod shared_documents;
