@@ -26,7 +26,6 @@ mod mutations;
 mod nodes;
 mod observability;
 mod pagination;
-
 mod persisted;
 mod preview;
 mod properties;
