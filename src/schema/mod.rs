@@ -22,6 +22,7 @@ mod pagination;
 mod payments;
 mod persisted;
 mod scalars;
+mod statements;
 mod subscription;
 mod wallets;
 

@@ -20,6 +20,7 @@ use super::operations::{
 use super::pagination::PageArgs;
 use super::payments::Transfer;
 use super::scalars::{Dec, Id, Timestamp};
+use super::statements::{self, Statement};
 use crate::domain::auth::Caller;
 use crate::domain::cursor::{TransferCursor, WalletCursor};
 use crate::domain::error::AppError;
@@ -70,6 +71,19 @@ impl Wallet {
     /// counted in `balance`.
     async fn incoming_held_balance(&self) -> Result<Dec> {
         Ok(money(self.0.incoming_held)?)
+    }
+
+    /// What its history adds up to from `from` (inclusive) to `to`
+    /// (exclusive): opening and closing balances, money in and out, and
+    /// how many operations. The lines are `GET
+    /// /wallets/{id}/statement.csv?from=&to=` (CSV).
+    async fn statement(
+        &self,
+        ctx: &Context<'_>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Statement> {
+        Ok(statements::statement(ctx, self.0.id, from, to).await?)
     }
 
     /// ACTIVE, FROZEN or CLOSED: whether money may move.

@@ -352,7 +352,8 @@ pub fn refused(err: AppError) -> Response {
 pub fn refused_as(err: AppError, media: Media) -> Response {
     let status = match err {
         AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
-        AppError::ForbiddenOrigin => StatusCode::FORBIDDEN,
+        AppError::ForbiddenOrigin | AppError::Forbidden => StatusCode::FORBIDDEN,
+        AppError::NotFound(_) => StatusCode::NOT_FOUND,
         AppError::InvalidInput(_) => StatusCode::BAD_REQUEST,
         AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         AppError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -8,6 +8,7 @@ mod graphql;
 mod listener;
 mod playground;
 mod ratelimit;
+mod statement;
 mod websocket;
 
 use std::sync::Arc;
@@ -116,6 +117,10 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .route("/graphiql/{file}", get(playground::asset))
+        .route(
+            "/wallets/{wallet_id}/statement.csv",
+            get(statement::statement_csv),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     if limits.metrics_on_main {

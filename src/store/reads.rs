@@ -10,7 +10,7 @@ use entity::{client, transfer, wallet, wallet_status_change};
 use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Query, SelectStatement, UnionType};
 use sea_orm::{
     ActiveEnum, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
 };
 use uuid::Uuid;
 
@@ -425,6 +425,116 @@ pub async fn balance_before<C: ConnectionTrait>(
         .one(conn)
         .await?;
     Ok(row.unwrap_or(0))
+}
+
+/// The sequence numbers `[first, end)` of a wallet's operations at or
+/// after `from` and before `to`: two binary searches (`first_seq_from`).
+pub async fn seq_window<C: ConnectionTrait>(
+    conn: &C,
+    wallet_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<(i64, i64), DbErr> {
+    let backend = conn.get_database_backend();
+    let query = Query::select()
+        .expr(first_seq_from(backend, wallet_id, from))
+        .expr(first_seq_from(backend, wallet_id, to))
+        .to_owned();
+    let row = conn
+        .query_one(&query)
+        .await?
+        .ok_or_else(|| DbErr::Custom("no row from the window search".into()))?;
+    // A wallet that does not exist has no rows: an empty window.
+    let first = row.try_get_by_index::<Option<i64>>(0)?.unwrap_or(1);
+    let end = row.try_get_by_index::<Option<i64>>(1)?.unwrap_or(first);
+    Ok((first, Ord::max(end, first)))
+}
+
+/// What a wallet's operations with sequence numbers in `[first, end)` add
+/// up to: (count, money in, money out), in one walk of `(wallet_id, seq)`.
+pub async fn window_totals<C: ConnectionTrait>(
+    conn: &C,
+    wallet_id: Uuid,
+    (first, end): (i64, i64),
+) -> Result<(i64, i64, i64), DbErr> {
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT COUNT(*), \
+                 CAST(COALESCE(SUM(CASE WHEN kind IN ('DEPOSIT', 'TRANSFER_IN') THEN amount ELSE 0 END), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(CASE WHEN kind IN ('WITHDRAWAL', 'TRANSFER_OUT') THEN amount ELSE 0 END), 0) AS BIGINT) \
+             FROM operation WHERE wallet_id = $1 AND seq >= $2 AND seq < $3",
+            [wallet_id.into(), first.into(), end.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("no row from the window totals".into()))?;
+    Ok((
+        row.try_get_by_index(0)?,
+        row.try_get_by_index(1)?,
+        row.try_get_by_index(2)?,
+    ))
+}
+
+/// A wallet's balance after its row `seq` (0 before the first).
+pub async fn balance_after_seq<C: ConnectionTrait>(
+    conn: &C,
+    wallet_id: Uuid,
+    seq: i64,
+) -> Result<i64, DbErr> {
+    let row = operation::Entity::find()
+        .select_only()
+        .column(operation::Column::BalanceAfter)
+        .filter(operation::Column::WalletId.eq(wallet_id))
+        .filter(operation::Column::Seq.eq(seq))
+        .into_tuple::<i64>()
+        .one(conn)
+        .await?;
+    Ok(row.unwrap_or(0))
+}
+
+/// One line of a statement: a ledger row with its transfer's description
+/// and metadata (stored once, on the transfer).
+#[derive(Clone, Debug, sea_orm::FromQueryResult)]
+pub struct StatementLine {
+    pub seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub kind: OperationKind,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub available_after: Option<i64>,
+    pub transfer_id: Option<Uuid>,
+    pub counterparty_wallet_id: Option<Uuid>,
+    pub description: Option<String>,
+    pub metadata: Option<String>,
+}
+
+/// Up to `limit` statement lines from sequence number `from` (inclusive)
+/// to `end` (exclusive), oldest first: one keyset page of `(wallet_id,
+/// seq)`, each transfer looked up by id.
+pub async fn statement_page<C: ConnectionTrait>(
+    conn: &C,
+    wallet_id: Uuid,
+    from: i64,
+    end: i64,
+    limit: u64,
+) -> Result<Vec<StatementLine>, DbErr> {
+    StatementLine::find_by_statement(sea_orm::Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        "SELECT o.seq, o.created_at, o.kind, o.amount, o.balance_after, o.available_after, \
+             o.transfer_id, o.counterparty_wallet_id, \
+             COALESCE(o.description, t.description) AS description, \
+             COALESCE(o.metadata, t.metadata) AS metadata \
+         FROM operation o LEFT JOIN transfer t ON t.id = o.transfer_id \
+         WHERE o.wallet_id = $1 AND o.seq >= $2 AND o.seq < $3 ORDER BY o.seq LIMIT $4",
+        [
+            wallet_id.into(),
+            from.into(),
+            end.into(),
+            i64::try_from(limit).unwrap_or(i64::MAX).into(),
+        ],
+    ))
+    .all(conn)
+    .await
 }
 
 /// One transfer by id.

@@ -31,6 +31,7 @@ mod preview;
 mod properties;
 mod schema;
 mod shared_documents;
+mod statements;
 mod subscriptions;
 mod transfers;
 mod typed;

@@ -1,0 +1,58 @@
+//! `Wallet.statement`: what a wallet's history adds up to between two
+//! moments, for audits and account statements. Its lines are the CSV
+//! download (`server::statement`).
+
+use async_graphql::{Context, SimpleObject};
+use uuid::Uuid;
+
+use super::context::{money, reader};
+use super::scalars::{Dec, Timestamp};
+use crate::domain::error::{AppError, AppResult};
+use crate::store::reads;
+
+/// A wallet's history between `from` (inclusive) and `to` (exclusive):
+/// `openingBalance + totalIn - totalOut = closingBalance`, always. Rows that
+/// change no balance (holds and their ends) count in `operationCount` only.
+#[derive(SimpleObject)]
+pub struct Statement {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// The balance from every operation before `from`.
+    pub opening_balance: Dec,
+    /// The balance from every operation before `to`.
+    pub closing_balance: Dec,
+    /// Deposits and transfers in.
+    pub total_in: Dec,
+    /// Withdrawals and transfers out.
+    pub total_out: Dec,
+    pub operation_count: i64,
+}
+
+pub async fn statement(
+    ctx: &Context<'_>,
+    wallet_id: Uuid,
+    from: Timestamp,
+    to: Timestamp,
+) -> AppResult<Statement> {
+    if from.0 >= to.0 {
+        return Err(AppError::invalid_field("to", "to must be after from"));
+    }
+    let (opening, closing, (count, total_in, total_out)) = reader(ctx)?
+        .read(|db| async move {
+            let window = reads::seq_window(&db, wallet_id, from.0, to.0).await?;
+            let opening = reads::balance_after_seq(&db, wallet_id, window.0 - 1).await?;
+            let closing = reads::balance_after_seq(&db, wallet_id, window.1 - 1).await?;
+            let totals = reads::window_totals(&db, wallet_id, window).await?;
+            Ok((opening, closing, totals))
+        })
+        .await?;
+    Ok(Statement {
+        from,
+        to,
+        opening_balance: money(opening)?,
+        closing_balance: money(closing)?,
+        total_in: money(total_in)?,
+        total_out: money(total_out)?,
+        operation_count: count,
+    })
+}
