@@ -15,6 +15,9 @@ const MESSAGES: Partial<Record<ErrorCode, string>> = {
   RATE_LIMITED: 'Too many requests: wait a moment.',
   TOO_MANY_HOLDS: 'Too many open holds.',
   BALANCE_LIMIT_EXCEEDED: 'The payee cannot receive that much.',
+  WALLET_FROZEN: 'This wallet is frozen: nothing can leave it for now.',
+  WALLET_CLOSED: 'That wallet is closed.',
+  LIMIT_EXCEEDED: "That is over this wallet's limit for today.",
 };
 
 /** The error's code, if the server gave one. */
