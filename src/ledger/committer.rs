@@ -24,7 +24,7 @@ use crate::live::{CHANNEL, Hub, notice};
 use crate::store::postings::{
     self, BatchFate, BatchMark, BatchWrite, Claimed, KeyClaim, TransferUpdate, WalletUpdate,
 };
-use crate::store::{DbFailure, Store, app_error, is_retryable, is_unavailable};
+use crate::store::{DbFailure, Store, app_error, is_retryable, is_unavailable, reads};
 
 /// How many times a batch that lost a race (deadlock, serialization
 /// failure, busy database) is run again before its requests see an error.
@@ -300,6 +300,16 @@ async fn attempt(
         found = postings::lock_wallets(&write.tx, &wallet_ids).await?;
     }
     locked.wallets = found.into_iter().map(|w| (w.id, w)).collect();
+    let configured: Vec<Uuid> = entries
+        .iter()
+        .filter_map(|entry| match &entry.action {
+            Action::Configure { wallet_id, .. } => Some(*wallet_id),
+            _ => None,
+        })
+        .collect();
+    if !configured.is_empty() {
+        locked.status_changed = reads::newest_status_changes(&write.tx, &configured).await?;
+    }
     let locked_now = locked.now;
     let settlement = settle(entries, &keys, groups, locked, rules, Utc::now());
 

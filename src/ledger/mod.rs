@@ -265,8 +265,8 @@ impl Ledger {
         let now = chrono::Utc::now();
         let locked = settle::Locked {
             wallets: wallets.into_iter().map(|w| (w.id, w)).collect(),
-            transfers: Default::default(),
             now,
+            ..settle::Locked::default()
         };
         let settled = settle::settle(
             &[&entry],

@@ -78,6 +78,9 @@ pub struct Locked {
     pub wallets: HashMap<Uuid, wallet::Model>,
     pub transfers: HashMap<Uuid, transfer::Model>,
     pub now: DateTime<Utc>,
+    /// The time of each configured wallet's newest status change (read
+    /// under its lock): a new one is later, whatever this server's clock.
+    pub status_changed: HashMap<Uuid, DateTime<Utc>>,
 }
 
 /// Everything a batch writes, and each entry's outcome.
@@ -102,6 +105,7 @@ pub struct Settlement {
 #[derive(Clone)]
 struct Book {
     wallets: HashMap<Uuid, wallet::Model>,
+    status_changed: HashMap<Uuid, DateTime<Utc>>,
     previous_seq: HashMap<Uuid, i64>,
     transfers: HashMap<Uuid, transfer::Model>,
     changed: BTreeSet<Uuid>,
@@ -124,6 +128,7 @@ pub fn settle(
     let original = locked.transfers.clone();
     let mut book = Book {
         wallets: locked.wallets,
+        status_changed: locked.status_changed,
         previous_seq: HashMap::new(),
         transfers: locked.transfers,
         changed: BTreeSet::new(),
@@ -149,6 +154,7 @@ pub fn settle(
                 book.clone(),
                 settlement.operations.len(),
                 settlement.transfers.len(),
+                settlement.status_changes.len(),
             )
         });
         let mut failed = None;
@@ -187,11 +193,12 @@ pub fn settle(
             }
         }
         match (failed, snapshot) {
-            (Some(_), Some((before, operations, transfers))) => {
+            (Some(_), Some((before, operations, transfers, status_changes))) => {
                 // The group settles whole or not at all.
                 book = before;
                 settlement.operations.truncate(operations);
                 settlement.transfers.truncate(transfers);
+                settlement.status_changes.truncate(status_changes);
                 for i in index..end {
                     if let Some(outcome @ Outcome::Posted(_)) = settlement.outcomes.get_mut(i) {
                         *outcome = Outcome::Aborted;
@@ -381,14 +388,21 @@ fn configure(wallet_id: Uuid, controls: &Controls, book: &mut Book) -> Result<Po
             return Err(AppError::WalletNotEmpty);
         }
         next.status = *status;
+        // After the wallet's newest change, so the newest by time is the
+        // status, whatever the clocks of the servers that made them.
+        let at = match book.status_changed.get(&wallet_id) {
+            Some(last) => book.clock.max(*last + TimeDelta::microseconds(1)),
+            None => book.clock,
+        };
         status_change = Some(wallet_status_change::Model {
             id: Uuid::now_v7(),
             wallet_id,
             status: *status,
             reason: reason.clone(),
-            created_at: book.clock,
+            created_at: at,
         });
-        book.clock += TimeDelta::microseconds(1);
+        book.status_changed.insert(wallet_id, at);
+        book.clock = book.clock.max(at + TimeDelta::microseconds(1));
     }
     if let Some(limit) = controls.max_transfer_amount {
         next.max_transfer_amount = limit;
@@ -751,8 +765,8 @@ mod tests {
             .collect();
         let locked = Locked {
             wallets,
-            transfers: HashMap::new(),
             now: Utc::now(),
+            ..Locked::default()
         };
         let groups = vec![None; entries.len()];
         let rules = Rules { max_open_holds: 2 };
@@ -949,8 +963,8 @@ mod tests {
         let wallets = HashMap::from([(a, wallet(a, 100)), (b, wallet(b, 0))]);
         let locked = Locked {
             wallets,
-            transfers: HashMap::new(),
             now: Utc::now(),
+            ..Locked::default()
         };
         // Entries 1 and 2 are one atomic group; 2 does not fit.
         let groups = [None, Some(7), Some(7), None];

@@ -220,10 +220,13 @@ fn spreadsheet_safe(text: String) -> String {
     }
 }
 
-/// Lines as RFC 4180 CSV: quoted where needed, CRLF line ends.
+/// Lines as RFC 4180 CSV, every cell quoted (OWASP's advice: a spreadsheet
+/// whose list separator is `;` would otherwise split an unquoted
+/// `x;=cmd…` into a cell that starts a formula), CRLF line ends.
 fn csv_chunk(lines: impl Iterator<Item = [String; 10]>) -> AppResult<Bytes> {
     let mut writer = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
+        .quote_style(csv::QuoteStyle::Always)
         .from_writer(Vec::with_capacity(64 * 1024));
     for line in lines {
         writer
@@ -254,7 +257,7 @@ mod tests {
         let chunk = csv_chunk(std::iter::once(line)).unwrap_or_default();
         assert_eq!(
             std::str::from_utf8(&chunk).unwrap_or_default(),
-            ",,,,,,,,\"say \"\"hi\"\", then\nleave\",\r\n"
+            "\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"say \"\"hi\"\", then\nleave\",\"\"\r\n"
         );
     }
 

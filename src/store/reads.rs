@@ -738,6 +738,26 @@ pub async fn status_changes<C: ConnectionTrait>(
         .await
 }
 
+/// The time of each wallet's newest status change, for those that have one.
+pub async fn newest_status_changes<C: ConnectionTrait>(
+    conn: &C,
+    wallet_ids: &[Uuid],
+) -> Result<HashMap<Uuid, DateTime<Utc>>, DbErr> {
+    let rows: Vec<(Uuid, Option<DateTime<Utc>>)> = wallet_status_change::Entity::find()
+        .select_only()
+        .column(wallet_status_change::Column::WalletId)
+        .column_as(wallet_status_change::Column::CreatedAt.max(), "newest")
+        .filter(wallet_status_change::Column::WalletId.is_in(wallet_ids.iter().copied()))
+        .group_by(wallet_status_change::Column::WalletId)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, at)| Some((id, at?)))
+        .collect())
+}
+
 /// The refunds of these payments, oldest first (`transfer_refund_of_idx`).
 pub async fn refunds_of<C: ConnectionTrait>(
     conn: &C,

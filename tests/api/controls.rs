@@ -370,7 +370,33 @@ async fn limits_refuse_what_exceeds_them_in_order(app: TestApp) {
     app.assert_ledger_consistent().await;
 }
 
+/// A change made through a server whose clock is behind the one that made
+/// the previous change is still recorded after it: the newest change is
+/// always the status (the audit checks that).
+async fn a_status_change_comes_after_the_last_whatever_the_clock(app: TestApp) {
+    use entity::wallet_status_change;
+    use sea_orm::EntityTrait;
+    use sea_orm::sea_query::Expr;
+    let alice = app.create_client("Alice").await;
+    data(&set_status(&app, OPERATOR, &alice.wallet, "FROZEN", "review").await);
+    // As if the freeze came from a server an hour ahead.
+    let ahead = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    wallet_status_change::Entity::update_many()
+        .col_expr(wallet_status_change::Column::CreatedAt, Expr::value(ahead))
+        .exec(app.store.db())
+        .await
+        .expect("move the change ahead");
+    data(&set_status(&app, OPERATOR, &alice.wallet, "ACTIVE", "cleared").await);
+    let changes = &wallet(&app, &alice.wallet).await["statusChanges"];
+    assert_eq!(changes[0]["status"], "ACTIVE", "{changes}");
+    let newest =
+        chrono::DateTime::parse_from_rfc3339(&text(&changes[0]["changedAt"])).expect("a time");
+    assert!(newest > ahead, "{changes}");
+    app.assert_ledger_consistent().await;
+}
+
 both_backends!(
+    a_status_change_comes_after_the_last_whatever_the_clock,
     a_frozen_wallet_lets_nothing_out_and_still_receives,
     closing_needs_an_empty_wallet_and_is_final,
     limits_refuse_what_exceeds_them_in_order,
