@@ -73,7 +73,21 @@ impl Related<super::client::Entity> for Entity {
     }
 }
 
+/// The UTC day of `at`, as `outgoing_day` counts days (since 1970-01-01).
+pub fn utc_day(at: DateTimeUtc) -> i64 {
+    at.timestamp().div_euclid(86_400)
+}
+
 impl Model {
+    /// What left the wallet on UTC day `day` (amount, count): its counts if
+    /// they are that day's, else nothing.
+    pub fn outgoing_on(&self, day: i64) -> (i64, i64) {
+        match self.outgoing_day == day {
+            true => (self.outgoing_today, self.outgoing_count_today),
+            false => (0, 0),
+        }
+    }
+
     /// A new client's wallet: empty, ACTIVE, without limits.
     pub fn empty(id: Uuid, client_id: Uuid, at: DateTimeUtc) -> Model {
         Model {

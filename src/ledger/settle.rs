@@ -481,18 +481,14 @@ fn use_of_day(
     wallets: &HashMap<Uuid, wallet::Model>,
     time: DateTime<Utc>,
 ) -> Result<Option<UseOfDay>, AppError> {
-    let day_of = |at: DateTime<Utc>| at.timestamp().div_euclid(86_400);
     if let Some(t) = &plan.new_transfer {
         let Some(payer) = wallets.get(&t.from_wallet_id) else {
             return Ok(None);
         };
         // The payer's row is the entry's first: its time is this.
         let at = (payer.updated_at + TimeDelta::microseconds(1)).max(time);
-        let day = day_of(at);
-        let (used, count) = match payer.outgoing_day == day {
-            true => (payer.outgoing_today, payer.outgoing_count_today),
-            false => (0, 0),
-        };
+        let day = wallet::utc_day(at);
+        let (used, count) = payer.outgoing_on(day);
         if let Some(max) = payer.max_transfer_amount
             && t.amount > max
         {
@@ -538,7 +534,7 @@ fn use_of_day(
     let Some(payer) = wallets.get(&ended.from_wallet_id) else {
         return Ok(None);
     };
-    if payer.outgoing_day != day_of(ended.created_at) || (amount == 0 && count == 0) {
+    if payer.outgoing_day != wallet::utc_day(ended.created_at) || (amount == 0 && count == 0) {
         return Ok(None);
     }
     Ok(Some(UseOfDay {

@@ -73,22 +73,18 @@ impl WalletLimits {
 
     /// What left it today.
     async fn outgoing_today(&self) -> Result<Dec> {
-        Ok(money(today(&self.0).0)?)
+        Ok(money(self.today().0)?)
     }
 
     /// How many transfers, holds and refunds left it today.
     async fn outgoing_count_today(&self) -> i64 {
-        today(&self.0).1
+        self.today().1
     }
 }
 
-/// The wallet's use of its daily limits today: zero if its counts are of
-/// another day.
-fn today(wallet: &wallet::Model) -> (i64, i64) {
-    let day = chrono::Utc::now().timestamp().div_euclid(86_400);
-    match wallet.outgoing_day == day {
-        true => (wallet.outgoing_today, wallet.outgoing_count_today),
-        false => (0, 0),
+impl WalletLimits {
+    fn today(&self) -> (i64, i64) {
+        self.0.outgoing_on(wallet::utc_day(chrono::Utc::now()))
     }
 }
 
