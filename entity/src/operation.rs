@@ -31,6 +31,10 @@ pub enum OperationKind {
     /// of a capture).
     #[sea_orm(string_value = "INCOMING_HOLD_RELEASE")]
     IncomingHoldRelease,
+    /// The wallet's credit line changed: amount 0, balance unchanged, the
+    /// available balance after is the new line's.
+    #[sea_orm(string_value = "CREDIT_LIMIT")]
+    CreditLimit,
 }
 
 /// One row of the append-only ledger: never updated, never deleted.
@@ -46,8 +50,8 @@ pub struct Model {
     pub kind: OperationKind,
     pub amount: i64,
     pub balance_after: i64,
-    /// `balance - held` after this row; rows from before holds have none
-    /// (it was `balance_after`): see `available_after()`.
+    /// `balance - held + credit_limit` after this row; rows from before
+    /// holds have none (it was `balance_after`): see `available_after()`.
     pub available_after: Option<i64>,
     /// The wallet's incoming held balance after this row; rows from before
     /// incoming holds have none.

@@ -3,7 +3,8 @@ use sea_orm::entity::prelude::*;
 /// A client's wallet. `balance` is in cents; `last_seq` is the sequence number
 /// of the wallet's newest operation (0 before any), advanced by the same UPDATE
 /// that changes the balance. `held` is the sum of the wallet's open holds as
-/// payer (`open_holds` of them): `balance - held` is what it may spend.
+/// payer (`open_holds` of them): `balance - held + credit_limit` is what it
+/// may spend (see `available`).
 /// `incoming_held` is the sum of the open holds to it as payee: money
 /// promised to it, not yet its own.
 /// Whether money may move: `Frozen` lets nothing out (money may still
@@ -55,6 +56,8 @@ pub struct Model {
     pub outgoing_day: i64,
     pub outgoing_today: i64,
     pub outgoing_count_today: i64,
+    /// How far below zero the balance may go, in cents (0: not at all).
+    pub credit_limit: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -88,6 +91,17 @@ impl Model {
         }
     }
 
+    /// What the wallet may spend: `balance - held + credit_limit`. Below
+    /// zero only when its line was lowered under what it uses.
+    pub fn available(&self) -> i64 {
+        self.balance - self.held + self.credit_limit
+    }
+
+    /// What it may withdraw: credit is not paid out.
+    pub fn own_available(&self) -> i64 {
+        self.balance - self.held
+    }
+
     /// A new client's wallet: empty, ACTIVE, without limits.
     pub fn empty(id: Uuid, client_id: Uuid, at: DateTimeUtc) -> Model {
         Model {
@@ -108,6 +122,7 @@ impl Model {
             outgoing_day: 0,
             outgoing_today: 0,
             outgoing_count_today: 0,
+            credit_limit: 0,
         }
     }
 }

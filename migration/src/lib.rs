@@ -16,6 +16,7 @@ mod m20261207_000001_ledger_batch;
 mod m20261207_000002_time_by_sequence;
 mod m20261208_000001_metadata;
 mod m20261208_000002_wallet_controls;
+mod m20261209_000001_credit_lines;
 mod rules;
 
 /// Largest balance a wallet may hold, in cents (one trillion dollars).
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000002_time_by_sequence::Migration),
             Box::new(m20261208_000001_metadata::Migration),
             Box::new(m20261208_000002_wallet_controls::Migration),
+            Box::new(m20261209_000001_credit_lines::Migration),
         ]
     }
 }

@@ -27,10 +27,10 @@ use crate::rules::{self, Rule};
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const KINDS_AFTER: &str = "'DEPOSIT', 'TRANSFER_OUT', 'TRANSFER_IN', 'WITHDRAWAL', 'HOLD', \
+pub(crate) const KINDS_AFTER: &str = "'DEPOSIT', 'TRANSFER_OUT', 'TRANSFER_IN', 'WITHDRAWAL', 'HOLD', \
      'HOLD_RELEASE', 'INCOMING_HOLD', 'INCOMING_HOLD_RELEASE'";
 
-fn kind_links_after(r: &str) -> String {
+pub(crate) fn kind_links_after(r: &str) -> String {
     format!(
         "({r}kind IN ('DEPOSIT', 'WITHDRAWAL') \
          AND {r}transfer_id IS NULL AND {r}counterparty_wallet_id IS NULL) \

@@ -50,3 +50,52 @@ pub async fn drop_sqlite<C: ConnectionTrait>(conn: &C, name: &str) -> Result<(),
     }
     Ok(())
 }
+
+/// Changes CHECK texts inside a SQLite table's stored CREATE TABLE
+/// statement: SQLite cannot alter a table's CHECK, and its documented way
+/// to change one without touching the data (ALTER TABLE, "making other
+/// kinds of table schema changes") edits that text and bumps the schema
+/// version, in one batch on one connection. Only for loosening a rule: rows
+/// already there are not checked again. Each `(from, to)` must be found, or
+/// the migration is refused rather than leaving the old rule in place.
+pub async fn rewrite_sqlite_checks<C: ConnectionTrait>(
+    conn: &C,
+    table: &str,
+    changes: &[(&str, &str)],
+) -> Result<(), DbErr> {
+    let sql_of = |query: String| async move {
+        conn.query_one_raw(sea_orm_migration::sea_orm::Statement::from_string(
+            sea_orm_migration::sea_orm::DbBackend::Sqlite,
+            query,
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Migration(format!("no {table} table")))
+    };
+    let text = sql_of(format!(
+        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = '{table}'"
+    ))
+    .await?
+    .try_get_by_index::<String>(0)?;
+    let mut rewritten = text.clone();
+    for (from, to) in changes {
+        if !rewritten.contains(from) {
+            return Err(DbErr::Migration(format!(
+                "{table}: unexpected CREATE TABLE text, no {from}"
+            )));
+        }
+        rewritten = rewritten.replace(from, to);
+    }
+    let version = sql_of("PRAGMA schema_version".to_owned())
+        .await?
+        .try_get_by_index::<i64>(0)?;
+    conn.execute_unprepared(&format!(
+        "PRAGMA writable_schema = ON; \
+         UPDATE sqlite_schema SET sql = '{}' WHERE type = 'table' AND name = '{table}'; \
+         PRAGMA schema_version = {}; \
+         PRAGMA writable_schema = OFF;",
+        rewritten.replace('\'', "''"),
+        version + 1
+    ))
+    .await?;
+    Ok(())
+}

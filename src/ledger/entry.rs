@@ -138,6 +138,8 @@ pub struct Controls {
     pub max_transfer_amount: Option<Option<i64>>,
     pub daily_outgoing_amount: Option<Option<i64>>,
     pub daily_outgoing_count: Option<Option<i64>>,
+    /// A new credit line, in cents (0: none).
+    pub credit_limit: Option<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -705,7 +707,7 @@ pub fn leg_row(
             leg.delta.abs()
         },
         balance_after: wallet.balance,
-        available_after: Some(wallet.balance - wallet.held),
+        available_after: Some(wallet.available()),
         incoming_held_after: Some(wallet.incoming_held),
         transfer_id,
         counterparty_wallet_id: leg.counterparty,

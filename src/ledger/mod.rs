@@ -21,7 +21,7 @@ pub use entry::{
 use std::sync::Arc;
 
 use entity::operation::OperationKind;
-use entity::{transfer, wallet};
+use entity::{operation, transfer, wallet};
 use sea_orm::{DbBackend, DbErr};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -230,32 +230,25 @@ impl Ledger {
     /// What `transfer` would answer now: the same checks (authorisation,
     /// status, limits, funds, the payee's balance limit) against the
     /// wallets as the primary has them, with nothing locked or written. A
-    /// key used before previews its stored result.
+    /// key used before previews its stored result. Answers the payer's
+    /// available balance after it, in cents.
     pub async fn preview_transfer(
         &self,
         caller: &Caller,
         request: AppResult<TransferRequest>,
-    ) -> Result<wallet::Model, AppError> {
+    ) -> Result<i64, AppError> {
         let entry = request.and_then(|request| entry::transfer(caller, request))?;
         let db = self.store().db();
         if let Some(claim) = &entry.claim
             && let Some(posted) = self.stored(claim).await?
         {
-            let payer = posted
+            // As the transfer left the payer, not as it is now.
+            return posted
                 .operations
                 .iter()
-                .find(|op| op.kind == OperationKind::TransferOut);
-            let mut wallet = posted
-                .wallets
-                .into_iter()
-                .next()
-                .ok_or_else(committer::lost)?;
-            // As the transfer left it, not as it is now.
-            if let Some(row) = payer {
-                wallet.balance = row.balance_after;
-                wallet.held = row.balance_after - row.available_after();
-            }
-            return Ok(wallet);
+                .find(|op| op.kind == OperationKind::TransferOut)
+                .map(operation::Model::available_after)
+                .ok_or_else(committer::lost);
         }
         let Action::Post { legs, .. } = &entry.action else {
             return Err(committer::lost());
@@ -279,8 +272,8 @@ impl Ledger {
         match settled.outcomes.into_iter().next() {
             Some(Outcome::Posted(posted)) => posted
                 .wallets
-                .into_iter()
-                .next()
+                .first()
+                .map(wallet::Model::available)
                 .ok_or_else(committer::lost),
             Some(Outcome::Refused(error)) => Err(error),
             _ => Err(committer::lost()),

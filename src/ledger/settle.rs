@@ -413,6 +413,35 @@ fn configure(wallet_id: Uuid, controls: &Controls, book: &mut Book) -> Result<Po
     if let Some(limit) = controls.daily_outgoing_count {
         next.daily_outgoing_count = limit;
     }
+    // A new credit line is a ledger row (amount 0) so that the available
+    // balance's history explains every change of it.
+    let mut operations = Vec::new();
+    if let Some(line) = controls.credit_limit
+        && line != current.credit_limit
+    {
+        if current.status == WalletStatus::Closed {
+            return Err(AppError::WalletClosed);
+        }
+        next.credit_limit = line;
+        next.last_seq += 1;
+        next.updated_at = (current.updated_at + TimeDelta::microseconds(1)).max(book.clock);
+        book.clock = next.updated_at + TimeDelta::microseconds(1);
+        operations.push(operation::Model {
+            id: Uuid::now_v7(),
+            wallet_id,
+            seq: next.last_seq,
+            kind: OperationKind::CreditLimit,
+            amount: 0,
+            balance_after: next.balance,
+            available_after: Some(next.available()),
+            incoming_held_after: Some(next.incoming_held),
+            transfer_id: None,
+            counterparty_wallet_id: None,
+            description: None,
+            metadata: None,
+            created_at: next.updated_at,
+        });
+    }
     if next != *current {
         let previous_seq = current.last_seq;
         book.previous_seq.entry(wallet_id).or_insert(previous_seq);
@@ -420,6 +449,7 @@ fn configure(wallet_id: Uuid, controls: &Controls, book: &mut Book) -> Result<Po
     }
     Ok(Posted {
         wallets: vec![next],
+        operations,
         status_change,
         ..Posted::default()
     })
@@ -545,8 +575,12 @@ fn use_of_day(
     }))
 }
 
-/// A wallet after one leg, if the leg may apply: a debit or a new hold
-/// needs the available balance (`balance - held`) to cover it.
+/// A wallet after one leg, if the leg may apply: a leg that lowers the
+/// available balance (a debit or a new hold) needs it to cover the leg,
+/// credit line included (`balance - held + credit_limit`); a withdrawal
+/// needs the wallet's own money (`balance - held`). A leg that does not
+/// lower it always applies, even to a wallet below a line lowered under
+/// what it uses: money coming in is what brings it back.
 fn apply_leg(
     current: &wallet::Model,
     leg: &Leg,
@@ -565,10 +599,18 @@ fn apply_leg(
             current.id
         )));
     }
-    if balance < 0 || balance - held < 0 {
+    let mut next = current.clone();
+    next.balance = balance;
+    next.held = held;
+    let lowers = leg.delta - leg.held < 0;
+    let short = match leg.kind {
+        OperationKind::Withdrawal => next.own_available() < 0,
+        _ => next.available() < 0,
+    };
+    if lowers && short {
         return Err(AppError::InsufficientFunds);
     }
-    if balance > Money::MAX_BALANCE.cents() {
+    if balance > Money::MAX_BALANCE.cents() || balance < -Money::MAX_BALANCE.cents() {
         return Err(AppError::BalanceLimitExceeded);
     }
     let open_holds = match leg.kind {
@@ -579,9 +621,6 @@ fn apply_leg(
     if open_holds > rules.max_open_holds && leg.kind == OperationKind::Hold {
         return Err(AppError::TooManyHolds(rules.max_open_holds));
     }
-    let mut next = current.clone();
-    next.balance = balance;
-    next.held = held;
     next.incoming_held = incoming;
     next.open_holds = open_holds.max(0);
     next.last_seq += 1;

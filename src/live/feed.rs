@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use entity::operation::OperationKind;
 use entity::{operation, wallet};
 use futures_util::Stream;
 use sea_orm::DbErr;
@@ -171,24 +172,21 @@ pub fn wallet_states(
         loop {
             match state.subscription.recv().await {
                 Ok(HubMessage::Operations(operations)) => {
-                    let id = state.current.id;
-                    let newest = operations
-                        .iter()
-                        .filter(|op| op.wallet_id == id)
-                        .max_by_key(|op| op.seq);
+                    let (id, last_seq) = (state.current.id, state.current.last_seq);
                     // Batches before the first read are in it already.
-                    let Some(newest) = newest.filter(|op| op.seq > state.current.last_seq) else {
+                    let mut rows: Vec<&operation::Model> = operations
+                        .iter()
+                        .map(|op| op.as_ref())
+                        .filter(|op| op.wallet_id == id && op.seq > last_seq)
+                        .collect();
+                    if rows.is_empty() {
                         continue;
-                    };
-                    let current = &mut state.current;
-                    current.balance = newest.balance_after;
-                    current.held = newest.balance_after - newest.available_after();
-                    if let Some(incoming) = newest.incoming_held_after {
-                        current.incoming_held = incoming;
                     }
-                    current.last_seq = newest.seq;
-                    current.updated_at = newest.created_at;
-                    return Some((Ok(current.clone()), Some(state)));
+                    rows.sort_by_key(|op| op.seq);
+                    for row in rows {
+                        follow(&mut state.current, row);
+                    }
+                    return Some((Ok(state.current.clone()), Some(state)));
                 }
                 Ok(HubMessage::Resync) | Err(RecvError::Lagged(_)) => {
                     let read = reads::wallets_by_ids(state.store.db(), &[state.current.id]).await;
@@ -228,4 +226,22 @@ pub fn all_wallets_feed(
             }
         }
     })
+}
+
+/// A wallet as one more of its rows leaves it. A row's available balance
+/// after is `balance - held + credit_limit`: a CREDIT_LIMIT row moves the
+/// line (its held is unchanged), any other row the held balance.
+fn follow(wallet: &mut wallet::Model, row: &operation::Model) {
+    match row.kind {
+        OperationKind::CreditLimit => {
+            wallet.credit_limit = row.available_after() - row.balance_after + wallet.held;
+        }
+        _ => wallet.held = row.balance_after + wallet.credit_limit - row.available_after(),
+    }
+    wallet.balance = row.balance_after;
+    if let Some(incoming) = row.incoming_held_after {
+        wallet.incoming_held = incoming;
+    }
+    wallet.last_seq = row.seq;
+    wallet.updated_at = row.created_at;
 }

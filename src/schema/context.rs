@@ -66,6 +66,11 @@ pub fn money(cents: i64) -> AppResult<Dec> {
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("negative amount in storage: {cents}")))
 }
 
+/// A stored balance, which a credit line lets go below zero.
+pub fn signed_money(cents: i64) -> Dec {
+    Dec(rust_decimal::Decimal::new(cents, 2))
+}
+
 /// An amount from the caller: positive, at most two decimals, bounded.
 pub fn amount(value: Dec) -> AppResult<Money> {
     Ok(Money::amount(value.0)?)

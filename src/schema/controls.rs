@@ -76,6 +76,13 @@ impl WalletLimits {
         Ok(money(self.today().0)?)
     }
 
+    /// How far below zero its balance may go (0.00: not at all): the
+    /// available balance is `balance - heldBalance + creditLimit`.
+    /// Withdrawals cannot use it.
+    async fn credit_limit(&self) -> Result<Dec> {
+        Ok(money(self.0.credit_limit)?)
+    }
+
     /// How many transfers, holds and refunds left it today.
     async fn outgoing_count_today(&self) -> i64 {
         self.today().1
@@ -117,6 +124,11 @@ pub struct SetWalletLimitsInput {
     pub daily_outgoing_amount: MaybeUndefined<Dec>,
     /// Greater than zero.
     pub daily_outgoing_count: MaybeUndefined<i64>,
+    /// The credit line, at most 1000000000.00; null or 0.00 removes it.
+    /// Lowered below what the wallet uses, it blocks debits until the
+    /// wallet is back within it. Each change is a CREDIT_LIMIT row in the
+    /// wallet's history.
+    pub credit_limit: MaybeUndefined<Dec>,
 }
 
 #[derive(SimpleObject)]
@@ -175,8 +187,8 @@ impl ControlsMutation {
         )
     }
 
-    /// Sets or removes a wallet's limits on what leaves it (operator only),
-    /// checked from its next movement on.
+    /// Sets or removes a wallet's limits on what leaves it and its credit
+    /// line (operator only), checked from its next movement on.
     async fn set_wallet_limits(
         &self,
         ctx: &Context<'_>,
@@ -207,6 +219,13 @@ impl ControlsMutation {
                         cents("dailyOutgoingAmount"),
                     )?,
                     daily_outgoing_count: change(input.daily_outgoing_count, Ok)?,
+                    credit_limit: change(input.credit_limit, |value: Dec| {
+                        match value.0.is_zero() {
+                            true => Ok(0),
+                            false => cents("creditLimit")(value),
+                        }
+                    })?
+                    .map(|line| line.unwrap_or(0)),
                 };
                 let wallet = ledger(ctx)?
                     .set_wallet_limits(caller, input.wallet_id.0, controls)

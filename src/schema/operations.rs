@@ -6,7 +6,9 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject
 use entity::operation;
 use uuid::Uuid;
 
-use super::context::{linked_transfer, loader, max_page_size, money, store, wallet_by_id};
+use super::context::{
+    linked_transfer, loader, max_page_size, money, signed_money, store, wallet_by_id,
+};
 use super::loaders::{OperationAt, OperationId, OperationPage, TransferId};
 use super::metadata::{self, MetadataEntry, MetadataFilterInput};
 use super::node::node_id;
@@ -151,6 +153,9 @@ pub enum OperationKind {
     /// On the payee's wallet: a hold for it ended (captured, voided or
     /// expired); a capture's TRANSFER_IN follows it.
     IncomingHoldRelease,
+    /// The operator changed the wallet's credit line: amount 0, balance
+    /// unchanged, `availableBalanceAfter` moved by the change.
+    CreditLimit,
 }
 
 /// Narrows a history: by kind, and by time (`from` inclusive, `to` exclusive).
@@ -215,13 +220,14 @@ impl Operation {
     }
 
     /// The wallet's balance right after this operation.
-    async fn balance_after(&self) -> Result<Dec> {
-        Ok(money(self.0.balance_after)?)
+    async fn balance_after(&self) -> Dec {
+        signed_money(self.0.balance_after)
     }
 
-    /// The wallet's available balance (balance - held) right after it.
-    async fn available_balance_after(&self) -> Result<Dec> {
-        Ok(money(self.0.available_after())?)
+    /// The wallet's available balance (balance - held + credit limit)
+    /// right after it.
+    async fn available_balance_after(&self) -> Dec {
+        signed_money(self.0.available_after())
     }
 
     /// The wallet's incoming held balance right after it; null on rows

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::changes::Changed;
 use super::context::{
     amount, answer, caller, counted, ledger, linked_transfer, loader, max_page_size, money,
-    readable_transfer, readable_wallet, reader, wallet_by_id,
+    readable_transfer, readable_wallet, reader, signed_money, wallet_by_id,
 };
 use super::errors::ErrorCode;
 use super::loaders::RefundsOf;
@@ -354,11 +354,11 @@ impl PaymentsQuery {
             .preview_transfer(caller, transfer_request(input))
             .await;
         Ok(match preview {
-            Ok(payer) => TransferPreview {
+            Ok(available) => TransferPreview {
                 ok: true,
                 code: None,
                 message: None,
-                available_balance_after: Some(money(payer.balance - payer.held)?),
+                available_balance_after: Some(signed_money(available)),
             },
             Err(error @ AppError::Internal(_)) => return Err(error.into()),
             Err(error) => TransferPreview {

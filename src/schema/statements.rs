@@ -5,7 +5,7 @@
 use async_graphql::{Context, SimpleObject};
 use uuid::Uuid;
 
-use super::context::{money, reader};
+use super::context::{money, reader, signed_money};
 use super::scalars::{Dec, Timestamp};
 use crate::domain::error::{AppError, AppResult};
 use crate::store::reads;
@@ -49,8 +49,8 @@ pub async fn statement(
     Ok(Statement {
         from,
         to,
-        opening_balance: money(opening)?,
-        closing_balance: money(closing)?,
+        opening_balance: signed_money(opening),
+        closing_balance: signed_money(closing),
         total_in: money(total_in)?,
         total_out: money(total_out)?,
         operation_count: count,

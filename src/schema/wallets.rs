@@ -10,6 +10,7 @@ use super::changes::Changed;
 use super::clients::{Client, client_by_id};
 use super::context::{
     amount, answer, caller, counted, ledger, max_page_size, money, readable_wallet, reader,
+    signed_money,
 };
 use super::controls::{self, WalletLimits, WalletStatus, WalletStatusChange};
 use super::metadata::{self, MetadataInput};
@@ -56,9 +57,10 @@ impl Wallet {
         &self.0.currency
     }
 
-    /// The posted balance, always with two decimals.
-    async fn balance(&self) -> Result<Dec> {
-        Ok(money(self.0.balance)?)
+    /// The posted balance, always with two decimals; below zero only on
+    /// credit (see `limits.creditLimit`).
+    async fn balance(&self) -> Dec {
+        signed_money(self.0.balance)
     }
 
     /// The sum of the wallet's open holds as payer (pending transfers).
@@ -106,10 +108,13 @@ impl Wallet {
         WalletLimits(self.0.clone())
     }
 
-    /// What the wallet may spend: `balance - heldBalance`. Transfers,
-    /// withdrawals, refunds and new holds spend only this.
-    async fn available_balance(&self) -> Result<Dec> {
-        Ok(money(self.0.balance - self.0.held)?)
+    /// What the wallet may spend: `balance - heldBalance +
+    /// limits.creditLimit`. Transfers, refunds and new holds spend only
+    /// this; withdrawals only the wallet's own money (`balance -
+    /// heldBalance`). Below zero when its credit line was lowered under
+    /// what it uses: it then pays nothing until it is back within.
+    async fn available_balance(&self) -> Dec {
+        signed_money(self.0.available())
     }
 
     /// Open holds where this wallet is payer or payee, soonest deadline
@@ -150,7 +155,7 @@ impl Wallet {
             .read(|db| async move { reads::balance_before(&db, id, at.0).await })
             .await
             .map_err(AppError::from)?;
-        Ok(money(cents)?)
+        Ok(signed_money(cents))
     }
 
     /// Number of operations in the wallet's history (the newest one's sequence).

@@ -192,6 +192,7 @@ fn kind_name(kind: OperationKind) -> &'static str {
         OperationKind::HoldRelease => "HOLD_RELEASE",
         OperationKind::IncomingHold => "INCOMING_HOLD",
         OperationKind::IncomingHoldRelease => "INCOMING_HOLD_RELEASE",
+        OperationKind::CreditLimit => "CREDIT_LIMIT",
     }
 }
 
@@ -202,7 +203,8 @@ fn signed(kind: OperationKind, amount: i64) -> i64 {
         OperationKind::Deposit
         | OperationKind::TransferIn
         | OperationKind::HoldRelease
-        | OperationKind::IncomingHold => amount,
+        | OperationKind::IncomingHold
+        | OperationKind::CreditLimit => amount,
         OperationKind::Withdrawal
         | OperationKind::TransferOut
         | OperationKind::Hold

@@ -66,11 +66,48 @@ macro_rules! held {
     };
 }
 
+/// Each row with the available balance before it (`COALESCE`: rows from
+/// before holds have none; it was the balance).
+macro_rules! with_available_before {
+    () => {
+        "SELECT wallet_id, seq, kind, balance_after,
+                COALESCE(available_after, balance_after) AS available_after,
+                LAG(COALESCE(available_after, balance_after), 1, 0)
+                    OVER (PARTITION BY wallet_id ORDER BY seq) AS available_before
+         FROM operation"
+    };
+}
+
 const CHECKS: &[(&str, &str)] = &[
-    ("no negative balance", "SELECT COUNT(*) FROM wallet WHERE balance < 0"),
     (
-        "no negative available balance",
-        "SELECT COUNT(*) FROM wallet WHERE held < 0 OR held > balance OR open_holds < 0",
+        "no debit leaves a wallet below its credit line, and no withdrawal uses credit",
+        // The line in effect at each row: the sum of its wallet's
+        // CREDIT_LIMIT changes so far.
+        concat!(
+            "SELECT COUNT(*) FROM (
+            SELECT kind, available_after,
+                   SUM(CASE WHEN kind = 'CREDIT_LIMIT' THEN available_after - available_before ELSE 0 END)
+                       OVER (PARTITION BY wallet_id ORDER BY seq) AS line
+            FROM (",
+            with_available_before!(),
+            ") a) x
+         WHERE (kind IN ('TRANSFER_OUT', 'WITHDRAWAL', 'HOLD') AND available_after < 0)
+            OR (kind = 'WITHDRAWAL' AND available_after < line) OR line < 0"
+        ),
+    ),
+    (
+        "each credit limit is its CREDIT_LIMIT rows' changes added up",
+        concat!(
+            "SELECT COUNT(*) FROM wallet w LEFT JOIN (
+            SELECT wallet_id, SUM(available_after - available_before) AS line FROM (",
+            with_available_before!(),
+            ") a WHERE kind = 'CREDIT_LIMIT' GROUP BY wallet_id) c ON c.wallet_id = w.id
+         WHERE w.credit_limit <> COALESCE(c.line, 0)"
+        ),
+    ),
+    (
+        "no negative held balance or credit limit",
+        "SELECT COUNT(*) FROM wallet WHERE held < 0 OR open_holds < 0 OR credit_limit < 0",
     ),
     (
         "each balance equals the sum of its operations",
@@ -110,7 +147,7 @@ const CHECKS: &[(&str, &str)] = &[
         "each balance equals its newest operation's balance-after",
         "SELECT COUNT(*) FROM wallet w LEFT JOIN operation o ON o.wallet_id = w.id AND o.seq = w.last_seq
          WHERE (w.last_seq = 0 AND w.balance <> 0) OR (w.last_seq > 0 AND (o.id IS NULL OR o.balance_after <> w.balance
-            OR COALESCE(o.available_after, o.balance_after) <> w.balance - w.held
+            OR COALESCE(o.available_after, o.balance_after) <> w.balance - w.held + w.credit_limit
             OR COALESCE(o.incoming_held_after, w.incoming_held) <> w.incoming_held))",
     ),
     (
@@ -164,7 +201,7 @@ const CHECKS: &[(&str, &str)] = &[
         "each balance-after follows from the row before",
         concat!(
             "SELECT COUNT(*) FROM (
-            SELECT balance_after, COALESCE(available_after, balance_after) AS available_after, ",
+            SELECT kind, balance_after, COALESCE(available_after, balance_after) AS available_after, ",
             signed!(),
             " AS signed, ",
             held!(),
@@ -172,7 +209,8 @@ const CHECKS: &[(&str, &str)] = &[
                    LAG(balance_after, 1, 0) OVER (PARTITION BY wallet_id ORDER BY seq) AS before,
                    LAG(COALESCE(available_after, balance_after), 1, 0) OVER (PARTITION BY wallet_id ORDER BY seq) AS available_before
             FROM operation) x
-         WHERE balance_after <> before + signed OR available_after <> available_before + signed - held"
+         WHERE balance_after <> before + signed
+            OR (kind <> 'CREDIT_LIMIT' AND available_after <> available_before + signed - held)"
         ),
     ),
     (
@@ -200,7 +238,7 @@ const CHECKS: &[(&str, &str)] = &[
     ),
     (
         "no transfer leg without its transfer",
-        "SELECT COUNT(*) FROM operation o WHERE o.kind NOT IN ('DEPOSIT', 'WITHDRAWAL')
+        "SELECT COUNT(*) FROM operation o WHERE o.kind NOT IN ('DEPOSIT', 'WITHDRAWAL', 'CREDIT_LIMIT')
          AND NOT EXISTS (SELECT 1 FROM transfer t WHERE t.id = o.transfer_id)",
     ),
 ];

@@ -468,15 +468,17 @@ async fn write_postgres<C: ConnectionTrait>(
              incoming_held = v.incoming_held, last_seq = v.last_seq, updated_at = v.updated_at, \
              status = v.status, max_transfer_amount = {}, daily_outgoing_amount = {}, \
              daily_outgoing_count = {}, outgoing_day = v.outgoing_day, \
-             outgoing_today = v.outgoing_today, outgoing_count_today = v.outgoing_count_today \
+             outgoing_today = v.outgoing_today, outgoing_count_today = v.outgoing_count_today, \
+             credit_limit = v.credit_limit \
          FROM unnest(CAST({ids} AS uuid[]), CAST({} AS bigint[]), CAST({} AS bigint[]), \
                  CAST({} AS integer[]), CAST({} AS bigint[]), CAST({} AS bigint[]), \
                  CAST({} AS timestamptz[]), CAST({} AS bigint[]), CAST({} AS text[]), \
                  CAST({} AS bigint[]), CAST({} AS bigint[]), CAST({} AS bigint[]), \
-                 CAST({} AS bigint[]), CAST({} AS bigint[]), CAST({} AS bigint[])) \
+                 CAST({} AS bigint[]), CAST({} AS bigint[]), CAST({} AS bigint[]), \
+                 CAST({} AS bigint[])) \
              AS v(id, balance, held, open_holds, incoming_held, last_seq, updated_at, previous_seq, \
                  status, max_transfer_amount, daily_outgoing_amount, daily_outgoing_count, \
-                 outgoing_day, outgoing_today, outgoing_count_today) \
+                 outgoing_day, outgoing_today, outgoing_count_today, credit_limit) \
          WHERE wallet.id = ANY(CAST({ids} AS uuid[])) AND wallet.id = v.id \
              AND wallet.last_seq = v.previous_seq RETURNING 1)",
         NULLS.bigint("v.max_transfer_amount"),
@@ -496,6 +498,7 @@ async fn write_postgres<C: ConnectionTrait>(
         param(array(w.iter().map(|w| w.outgoing_day))),
         param(array(w.iter().map(|w| w.outgoing_today))),
         param(array(w.iter().map(|w| w.outgoing_count_today))),
+        param(array(w.iter().map(|w| w.credit_limit))),
     ));
     if !batch.transfers.is_empty() {
         let t = batch.transfers;
@@ -794,12 +797,12 @@ async fn write_plain<C: ConnectionTrait>(
             .await?;
     }
     // One statement for all the wallets (a statement is a round trip to
-    // the driver's SQLite thread): 15 parameters a row, 1,000 rows at most
+    // the driver's SQLite thread): 16 parameters a row, 1,000 rows at most
     // within SQLite's 32,766.
     let mut updated = 0;
     for chunk in batch.wallets.chunks(1_000) {
-        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 15);
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 16);
         for u in chunk {
             let w = u.wallet;
             values.extend([
@@ -818,6 +821,7 @@ async fn write_plain<C: ConnectionTrait>(
                 w.outgoing_day.into(),
                 w.outgoing_today.into(),
                 w.outgoing_count_today.into(),
+                w.credit_limit.into(),
             ]);
         }
         let result = conn
@@ -826,14 +830,15 @@ async fn write_plain<C: ConnectionTrait>(
                 format!(
                     "WITH v(id, balance, held, open_holds, incoming_held, last_seq, updated_at, previous_seq, \
                          status, max_transfer_amount, daily_outgoing_amount, daily_outgoing_count, \
-                         outgoing_day, outgoing_today, outgoing_count_today) \
+                         outgoing_day, outgoing_today, outgoing_count_today, credit_limit) \
                      AS (VALUES {rows}) \
                      UPDATE wallet SET balance = v.balance, held = v.held, open_holds = v.open_holds, \
                          incoming_held = v.incoming_held, last_seq = v.last_seq, updated_at = v.updated_at, \
                          status = v.status, max_transfer_amount = v.max_transfer_amount, \
                          daily_outgoing_amount = v.daily_outgoing_amount, \
                          daily_outgoing_count = v.daily_outgoing_count, outgoing_day = v.outgoing_day, \
-                         outgoing_today = v.outgoing_today, outgoing_count_today = v.outgoing_count_today \
+                         outgoing_today = v.outgoing_today, outgoing_count_today = v.outgoing_count_today, \
+                         credit_limit = v.credit_limit \
                      FROM v WHERE wallet.id = v.id AND wallet.last_seq = v.previous_seq"
                 ),
                 values,

@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migration/src/m20261207_000002_time_by_sequence.rs"),
     include_str!("../../migration/src/m20261208_000001_metadata.rs"),
     include_str!("../../migration/src/m20261208_000002_wallet_controls.rs"),
+    include_str!("../../migration/src/m20261209_000001_credit_lines.rs"),
     include_str!("../../migration/src/rules.rs"),
 ];
 

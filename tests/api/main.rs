@@ -10,6 +10,7 @@ mod clients;
 mod concurrency;
 mod controls;
 mod crash;
+mod credit;
 mod dataloader;
 mod deposits;
 mod documents;

@@ -710,7 +710,7 @@ both_backends!(
     a_slow_wallet_subscriber_gets_the_newest_state,
 );
 
-const WALLET_UPDATED: &str = "subscription($w: UUID!) { walletUpdated(walletId: $w) { id balance heldBalance availableBalance operationCount cursor } }";
+const WALLET_UPDATED: &str = "subscription($w: UUID!) { walletUpdated(walletId: $w) { id balance heldBalance availableBalance operationCount cursor limits { creditLimit } } }";
 
 async fn wallet_updated_sends_the_state_then_each_batch(mut app: TestApp) {
     let live = live(&mut app);
@@ -742,6 +742,40 @@ async fn wallet_updated_sends_the_state_then_each_batch(mut app: TestApp) {
     let paid = ws.next_operation("w").await;
     assert_eq!(paid["availableBalance"], "5.00");
     assert_eq!(paid["operationCount"], 3);
+    // A credit line is a ledger row: live, with the held balance kept.
+    data(
+        &app.gql(
+            Some(OPERATOR),
+            "mutation($input: SetWalletLimitsInput!) { setWalletLimits(input: $input) { wallet { id } } }",
+            json!({ "input": { "walletId": alice.wallet, "creditLimit": "20.00" } }),
+        )
+        .await,
+    );
+    let lined = ws.next_operation("w").await;
+    assert_eq!(
+        (
+            &lined["balance"],
+            &lined["heldBalance"],
+            &lined["availableBalance"],
+            &lined["limits"]["creditLimit"]
+        ),
+        (
+            &json!("9.00"),
+            &json!("4.00"),
+            &json!("25.00"),
+            &json!("20.00")
+        )
+    );
+    data(&app.transfer(&alice, &bob.wallet, "20.00").await);
+    let borrowed = ws.next_operation("w").await;
+    assert_eq!(
+        (
+            &borrowed["balance"],
+            &borrowed["heldBalance"],
+            &borrowed["availableBalance"]
+        ),
+        (&json!("-11.00"), &json!("4.00"), &json!("5.00"))
+    );
     // Batches of other wallets are not this wallet's events.
     data(&app.deposit(&bob.wallet, "1.00").await);
     ws.assert_silent("w", Duration::from_millis(300)).await;

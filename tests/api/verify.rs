@@ -248,6 +248,8 @@ both_backends!(
     a_metadata_index_row_changed_or_missing,
     metadata_changed_behind_its_index,
     a_status_without_its_recorded_change,
+    a_credit_limit_changed_behind_the_ledger,
+    a_withdrawal_that_used_credit,
 );
 
 /// A pending transfer well past its deadline means no sweeper runs.
@@ -273,30 +275,89 @@ async fn a_hold_left_pending_past_its_deadline() {
     assert!(conserved);
 }
 
-/// A negative balance cannot even be written while the CHECK constraint
+/// A debit below the wallet's line cannot even be written while the rule
 /// stands; with it dropped by hand, the audit still catches one.
 #[tokio::test]
-async fn a_negative_balance() {
+async fn a_debit_below_its_credit_line() {
     let Some(app) = TestApp::postgres().await else {
         return;
     };
     ledger(&app).await;
-    let refused = app
-        .store
-        .db()
-        .execute_unprepared("UPDATE wallet SET balance = -5")
-        .await;
-    assert!(refused.is_err(), "the database refuses a negative balance");
+    let below = "UPDATE operation SET available_after = -5, balance_after = -5 \
+                 WHERE kind = 'TRANSFER_OUT'";
+    let refused = app.store.db().execute_unprepared(below).await;
+    assert!(
+        refused.is_err(),
+        "the database refuses a debit below the line"
+    );
     app.store
         .db()
-        .execute_unprepared(
-            "ALTER TABLE wallet DROP CONSTRAINT wallet_balance_range, \
-             DROP CONSTRAINT wallet_available_nonnegative",
-        )
+        .execute_unprepared("ALTER TABLE operation DROP CONSTRAINT operation_available_after_range")
         .await
         .expect("drop constraint");
-    let (failed, _) = violations_after(&app, "UPDATE wallet SET balance = -5").await;
-    assert!(failed.contains(&"no negative balance"), "{failed:?}");
+    let (failed, _) = violations_after(&app, below).await;
+    assert!(
+        failed.contains(
+            &"no debit leaves a wallet below its credit line, and no withdrawal uses credit"
+        ),
+        "{failed:?}"
+    );
+}
+
+/// A line of 50.00 on 10.00, and a withdrawal of the wallet's own 10.00.
+async fn ledger_with_credit(app: &TestApp) {
+    let alice = app.create_client("Alice").await;
+    data(&app.deposit(&alice.wallet, "10.00").await);
+    data(
+        &app.gql(
+            Some(crate::helpers::OPERATOR),
+            "mutation($input: SetWalletLimitsInput!) { setWalletLimits(input: $input) { wallet { id } } }",
+            serde_json::json!({ "input": { "walletId": alice.wallet, "creditLimit": "50.00" } }),
+        )
+        .await,
+    );
+    data(
+        &app.run(
+            Some(crate::helpers::OPERATOR),
+            "Withdraw",
+            serde_json::json!({ "input": { "walletId": alice.wallet, "amount": "10.00",
+                "idempotencyKey": crate::verbs::key() } }),
+        )
+        .await,
+    );
+    app.assert_ledger_consistent().await;
+}
+
+async fn a_credit_limit_changed_behind_the_ledger(app: TestApp) {
+    ledger_with_credit(&app).await;
+    let (failed, conserved) =
+        violations_after(&app, "UPDATE wallet SET credit_limit = credit_limit + 100").await;
+    assert!(
+        failed.contains(&"each credit limit is its CREDIT_LIMIT rows' changes added up"),
+        "{failed:?}"
+    );
+    assert!(
+        failed.contains(&"each balance equals its newest operation's balance-after"),
+        "{failed:?}"
+    );
+    assert!(conserved, "no money moved");
+}
+
+/// The line row says 60.00 was available (a line of 60.00 on 10.00), so
+/// the withdrawal that left 50.00 available spent 10.00 of credit.
+async fn a_withdrawal_that_used_credit(app: TestApp) {
+    ledger_with_credit(&app).await;
+    let (failed, _) = violations_after(
+        &app,
+        "UPDATE operation SET available_after = available_after + 1000 WHERE kind = 'CREDIT_LIMIT'",
+    )
+    .await;
+    assert!(
+        failed.contains(
+            &"no debit leaves a wallet below its credit line, and no withdrawal uses credit"
+        ),
+        "{failed:?}"
+    );
 }
 
 /// A payment with metadata, a deposit with its own, and one without.

@@ -202,7 +202,7 @@ function Received({ walletId, version }: { walletId: string; version: number }) 
   );
 }
 
-const KINDS: OperationKind[] = ['DEPOSIT', 'TRANSFER_IN', 'TRANSFER_OUT', 'WITHDRAWAL', 'HOLD', 'HOLD_RELEASE', 'INCOMING_HOLD', 'INCOMING_HOLD_RELEASE'];
+const KINDS: OperationKind[] = ['DEPOSIT', 'TRANSFER_IN', 'TRANSFER_OUT', 'WITHDRAWAL', 'HOLD', 'HOLD_RELEASE', 'INCOMING_HOLD', 'INCOMING_HOLD_RELEASE', 'CREDIT_LIMIT'];
 
 type Edge = HistoryQuery['operations']['edges'][number];
 
