@@ -15,13 +15,16 @@
 //!   to the ones above.
 //!
 //! Every rule is looser than the one it replaces, so existing rows meet
-//! them: PostgreSQL adds them NOT VALID and validates them in the same
-//! transaction without blocking writes; SQLite edits its CREATE TABLE text
+//! them. PostgreSQL swaps them in one short transaction, NOT VALID (they
+//! bind every row written from then on, and the exclusive lock lasts no
+//! scan), then validates each in a transaction of its own, whose scan lets
+//! reads and writes through. Each step is idempotent, so a migration cut
+//! off between them runs again. SQLite edits its CREATE TABLE text
 //! (`rules::rewrite_sqlite_checks`) and replaces trigger pairs. The new
 //! column has a constant default: no table is rewritten.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
+use sea_orm_migration::sea_orm::{DbBackend, Statement};
 
 use crate::MAX_BALANCE_CENTS;
 use crate::m20261130_000003_ledger_verbs::{KIND_LINKS, set_known_kinds};
@@ -144,7 +147,20 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let txn = manager.begin().await?;
         up(&txn).await?;
-        txn.commit().await
+        txn.commit().await?;
+        if manager.get_database_backend() != DbBackend::Postgres {
+            return Ok(());
+        }
+        for (table, name) in validated() {
+            let txn = manager.begin().await?;
+            let conn = txn.get_connection();
+            conn.execute_unprepared("SET LOCAL statement_timeout = 0")
+                .await?;
+            conn.execute_unprepared(&format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}"))
+                .await?;
+            txn.commit().await?;
+        }
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -154,43 +170,56 @@ impl MigrationTrait for Migration {
     }
 }
 
+/// The constraints PostgreSQL validates after the swap.
+fn validated() -> Vec<(&'static str, &'static str)> {
+    let mut names = vec![("operation", "operation_kind_known")];
+    names.extend(table_checks().iter().map(|c| (c.0, c.1)));
+    names.extend(rules().iter().map(|r| (r.table, r.name)));
+    names
+}
+
 async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     let backend = manager.get_database_backend();
     let conn = manager.get_connection();
-    if backend == DbBackend::Postgres {
-        // Validating the looser rules scans the operation table once.
-        conn.execute_unprepared("SET LOCAL statement_timeout = 0")
-            .await?;
-    }
-    manager
-        .alter_table(
-            Table::alter()
-                .table(Alias::new("wallet"))
-                .add_column(
-                    ColumnDef::new(Alias::new("credit_limit"))
-                        .big_integer()
-                        .not_null()
-                        .default(0),
-                )
-                .to_owned(),
-        )
-        .await?;
-    set_known_kinds(manager, KINDS_AFTER, KINDS).await?;
     let checks = table_checks();
     let mut replaced = vec![available_nonnegative()];
     replaced.extend(rules().into_iter().filter(|r| r.table == "operation"));
     if backend == DbBackend::Postgres {
+        conn.execute_unprepared(
+            "ALTER TABLE wallet ADD COLUMN IF NOT EXISTS credit_limit bigint NOT NULL DEFAULT 0",
+        )
+        .await?;
+        add_postgres(
+            conn,
+            "operation",
+            "operation_kind_known",
+            &format!("kind IN ({KINDS})"),
+        )
+        .await?;
         for rule in &replaced {
             drop_postgres(conn, rule.table, rule.name).await?;
         }
         for (table, name, _, after) in &checks {
-            drop_postgres(conn, table, name).await?;
             add_postgres(conn, table, name, after).await?;
         }
         for rule in rules() {
             add_postgres(conn, rule.table, rule.name, &(rule.condition)("")).await?;
         }
     } else {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new("wallet"))
+                    .add_column(
+                        ColumnDef::new(Alias::new("credit_limit"))
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        set_known_kinds(manager, KINDS_AFTER, KINDS).await?;
         for rule in &replaced {
             rules::drop_sqlite(conn, rule.name).await?;
         }
@@ -223,16 +252,38 @@ async fn down(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
         old_available_after_range(),
         available_nonnegative(),
     ];
+    // Once a line was set, its rows (and any negative balance) have no
+    // meaning before this migration: refuse, rather than fail on a rule.
+    let used = conn
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT (SELECT COUNT(*) FROM operation WHERE kind = 'CREDIT_LIMIT') \
+                  + (SELECT COUNT(*) FROM wallet WHERE balance < 0)",
+        ))
+        .await?
+        .map(|row| row.try_get_by_index::<i64>(0))
+        .transpose()?
+        .unwrap_or(0);
+    if used > 0 {
+        return Err(DbErr::Migration(
+            "credit lines were used (CREDIT_LIMIT rows or negative balances): \
+             m20261209_000001_credit_lines cannot be undone"
+                .into(),
+        ));
+    }
     if backend == DbBackend::Postgres {
+        conn.execute_unprepared("SET LOCAL statement_timeout = 0")
+            .await?;
         for rule in rules() {
             drop_postgres(conn, rule.table, rule.name).await?;
         }
         for (table, name, before, _) in table_checks() {
-            drop_postgres(conn, table, name).await?;
             add_postgres(conn, table, name, &before).await?;
+            validate_postgres(conn, table, name).await?;
         }
         for rule in &old {
             add_postgres(conn, rule.table, rule.name, &(rule.condition)("")).await?;
+            validate_postgres(conn, rule.table, rule.name).await?;
         }
     } else {
         for rule in rules() {
@@ -271,8 +322,7 @@ async fn drop_postgres<C: ConnectionTrait>(conn: &C, table: &str, name: &str) ->
     .map(|_| ())
 }
 
-/// Added NOT VALID, then validated: one scan of the table, inside the
-/// migration's transaction.
+/// Replaces a constraint, NOT VALID: no scan, however large the table.
 async fn add_postgres<C: ConnectionTrait>(
     conn: &C,
     table: &str,
@@ -280,9 +330,18 @@ async fn add_postgres<C: ConnectionTrait>(
     condition: &str,
 ) -> Result<(), DbErr> {
     conn.execute_unprepared(&format!(
-        "ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({condition}) NOT VALID"
+        "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}, \
+         ADD CONSTRAINT {name} CHECK ({condition}) NOT VALID"
     ))
-    .await?;
+    .await
+    .map(|_| ())
+}
+
+async fn validate_postgres<C: ConnectionTrait>(
+    conn: &C,
+    table: &str,
+    name: &str,
+) -> Result<(), DbErr> {
     conn.execute_unprepared(&format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}"))
         .await
         .map(|_| ())

@@ -414,9 +414,13 @@ fn configure(wallet_id: Uuid, controls: &Controls, book: &mut Book) -> Result<Po
         next.daily_outgoing_count = limit;
     }
     // A new credit line is a ledger row (amount 0) so that the available
-    // balance's history explains every change of it.
+    // balance's history explains every change of it. Closing removes it.
     let mut operations = Vec::new();
-    if let Some(line) = controls.credit_limit
+    let line = match next.status {
+        WalletStatus::Closed if current.status != WalletStatus::Closed => Some(0),
+        _ => controls.credit_limit,
+    };
+    if let Some(line) = line
         && line != current.credit_limit
     {
         if current.status == WalletStatus::Closed {

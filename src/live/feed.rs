@@ -183,23 +183,27 @@ pub fn wallet_states(
                         continue;
                     }
                     rows.sort_by_key(|op| op.seq);
-                    for row in rows {
-                        follow(&mut state.current, row);
+                    // Each row moves the state on from the one before; a
+                    // row missing in between (none is expected) means
+                    // reading the wallet as it is instead.
+                    if rows.first().is_some_and(|row| row.seq == last_seq + 1) {
+                        for row in rows {
+                            follow(&mut state.current, row);
+                        }
+                        return Some((Ok(state.current.clone()), Some(state)));
                     }
+                }
+                Ok(HubMessage::Resync) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return None,
+            }
+            let read = reads::wallets_by_ids(state.store.db(), &[state.current.id]).await;
+            match read.map(|rows| rows.into_iter().next()) {
+                Ok(Some(wallet)) if wallet.last_seq > state.current.last_seq => {
+                    state.current = wallet;
                     return Some((Ok(state.current.clone()), Some(state)));
                 }
-                Ok(HubMessage::Resync) | Err(RecvError::Lagged(_)) => {
-                    let read = reads::wallets_by_ids(state.store.db(), &[state.current.id]).await;
-                    match read.map(|rows| rows.into_iter().next()) {
-                        Ok(Some(wallet)) if wallet.last_seq > state.current.last_seq => {
-                            state.current = wallet;
-                            return Some((Ok(state.current.clone()), Some(state)));
-                        }
-                        Ok(_) => continue,
-                        Err(err) => return Some((Err(FeedError::Database(err)), None)),
-                    }
-                }
-                Err(RecvError::Closed) => return None,
+                Ok(_) => continue,
+                Err(err) => return Some((Err(FeedError::Database(err)), None)),
             }
         }
     })

@@ -133,7 +133,9 @@ pub enum ErrorCode {
     /// A malformed request or value; `extensions.field` points at the value.
     InvalidInput,
     NotFound,
-    /// The payer's available balance is below the amount.
+    /// The payer's available balance (credit line included; a
+    /// withdrawal's: without it) is below the amount, or below zero after a
+    /// lowered credit line.
     InsufficientFunds,
     SameWallet,
     /// The idempotency key was used before for another request.

@@ -99,9 +99,10 @@ impl SubscriptionRoot {
     /// wallet as it is, then as each committed batch that changed it left
     /// it, one event per batch; its `cursor` only moves forward. A
     /// subscriber that falls behind is sent the newest state, never dropped.
-    /// Only the balances, `operationCount` and `cursor` are live: `status`,
-    /// `limits` and `statusChanges` are as they were when the subscription
-    /// started (query the wallet for them).
+    /// Only the balances, `operationCount`, `cursor` and
+    /// `limits.creditLimit` are live (each is a ledger row): `status`, the
+    /// other `limits` and `statusChanges` are as they were when the
+    /// subscription started (query the wallet for them).
     async fn wallet_updated(
         &self,
         ctx: &Context<'_>,

@@ -286,7 +286,8 @@ pub struct DepositInput {
 #[derive(InputObject)]
 pub struct WithdrawInput {
     pub wallet_id: Id,
-    /// Greater than zero, at most two decimals; within the available balance.
+    /// Greater than zero, at most two decimals; within the wallet's own
+    /// money (`balance - heldBalance`: credit is not paid out).
     pub amount: Dec,
     /// Makes retries safe: the same key returns the first result.
     pub idempotency_key: String,
@@ -365,7 +366,8 @@ impl WalletsMutation {
     }
 
     /// Takes money out of a wallet to an outside account (operator only):
-    /// a WITHDRAWAL row, within the wallet's available balance.
+    /// a WITHDRAWAL row, within the wallet's own money (`balance -
+    /// heldBalance`; a credit line is not paid out).
     async fn withdraw(
         &self,
         ctx: &Context<'_>,

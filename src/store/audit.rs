@@ -227,14 +227,15 @@ const CHECKS: &[(&str, &str)] = &[
          WHERE o.created_at <> w.updated_at",
     ),
     (
-        "each wallet's status is its newest recorded change's (ACTIVE if none), and a closed one is empty",
+        "each wallet's status is its newest recorded change's (ACTIVE if none), and a closed one is empty, without a line",
         "SELECT COUNT(*) FROM wallet w LEFT JOIN (
             SELECT c.wallet_id, c.status FROM wallet_status_change c
             WHERE NOT EXISTS (SELECT 1 FROM wallet_status_change d WHERE d.wallet_id = c.wallet_id
                 AND (d.created_at > c.created_at OR (d.created_at = c.created_at AND d.id > c.id)))) n
               ON n.wallet_id = w.id
          WHERE w.status <> COALESCE(n.status, 'ACTIVE')
-            OR (w.status = 'CLOSED' AND (w.balance <> 0 OR w.held <> 0 OR w.incoming_held <> 0 OR w.open_holds <> 0))",
+            OR (w.status = 'CLOSED' AND (w.balance <> 0 OR w.held <> 0 OR w.incoming_held <> 0 OR w.open_holds <> 0
+                OR w.credit_limit <> 0))",
     ),
     (
         "no transfer leg without its transfer",

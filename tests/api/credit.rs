@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{OPERATOR, TestApp, TestClient, data, error_code, post_to, text};
+use crate::helpers::{EmptyDb, OPERATOR, TestApp, TestClient, data, error_code, post_to, text};
 use crate::verbs::{authorize, end, key};
 
 const SET_LINE: &str = "mutation($input: SetWalletLimitsInput!) {
@@ -231,7 +231,8 @@ async fn bad_credit_lines_are_refused_and_change_nothing(app: TestApp) {
     let w = wallet(&app, &alice.wallet).await;
     assert_eq!(w["limits"]["creditLimit"], "0.00");
     assert_eq!(w["operations"]["nodes"], json!([]));
-    // A closed wallet takes no line.
+    // Closing removes the line, with its row; a closed wallet takes none.
+    data(&set_line(&app, OPERATOR, &alice.wallet, json!("10.00")).await);
     data(
         &app.gql(
             Some(OPERATOR),
@@ -240,8 +241,80 @@ async fn bad_credit_lines_are_refused_and_change_nothing(app: TestApp) {
         )
         .await,
     );
+    let w = wallet(&app, &alice.wallet).await;
+    assert_eq!(w["limits"]["creditLimit"], "0.00");
+    assert_eq!(w["availableBalance"], "0.00");
+    assert_eq!(
+        w["operations"]["nodes"],
+        json!([
+            { "kind": "CREDIT_LIMIT", "amount": "0.00", "balanceAfter": "0.00", "availableBalanceAfter": "0.00" },
+            { "kind": "CREDIT_LIMIT", "amount": "0.00", "balanceAfter": "0.00", "availableBalanceAfter": "10.00" }
+        ])
+    );
     let closed = set_line(&app, OPERATOR, &alice.wallet, json!("10.00")).await;
     assert_eq!(error_code(&closed), "WALLET_CLOSED");
+    app.assert_ledger_consistent().await;
+}
+
+/// The migration undoes cleanly until a line is used; then it refuses
+/// with a message rather than failing on a rule halfway.
+async fn undo_the_migration(db: EmptyDb) {
+    use migration::MigratorTrait;
+    use sea_orm::{ConnectionTrait, Database};
+    let conn = Database::connect(db.url.as_str()).await.expect("connect");
+    migration::Migrator::up(&conn, None).await.expect("up");
+    migration::Migrator::down(&conn, Some(1))
+        .await
+        .expect("down");
+    migration::Migrator::up(&conn, None)
+        .await
+        .expect("up again");
+    let (client, wallet) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let at = "2026-12-07T00:00:00Z";
+    for sql in [
+        format!(
+            "INSERT INTO client (id, name, token_hash, created_at) VALUES ('{client}', 'A', 'a', '{at}')"
+        ),
+        format!(
+            "INSERT INTO wallet (id, client_id, currency, balance, last_seq, created_at, updated_at, credit_limit) \
+             VALUES ('{wallet}', '{client}', 'USD', 0, 1, '{at}', '{at}', 100)"
+        ),
+        format!(
+            "INSERT INTO operation (id, wallet_id, seq, kind, amount, balance_after, available_after, created_at) \
+             VALUES ('{}', '{wallet}', 1, 'CREDIT_LIMIT', 0, 0, 100, '{at}')",
+            uuid::Uuid::now_v7()
+        ),
+    ] {
+        conn.execute_unprepared(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let refused = migration::Migrator::down(&conn, Some(1)).await;
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("cannot be undone"), "{message}");
+    let kept: i64 = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT credit_limit FROM wallet",
+        ))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|row| row.try_get_by_index(0).ok())
+        .unwrap_or(-1);
+    assert_eq!(kept, 100, "nothing was undone");
+}
+
+#[tokio::test]
+async fn the_migration_undoes_until_a_line_is_used_postgres() {
+    if let Some(db) = EmptyDb::postgres().await {
+        undo_the_migration(db).await;
+    }
+}
+
+#[tokio::test]
+async fn the_migration_undoes_until_a_line_is_used_sqlite() {
+    undo_the_migration(EmptyDb::sqlite()).await;
 }
 
 async fn a_preview_counts_the_line(app: TestApp) {

@@ -392,7 +392,7 @@ async fn a_status_without_its_recorded_change(app: TestApp) {
     assert_eq!(
         failed,
         [
-            "each wallet's status is its newest recorded change's (ACTIVE if none), and a closed one is empty"
+            "each wallet's status is its newest recorded change's (ACTIVE if none), and a closed one is empty, without a line"
         ]
     );
     assert!(conserved);
