@@ -48,29 +48,8 @@ for v in old new; do
 done
 psql -q -d walletql_cost_new -f bench/pgbench/minimal-setup.sql
 
-# CPU seconds of the server and of all PostgreSQL processes (reaped
-# backends included, through the postmaster's children times).
-cpu_seconds() {
-  python3 - "$SERVER" <<'PY'
-import os, sys
-hz = os.sysconf("SC_CLK_TCK")
-def ticks(pid):
-    try:
-        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
-    except OSError:
-        return 0
-pg = 0
-for pid in os.listdir("/proc"):
-    if pid.isdigit():
-        try:
-            if open(f"/proc/{pid}/comm").read().strip() == "postgres":
-                pg += ticks(pid)
-        except OSError:
-            pass
-print(ticks(sys.argv[1]) / hz, pg / hz)
-PY
-}
+# cpu_seconds: CPU used so far by the server and by all of PostgreSQL.
+. bench/cpu.sh
 # CPU microseconds per transfer: server, PostgreSQL.
 per_transfer() { # before after transfers
   python3 -c "import sys; b=list(map(float,sys.argv[1].split())); a=list(map(float,sys.argv[2].split())); n=int(sys.argv[3]); print('cpu/transfer: server %.0f us, postgres %.0f us' % ((a[0]-b[0])/n*1e6, (a[1]-b[1])/n*1e6))" "$1" "$2" "$3"

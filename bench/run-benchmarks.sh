@@ -67,28 +67,8 @@ peak_rss() {
   kill $sampler 2>/dev/null || true
 }
 
-# CPU seconds (user + system) used so far by walletql and by all of PostgreSQL.
-cpu_seconds() {
-  python3 - "$SERVER" <<'PY'
-import os, sys
-hz = os.sysconf("SC_CLK_TCK")
-def ticks(pid):
-    try:
-        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
-    except OSError:
-        return 0
-pg = 0
-for pid in os.listdir("/proc"):
-    if pid.isdigit():
-        try:
-            if open(f"/proc/{pid}/comm").read().strip() == "postgres":
-                pg += ticks(pid)
-        except OSError:
-            pass
-print(ticks(sys.argv[1]) / hz, pg / hz)
-PY
-}
+# cpu_seconds: CPU used so far by walletql and by all of PostgreSQL.
+. bench/cpu.sh
 
 loadgen() { "$BIN/loadgen" --url "http://127.0.0.1:$PORT" --clients "$CLIENTS" --operator-token $OP "$@"; }
 pgbench_run() { # script, connections, label, extra -D settings...

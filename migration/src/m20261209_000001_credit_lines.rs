@@ -223,14 +223,7 @@ async fn up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
         for rule in &replaced {
             rules::drop_sqlite(conn, rule.name).await?;
         }
-        for table in ["wallet", "operation"] {
-            let changes: Vec<(&str, &str)> = checks
-                .iter()
-                .filter(|c| c.0 == table)
-                .map(|c| (c.2.as_str(), c.3.as_str()))
-                .collect();
-            rules::rewrite_sqlite_checks(conn, table, &changes).await?;
-        }
+        rewrite_table_checks(conn, true).await?;
         for rule in rules() {
             rules::add_sqlite(conn, &rule).await?;
         }
@@ -289,15 +282,7 @@ async fn down(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
         for rule in rules() {
             rules::drop_sqlite(conn, rule.name).await?;
         }
-        for table in ["wallet", "operation"] {
-            let checks = table_checks();
-            let changes: Vec<(&str, &str)> = checks
-                .iter()
-                .filter(|c| c.0 == table)
-                .map(|c| (c.3.as_str(), c.2.as_str()))
-                .collect();
-            rules::rewrite_sqlite_checks(conn, table, &changes).await?;
-        }
+        rewrite_table_checks(conn, false).await?;
         for rule in &old {
             rules::add_sqlite(conn, rule).await?;
         }
@@ -311,6 +296,24 @@ async fn down(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
                 .to_owned(),
         )
         .await?;
+    Ok(())
+}
+
+/// SQLite: the CHECKs in the tables' CREATE text, to the looser rules
+/// (`up`) or back.
+async fn rewrite_table_checks<C: ConnectionTrait>(conn: &C, up: bool) -> Result<(), DbErr> {
+    let checks = table_checks();
+    for table in ["wallet", "operation"] {
+        let changes: Vec<(&str, &str)> = checks
+            .iter()
+            .filter(|c| c.0 == table)
+            .map(|(_, _, before, after)| match up {
+                true => (before.as_str(), after.as_str()),
+                false => (after.as_str(), before.as_str()),
+            })
+            .collect();
+        rules::rewrite_sqlite_checks(conn, table, &changes).await?;
+    }
     Ok(())
 }
 

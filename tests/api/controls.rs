@@ -419,6 +419,31 @@ async fn a_daily_limit_holds_under_a_race_on_sqlite() {
     race_under_limit(&app, [app.addr, app.addr]).await;
 }
 
+/// `n` concurrent transfers of `amount`, sent to the servers in turn: how
+/// many posted, and the codes of those refused.
+pub(crate) async fn race_transfers(
+    servers: [std::net::SocketAddr; 2],
+    payer: &TestClient,
+    payee: &str,
+    amount: &str,
+    n: usize,
+) -> (usize, Vec<String>) {
+    let query = "mutation($input: TransferInput!) { transfer(input: $input) { transfer { id } } }";
+    let requests = (0..n).map(|i| {
+        let input = json!({ "input": { "fromWalletId": payer.wallet, "toWalletId": payee,
+            "amount": amount, "idempotencyKey": key() } });
+        async move { post_to(servers[i % 2], &payer.token, query, input).await }
+    });
+    let answers = join_all(requests).await;
+    let posted = answers.iter().filter(|r| r.get("errors").is_none()).count();
+    let refused = answers
+        .iter()
+        .filter(|r| r.get("errors").is_some())
+        .map(|r| error_code(r).to_owned())
+        .collect();
+    (posted, refused)
+}
+
 async fn race_under_limit(app: &TestApp, servers: [std::net::SocketAddr; 2]) {
     let alice = app.create_client("Alice").await;
     let bob = app.create_client("Bob").await;
@@ -431,22 +456,11 @@ async fn race_under_limit(app: &TestApp, servers: [std::net::SocketAddr; 2]) {
         )
         .await,
     );
-    let query = "mutation($input: TransferInput!) { transfer(input: $input) { transfer { id } } }";
-    let requests = (0..30).map(|i| {
-        let input = json!({ "input": { "fromWalletId": alice.wallet, "toWalletId": bob.wallet,
-            "amount": "7.00", "idempotencyKey": key() } });
-        let (alice, addr) = (&alice, servers[i % 2]);
-        async move { post_to(addr, &alice.token, query, input).await }
-    });
-    let answers = join_all(requests).await;
-    let posted = answers.iter().filter(|r| r.get("errors").is_none()).count();
-    let limited = answers
-        .iter()
-        .filter(|r| r.get("errors").is_some())
-        .map(error_code)
-        .filter(|c| *c == "LIMIT_EXCEEDED")
-        .count();
-    assert_eq!((posted, limited), (14, 16));
+    let (posted, refused) = race_transfers(servers, &alice, &bob.wallet, "7.00", 30).await;
+    assert_eq!(
+        (posted, refused),
+        (14, vec!["LIMIT_EXCEEDED".to_owned(); 16])
+    );
     assert_eq!(app.balance(&alice.wallet).await, "902.00");
     let limits = &wallet(app, &alice.wallet).await["limits"];
     assert_eq!(limits["outgoingToday"], "98.00");

@@ -3,11 +3,11 @@
 //! wallet uses blocks its debits until it is back within, and the
 //! database and the audit hold all of it, on both backends.
 
-use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{EmptyDb, OPERATOR, TestApp, TestClient, data, error_code, post_to, text};
+use crate::controls::race_transfers;
+use crate::helpers::{EmptyDb, OPERATOR, TestApp, TestClient, data, error_code, text};
 use crate::verbs::{authorize, end, key};
 
 const SET_LINE: &str = "mutation($input: SetWalletLimitsInput!) {
@@ -388,22 +388,11 @@ async fn a_credit_line_holds_under_a_race_on_sqlite() {
 async fn race_on_credit(app: &TestApp, servers: [std::net::SocketAddr; 2]) {
     let (alice, bob) = clients(app).await;
     data(&set_line(app, OPERATOR, &alice.wallet, json!("100.00")).await);
-    let query = "mutation($input: TransferInput!) { transfer(input: $input) { transfer { id } } }";
-    let requests = (0..30).map(|i| {
-        let input = json!({ "input": { "fromWalletId": alice.wallet, "toWalletId": bob.wallet,
-            "amount": "7.00", "idempotencyKey": key() } });
-        let (alice, addr) = (&alice, servers[i % 2]);
-        async move { post_to(addr, &alice.token, query, input).await }
-    });
-    let answers = join_all(requests).await;
-    let posted = answers.iter().filter(|r| r.get("errors").is_none()).count();
-    let short = answers
-        .iter()
-        .filter(|r| r.get("errors").is_some())
-        .map(error_code)
-        .filter(|c| *c == "INSUFFICIENT_FUNDS")
-        .count();
-    assert_eq!((posted, short), (14, 16));
+    let (posted, refused) = race_transfers(servers, &alice, &bob.wallet, "7.00", 30).await;
+    assert_eq!(
+        (posted, refused),
+        (14, vec!["INSUFFICIENT_FUNDS".to_owned(); 16])
+    );
     assert_eq!(
         balances(app, &alice.wallet).await,
         ("-98.00".into(), "2.00".into())
