@@ -989,6 +989,98 @@ mod tests {
         assert_eq!(s.released, [3], "the refused hold's key is given back");
     }
 
+    fn code(outcome: &Outcome) -> &'static str {
+        match outcome {
+            Outcome::Posted(_) => "OK",
+            Outcome::Refused(e) => e.code(),
+            _ => "?",
+        }
+    }
+
+    #[test]
+    fn a_credit_line_is_spent_and_a_lowered_one_refuses_every_debit() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let line = |cents| {
+            entry::set_limits(
+                &Caller::Operator,
+                a,
+                Controls {
+                    credit_limit: Some(cents),
+                    ..Controls::default()
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let withdraw = |cents| {
+            entry::withdraw(
+                &Caller::Operator,
+                entry::WithdrawRequest {
+                    wallet_id: a,
+                    amount: Money::from_cents(cents).unwrap_or_default(),
+                    description: None,
+                    metadata: Default::default(),
+                    idempotency_key: Uuid::now_v7().to_string(),
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let entries = [
+            line(100),
+            withdraw(1),        // credit is not paid out
+            transfer(a, b, 60), // -60, 40 available
+            hold(a, b, 40),     // 0 available
+            transfer(a, b, 1),  // nothing left
+            line(50),           // under its use: -50 available
+            transfer(b, a, 30), // money in is always taken: -20
+            transfer(a, b, 1),  // still below the line
+            transfer(b, a, 25), // 5 available
+            transfer(a, b, 5),  // back within: fits exactly
+        ];
+        let refs: Vec<&Entry> = entries.iter().collect();
+        let wallets = HashMap::from([(a, wallet(a, 0)), (b, wallet(b, 1_000))]);
+        let s = run(&refs, &[false; 10], wallets);
+        let codes: Vec<&str> = s.outcomes.iter().map(code).collect();
+        assert_eq!(
+            codes,
+            [
+                "OK",
+                "INSUFFICIENT_FUNDS",
+                "OK",
+                "OK",
+                "INSUFFICIENT_FUNDS",
+                "OK",
+                "OK",
+                "INSUFFICIENT_FUNDS",
+                "OK",
+                "OK"
+            ]
+        );
+        // Each row's available balance after counts the line in effect.
+        let rows: Vec<(OperationKind, i64, Option<i64>)> = s
+            .operations
+            .iter()
+            .filter(|op| op.wallet_id == a)
+            .map(|op| (op.kind, op.balance_after, op.available_after))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (OperationKind::CreditLimit, 0, Some(100)),
+                (OperationKind::TransferOut, -60, Some(40)),
+                (OperationKind::Hold, -60, Some(0)),
+                (OperationKind::CreditLimit, -60, Some(-50)),
+                (OperationKind::TransferIn, -30, Some(-20)),
+                (OperationKind::TransferIn, -5, Some(5)),
+                (OperationKind::TransferOut, -10, Some(0)),
+            ]
+        );
+        let after = s.wallets.iter().find(|c| c.wallet.id == a);
+        assert_eq!(
+            after.map(|c| (c.wallet.credit_limit, c.wallet.available())),
+            Some((50, 0))
+        );
+    }
+
     #[test]
     fn an_atomic_group_settles_whole_or_not_at_all() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
