@@ -156,8 +156,7 @@ impl MigrationTrait for Migration {
             let conn = txn.get_connection();
             conn.execute_unprepared("SET LOCAL statement_timeout = 0")
                 .await?;
-            conn.execute_unprepared(&format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}"))
-                .await?;
+            validate_postgres(conn, table, name).await?;
             txn.commit().await?;
         }
         Ok(())

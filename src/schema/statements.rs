@@ -37,22 +37,19 @@ pub async fn statement(
     if from.0 >= to.0 {
         return Err(AppError::invalid_field("to", "to must be after from"));
     }
-    let (opening, closing, (count, total_in, total_out)) = reader(ctx)?
+    let summary = reader(ctx)?
         .read(|db| async move {
             let window = reads::seq_window(&db, wallet_id, from.0, to.0).await?;
-            let opening = reads::balance_after_seq(&db, wallet_id, window.0 - 1).await?;
-            let closing = reads::balance_after_seq(&db, wallet_id, window.1 - 1).await?;
-            let totals = reads::window_totals(&db, wallet_id, window).await?;
-            Ok((opening, closing, totals))
+            reads::window_summary(&db, wallet_id, window).await
         })
         .await?;
     Ok(Statement {
         from,
         to,
-        opening_balance: signed_money(opening),
-        closing_balance: signed_money(closing),
-        total_in: money(total_in)?,
-        total_out: money(total_out)?,
-        operation_count: count,
+        opening_balance: signed_money(summary.opening),
+        closing_balance: signed_money(summary.closing),
+        total_in: money(summary.total_in)?,
+        total_out: money(summary.total_out)?,
+        operation_count: summary.count,
     })
 }

@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use entity::operation::OperationKind;
+use sea_orm::ActiveEnum;
 use uuid::Uuid;
 
 use super::AppState;
@@ -171,7 +172,8 @@ fn cells(line: &StatementLine) -> [String; 10] {
         line.seq.to_string(),
         line.created_at
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        kind_name(line.kind).to_owned(),
+        // As stored, the API's spelling.
+        line.kind.to_value(),
         format_cents(signed(line.kind, line.amount)),
         format_cents(line.balance_after),
         format_cents(line.available_after.unwrap_or(line.balance_after)),
@@ -180,20 +182,6 @@ fn cells(line: &StatementLine) -> [String; 10] {
         spreadsheet_safe(line.description.clone().unwrap_or_default()),
         spreadsheet_safe(metadata),
     ]
-}
-
-fn kind_name(kind: OperationKind) -> &'static str {
-    match kind {
-        OperationKind::Deposit => "DEPOSIT",
-        OperationKind::TransferOut => "TRANSFER_OUT",
-        OperationKind::TransferIn => "TRANSFER_IN",
-        OperationKind::Withdrawal => "WITHDRAWAL",
-        OperationKind::Hold => "HOLD",
-        OperationKind::HoldRelease => "HOLD_RELEASE",
-        OperationKind::IncomingHold => "INCOMING_HOLD",
-        OperationKind::IncomingHoldRelease => "INCOMING_HOLD_RELEASE",
-        OperationKind::CreditLimit => "CREDIT_LIMIT",
-    }
 }
 
 /// The amount with its direction: + for money in or released to the

@@ -451,45 +451,50 @@ pub async fn seq_window<C: ConnectionTrait>(
 }
 
 /// What a wallet's operations with sequence numbers in `[first, end)` add
-/// up to: (count, money in, money out), in one walk of `(wallet_id, seq)`.
-pub async fn window_totals<C: ConnectionTrait>(
+/// up to, in one statement: a walk of `(wallet_id, seq)` for the totals and
+/// a probe each for the balances on either side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowSummary {
+    pub count: i64,
+    pub total_in: i64,
+    pub total_out: i64,
+    /// The balance after row `first - 1` (0 before the first row).
+    pub opening: i64,
+    /// The balance after row `end - 1`.
+    pub closing: i64,
+}
+
+pub async fn window_summary<C: ConnectionTrait>(
     conn: &C,
     wallet_id: Uuid,
     (first, end): (i64, i64),
-) -> Result<(i64, i64, i64), DbErr> {
+) -> Result<WindowSummary, DbErr> {
     let row = conn
         .query_one_raw(sea_orm::Statement::from_sql_and_values(
             conn.get_database_backend(),
             "SELECT COUNT(*), \
                  CAST(COALESCE(SUM(CASE WHEN kind IN ('DEPOSIT', 'TRANSFER_IN') THEN amount ELSE 0 END), 0) AS BIGINT), \
-                 CAST(COALESCE(SUM(CASE WHEN kind IN ('WITHDRAWAL', 'TRANSFER_OUT') THEN amount ELSE 0 END), 0) AS BIGINT) \
+                 CAST(COALESCE(SUM(CASE WHEN kind IN ('WITHDRAWAL', 'TRANSFER_OUT') THEN amount ELSE 0 END), 0) AS BIGINT), \
+                 COALESCE((SELECT balance_after FROM operation WHERE wallet_id = $1 AND seq = $4), 0), \
+                 COALESCE((SELECT balance_after FROM operation WHERE wallet_id = $1 AND seq = $5), 0) \
              FROM operation WHERE wallet_id = $1 AND seq >= $2 AND seq < $3",
-            [wallet_id.into(), first.into(), end.into()],
+            [
+                wallet_id.into(),
+                first.into(),
+                end.into(),
+                (first - 1).into(),
+                (end - 1).into(),
+            ],
         ))
         .await?
-        .ok_or_else(|| DbErr::Custom("no row from the window totals".into()))?;
-    Ok((
-        row.try_get_by_index(0)?,
-        row.try_get_by_index(1)?,
-        row.try_get_by_index(2)?,
-    ))
-}
-
-/// A wallet's balance after its row `seq` (0 before the first).
-pub async fn balance_after_seq<C: ConnectionTrait>(
-    conn: &C,
-    wallet_id: Uuid,
-    seq: i64,
-) -> Result<i64, DbErr> {
-    let row = operation::Entity::find()
-        .select_only()
-        .column(operation::Column::BalanceAfter)
-        .filter(operation::Column::WalletId.eq(wallet_id))
-        .filter(operation::Column::Seq.eq(seq))
-        .into_tuple::<i64>()
-        .one(conn)
-        .await?;
-    Ok(row.unwrap_or(0))
+        .ok_or_else(|| DbErr::Custom("no row from the window summary".into()))?;
+    Ok(WindowSummary {
+        count: row.try_get_by_index(0)?,
+        total_in: row.try_get_by_index(1)?,
+        total_out: row.try_get_by_index(2)?,
+        opening: row.try_get_by_index(3)?,
+        closing: row.try_get_by_index(4)?,
+    })
 }
 
 /// One line of a statement: a ledger row with its transfer's description
